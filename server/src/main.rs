@@ -1,0 +1,2 @@
+//! rota provisioning server (placeholder until its issue lands).
+fn main() {}
