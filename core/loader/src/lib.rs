@@ -1,0 +1,199 @@
+//! The overlay loader of rota's resident core.
+//!
+//! [`find`] scans fixed flash slots for a blob by name; [`load`] reads that blob through
+//! `embedded-storage`, verifying the header, every relocation and the digest while it copies the image
+//! into the arena, and only then patches the relocations for the arena's address. A refused blob leaves a
+//! typed [`LoadError`] and nothing to execute. Arena writes are whole aligned 32-bit words, as the
+//! ESP8266's IRAM requires.
+//!
+//! Placement is a RAM arena today. Execute-in-place from flash fits the same format: the blob would be
+//! relocated for its flash address once, at install time, and [`load`] would then only verify it.
+#![no_std]
+#![deny(missing_docs)]
+
+use embedded_storage::nor_flash::ReadNorFlash;
+use rota_blob::{HeaderRepr, Isa, Verifier, HEADER_SIZE};
+
+/// Why an overlay was not loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// No slot holds a valid header with that name.
+    NotFound,
+    /// The flash driver failed to read at this offset.
+    Flash(u32),
+    /// The blob is malformed or incompatible.
+    Blob(rota_blob::Error),
+}
+
+impl LoadError {
+    /// A short description for consoles without `core::fmt`.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            LoadError::NotFound => "not found",
+            LoadError::Flash(_) => "flash read failed",
+            LoadError::Blob(e) => e.describe(),
+        }
+    }
+}
+
+impl From<rota_blob::Error> for LoadError {
+    fn from(e: rota_blob::Error) -> Self {
+        LoadError::Blob(e)
+    }
+}
+
+/// What the loader needs to know about the running core.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// The core's ISA.
+    pub isa: Isa,
+    /// The core's service-table ABI version.
+    pub abi_version: u32,
+}
+
+/// A placed, patched overlay ready to call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The blob's header.
+    pub header: HeaderRepr,
+    /// Address the image was placed and relocated at.
+    pub base: u32,
+    /// Address to call (Thumb bit set on Thumb).
+    pub entry: u32,
+}
+
+/// The outcome of examining one slot during [`find`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// The slot is erased (all 0xFF header).
+    Empty,
+    /// The slot holds a header that parses.
+    Blob(HeaderRepr),
+    /// The slot holds bytes that are not a valid header.
+    Corrupt(LoadError),
+}
+
+/// Reads and parses the header in the slot at `offset`.
+pub fn probe<F: ReadNorFlash>(flash: &mut F, offset: u32) -> SlotState {
+    let mut buf = [0u8; HEADER_SIZE];
+    if flash.read(offset, &mut buf).is_err() {
+        return SlotState::Corrupt(LoadError::Flash(offset));
+    }
+    if buf.iter().all(|&b| b == 0xFF) {
+        return SlotState::Empty;
+    }
+    match rota_blob::Header::new_checked(&buf[..]).and_then(|h| HeaderRepr::parse(&h)) {
+        Ok(h) => SlotState::Blob(h),
+        Err(e) => SlotState::Corrupt(LoadError::Blob(e)),
+    }
+}
+
+/// Finds the first slot whose header parses and carries `name`. `on_corrupt` hears of every slot that
+/// is neither empty nor valid, so one corrupt slot is reported but never hides the next.
+pub fn find<F: ReadNorFlash>(
+    flash: &mut F,
+    slots: impl IntoIterator<Item = u32>,
+    name: &[u8],
+    mut on_corrupt: impl FnMut(u32, LoadError),
+) -> Result<u32, LoadError> {
+    for offset in slots {
+        match probe(flash, offset) {
+            SlotState::Blob(h) if h.name.as_bytes() == name => return Ok(offset),
+            SlotState::Corrupt(e) => on_corrupt(offset, e),
+            _ => {}
+        }
+    }
+    Err(LoadError::NotFound)
+}
+
+/// Chunk size for flash reads; a multiple of 4 so image chunks are whole words.
+const CHUNK: usize = 64;
+
+fn read<F: ReadNorFlash>(flash: &mut F, offset: u32, buf: &mut [u8]) -> Result<(), LoadError> {
+    flash
+        .read(offset, buf)
+        .map_err(|_| LoadError::Flash(offset))
+}
+
+/// Loads the blob at `offset` into `arena`, to run at address `base`.
+///
+/// On target `base` is the arena's own address; host tests pass any base to compare against a linker's
+/// output at that base. On error the arena holds no runnable code: the image is only patched after the
+/// digest has matched.
+///
+/// # Safety
+/// `arena` must point to `arena_words` writable, 4-aligned words that nothing else uses during the call.
+pub unsafe fn load<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    target: Target,
+    arena: *mut u32,
+    arena_words: usize,
+    base: u32,
+) -> Result<Loaded, LoadError> {
+    let mut v = Verifier::new();
+    let mut buf = [0u8; CHUNK];
+
+    read(flash, offset, &mut buf[..HEADER_SIZE])?;
+    v.feed(&buf[..HEADER_SIZE])?;
+    let header = *v
+        .header()
+        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
+    let limit = u32::try_from(arena_words * 4).unwrap_or(u32::MAX);
+    header.check_compatible(target.isa, target.abi_version, limit)?;
+
+    // Relocations: the verifier checks each one (aligned, inside the image, increasing).
+    let mut pos = header.relocs_offset();
+    while pos < header.image_offset() {
+        let n = ((header.image_offset() - pos) as usize).min(CHUNK);
+        read(flash, offset + pos, &mut buf[..n])?;
+        v.feed(&buf[..n])?;
+        pos += n as u32;
+    }
+
+    // Image: hashed and copied word by word into the arena.
+    let mut word_index = 0usize;
+    while pos < header.digest_offset() {
+        let n = ((header.digest_offset() - pos) as usize).min(CHUNK);
+        read(flash, offset + pos, &mut buf[..n])?;
+        v.feed(&buf[..n])?;
+        for w in buf[..n].chunks_exact(4) {
+            // In bounds: image_size <= limit was checked above.
+            arena
+                .add(word_index)
+                .write_volatile(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+            word_index += 1;
+        }
+        pos += n as u32;
+    }
+
+    read(flash, offset + pos, &mut buf[..rota_blob::DIGEST_SIZE])?;
+    v.feed(&buf[..rota_blob::DIGEST_SIZE])?;
+    v.finish()?;
+
+    // Verified. Patch, re-checking each relocation in case flash changed under us.
+    let mut pos = header.relocs_offset();
+    let mut index = 0u32;
+    while pos < header.image_offset() {
+        let mut word = [0u8; 4];
+        read(flash, offset + pos, &mut word)?;
+        let rel = u32::from_le_bytes(word);
+        if rel % 4 != 0 || rel > header.image_size - 4 {
+            return Err(LoadError::Blob(rota_blob::Error::BadRelocation {
+                index,
+                offset: rel,
+            }));
+        }
+        let p = arena.add((rel / 4) as usize);
+        p.write_volatile(rota_blob::relocate_word(p.read_volatile(), base));
+        pos += 4;
+        index += 1;
+    }
+
+    let thumb = u32::from(header.isa == Isa::Thumbv7m);
+    Ok(Loaded {
+        header,
+        base,
+        entry: (base + header.entry_offset) | thumb,
+    })
+}
