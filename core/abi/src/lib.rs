@@ -133,6 +133,22 @@ impl Services {
         unsafe { (self.console_write)(self.core, bytes.as_ptr(), bytes.len()) }
     }
 
+    /// Writes `n` in decimal to the console (overlays carry no `core::fmt`).
+    pub fn write_dec(&self, n: u32) {
+        let mut buf = [0u8; 10];
+        let mut i = buf.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.write(&buf[i..]);
+    }
+
     /// Allocates `size` bytes aligned to `align`; null on failure.
     #[inline(always)]
     pub fn alloc(&self, size: usize, align: usize) -> *mut u8 {

@@ -1,0 +1,95 @@
+//! The console: semihosting `write(1, ..)` under QEMU (`sim`), UART0 on the chip (`chip`).
+
+use core::fmt;
+
+/// A zero-sized handle on the console, for `core::fmt::Write`.
+pub struct Console;
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to the console (blocking).
+pub fn write(bytes: &[u8]) {
+    imp::write(bytes)
+}
+
+/// Writes `len` bytes that start at `ptr` in memory that may allow only aligned 32-bit loads
+/// (IRAM, the arena, memory-mapped flash: a byte load there raises LoadStoreError on the chip).
+/// Reads whole aligned words and writes their bytes through a small DRAM buffer.
+///
+/// # Safety
+/// `ptr..ptr + len`, widened to whole words, must be readable.
+pub unsafe fn write_from_word_memory(ptr: *const u8, len: usize) {
+    let mut buf = [0u8; 64];
+    let mut fill = 0;
+    let start = ptr as usize;
+    let end = start + len;
+    let mut word_addr = start & !3;
+    while word_addr < end {
+        // SAFETY: aligned word inside the caller's range (widened to words).
+        let word = unsafe { core::ptr::read_volatile(word_addr as *const u32) }.to_le_bytes();
+        for (i, b) in word.iter().enumerate() {
+            let a = word_addr + i;
+            if a >= start && a < end {
+                buf[fill] = *b;
+                fill += 1;
+            }
+        }
+        if fill > buf.len() - 4 {
+            write(&buf[..fill]);
+            fill = 0;
+        }
+        word_addr += 4;
+    }
+    write(&buf[..fill]);
+}
+
+/// Formats to the console: `rota_board_esp8266::println!`-like helper for this crate.
+#[macro_export]
+macro_rules! cprintln {
+    ($($arg:tt)*) => {{
+        let _ = core::fmt::Write::write_fmt(
+            &mut $crate::console::Console,
+            format_args!("{}\n", format_args!($($arg)*)),
+        );
+    }};
+}
+
+#[cfg(feature = "sim")]
+mod imp {
+    use crate::semihosting;
+
+    pub fn write(mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match semihosting::write(1, bytes) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => bytes = &bytes[n.min(bytes.len())..],
+            }
+        }
+    }
+}
+
+#[cfg(feature = "chip")]
+mod imp {
+    /// UART0 TX/RX FIFO (writes push a byte).
+    const UART0_FIFO: *mut u32 = 0x6000_0000 as *mut u32;
+    /// UART0 status: bits 23..16 = TX FIFO count.
+    const UART0_STATUS: *const u32 = 0x6000_001C as *const u32;
+    /// TX FIFO depth.
+    const TX_FIFO_LEN: u32 = 128;
+
+    /// Blocking write at the baud rate the ROM left (74880 with a 26 MHz crystal).
+    pub fn write(bytes: &[u8]) {
+        for &b in bytes {
+            // SAFETY: UART0 registers of the ESP8266.
+            unsafe {
+                while (core::ptr::read_volatile(UART0_STATUS) >> 16) & 0xFF >= TX_FIFO_LEN - 2 {}
+                core::ptr::write_volatile(UART0_FIFO, b as u32);
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! rota's own minimal LX106 runtime: reset, stack, `.data`/`.bss` initialisation, exception vectors.
+//!
+//! Boot path (CALL0 ABI throughout, no register windows on the LX106):
+//! - `sim`: QEMU starts the CPU at the reset vector 0x50000000 (`.rota.reset_vector`, placed by
+//!   `linker/esp8266-sim.x`): `j` over two literal words, `l32r a1, <stack top>`,
+//!   `l32r a0, _rota_start`, `jx a0`.
+//! - `chip`: the ROM bootloader loads the IRAM/DRAM segments of the esptool image and calls the ELF
+//!   entry `_rota_start` with its own stack; `_rota_start` switches to ours.
+//!
+//! `_rota_start` (in IRAM, usable before the flash cache is on) masks interrupts (INTENABLE = 0),
+//! points VECBASE at `_vector_table`, sets PS = UM (EXCM = 0, so exceptions go to the user vector),
+//! enables the flash cache and disables the ROM watchdog (chip only), copies `.data` from its load
+//! address when that differs (sim: the pristine copy in IROM), zeroes `.bss` and calls
+//! [`rota_rt_main`], which never returns.
+//!
+//! Exceptions: the user, kernel and double exception vectors and the debug vector are fatal; they
+//! reload the stack pointer and call [`rota_rt_fatal_exception`], which prints the cause and stops.
+//! The NMI vector returns at once (`rfi 3`); nothing enables an NMI source.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::console;
+
+/// PS value set at start: UM = 1 (general exceptions use the user vector), EXCM = 0, INTLEVEL = 0.
+/// Interrupts stay off because INTENABLE is 0.
+pub const PS_RUNNING: u32 = 0x20;
+
+// The reset vector trampoline, only in the sim build (the chip's ROM enters at `_rota_start`).
+#[cfg(feature = "sim")]
+global_asm!(
+    r#"
+    .section .rota.reset_vector, "ax"
+    .global _rota_reset
+    .type _rota_reset, @function
+    .p2align 2
+_rota_reset:
+    j       1f
+    .p2align 2
+.Lreset_stack:
+    .long   _stack_start
+.Lreset_entry:
+    .long   _rota_start
+1:
+    l32r    a1, .Lreset_stack
+    l32r    a0, .Lreset_entry
+    jx      a0
+    .size _rota_reset, . - _rota_reset
+"#
+);
+
+// Exception vectors at VECBASE = `_vector_table` (1 KB aligned by the linker scripts). Offsets are
+// those of the lx106 core: 0x10 debug (level 2), 0x20 NMI (level 3), 0x30 kernel, 0x50 user,
+// 0x70 double exception. Each fatal stub loads its kind into a2 and jumps to the common stub.
+global_asm!(
+    r#"
+    .section .rota.vectors, "ax"
+    .global _rota_vectors
+    .p2align 2
+_rota_vectors:
+    ill
+    .org    0x10
+.Ldebug_vector:
+    movi    a2, 3
+    j       _rota_fatal_stub
+    .org    0x20
+.Lnmi_vector:
+    rfi     3
+    .org    0x30
+.Lkernel_vector:
+    movi    a2, 1
+    j       _rota_fatal_stub
+    .org    0x50
+.Luser_vector:
+    movi    a2, 0
+    j       _rota_fatal_stub
+    .org    0x70
+.Ldouble_vector:
+    movi    a2, 2
+    j       _rota_fatal_stub
+    .org    0x80
+"#
+);
+
+// The common fatal-exception stub and the runtime entry, both in IRAM. Literals precede their
+// users because l32r only reaches backwards.
+global_asm!(
+    r#"
+    .section .rota.iram.text, "ax"
+    .p2align 2
+.Lfatal_stack:
+    .long   _stack_start
+.Lfatal_handler:
+    .long   rota_rt_fatal_exception
+    .global _rota_fatal_stub
+    .type _rota_fatal_stub, @function
+    .p2align 2
+_rota_fatal_stub:
+    rsr     a3, exccause
+    rsr     a4, epc1
+    rsr     a5, excvaddr
+    rsr     a6, depc
+    l32r    a1, .Lfatal_stack
+    movi    a0, 0
+    l32r    a7, .Lfatal_handler
+    callx0  a7
+2:
+    j       2b
+    .size _rota_fatal_stub, . - _rota_fatal_stub
+
+    .p2align 2
+.Lstart_stack:
+    .long   _stack_start
+.Lstart_vecbase:
+    .long   _vector_table
+.Lstart_sidata:
+    .long   _sidata
+.Lstart_sdata:
+    .long   _sdata
+.Lstart_edata:
+    .long   _edata
+.Lstart_sbss:
+    .long   _sbss
+.Lstart_ebss:
+    .long   _ebss
+.Lstart_chip_init:
+    .long   rota_rt_chip_init
+.Lstart_main:
+    .long   rota_rt_main
+    .global _rota_start
+    .type _rota_start, @function
+    .p2align 2
+_rota_start:
+    l32r    a1, .Lstart_stack
+    movi    a0, 0
+    wsr     a0, intenable
+    l32r    a2, .Lstart_vecbase
+    wsr     a2, vecbase
+    movi    a2, 0x20
+    wsr     a2, ps
+    rsync
+    l32r    a2, .Lstart_chip_init
+    callx0  a2
+    l32r    a2, .Lstart_sidata
+    l32r    a3, .Lstart_sdata
+    l32r    a4, .Lstart_edata
+    beq     a2, a3, 2f
+1:
+    bgeu    a3, a4, 2f
+    l32i    a5, a2, 0
+    s32i    a5, a3, 0
+    addi    a2, a2, 4
+    addi    a3, a3, 4
+    j       1b
+2:
+    l32r    a3, .Lstart_sbss
+    l32r    a4, .Lstart_ebss
+    movi    a5, 0
+3:
+    bgeu    a3, a4, 4f
+    s32i    a5, a3, 0
+    addi    a3, a3, 4
+    j       3b
+4:
+    movi    a0, 0
+    l32r    a2, .Lstart_main
+    callx0  a2
+5:
+    j       5b
+    .size _rota_start, . - _rota_start
+"#
+);
+
+/// Chip-only early init, called by `_rota_start` before `.data`/`.bss` exist: maps the first MB of
+/// flash through the cache (ROM `Cache_Read_Enable(0, 0, 1)`) and stops the ROM watchdog.
+/// Must live in IRAM and touch no statics.
+#[cfg(feature = "chip")]
+#[no_mangle]
+#[link_section = ".rota.iram.text.chip_init"]
+extern "C" fn rota_rt_chip_init() {
+    extern "C" {
+        fn Cache_Read_Enable(odd_even: u32, mb_count: u32, unknown: u32);
+        fn ets_wdt_disable();
+    }
+    // SAFETY: ROM routines at the addresses PROVIDEd by linker/esp8266-chip.x.
+    unsafe {
+        Cache_Read_Enable(0, 0, 1);
+        ets_wdt_disable();
+    }
+}
+
+/// Sim: nothing to do before `.data`/`.bss` (no cache, no watchdog in QEMU's sim machine).
+#[cfg(feature = "sim")]
+#[no_mangle]
+#[link_section = ".rota.iram.text.chip_init"]
+extern "C" fn rota_rt_chip_init() {}
+
+/// Called by `_rota_start` once `.data` and `.bss` are initialised.
+#[no_mangle]
+extern "C" fn rota_rt_main() -> ! {
+    crate::main()
+}
+
+/// Kinds of fatal exception, in the order of the codes the vectors load into a2.
+const KINDS: [&str; 4] = ["user", "kernel", "double", "debug"];
+
+static IN_FATAL: AtomicBool = AtomicBool::new(false);
+
+/// Reports a fatal exception (`kind` 0 user, 1 kernel, 2 double, 3 debug) and stops: exit code 3
+/// under semihosting, a halt on the chip. A fault while reporting stops at once with code 4.
+#[no_mangle]
+extern "C" fn rota_rt_fatal_exception(
+    kind: u32,
+    exccause: u32,
+    epc1: u32,
+    excvaddr: u32,
+    depc: u32,
+) -> ! {
+    // No compare-and-swap on the LX106; interrupts are off, so load + store is enough.
+    if IN_FATAL.load(Ordering::Relaxed) {
+        crate::exit(4);
+    }
+    IN_FATAL.store(true, Ordering::Relaxed);
+    let kind = KINDS.get(kind as usize).copied().unwrap_or("?");
+    let _ = core::fmt::Write::write_fmt(
+        &mut console::Console,
+        format_args!(
+            "\nrota: fatal {kind} exception: EXCCAUSE={exccause} ({}) EPC1={epc1:#010x} \
+             EXCVADDR={excvaddr:#010x} DEPC={depc:#010x}\n",
+            cause_name(exccause)
+        ),
+    );
+    crate::exit(3)
+}
+
+/// A short name for an Xtensa EXCCAUSE value.
+pub fn cause_name(cause: u32) -> &'static str {
+    match cause {
+        0 => "IllegalInstruction",
+        1 => "Syscall",
+        2 => "InstructionFetchError",
+        3 => "LoadStoreError",
+        4 => "Level1Interrupt",
+        5 => "Alloca",
+        6 => "IntegerDivideByZero",
+        8 => "Privileged",
+        9 => "LoadStoreAlignment",
+        12 => "InstrPIFDataError",
+        13 => "LoadStorePIFDataError",
+        14 => "InstrPIFAddrError",
+        15 => "LoadStorePIFAddrError",
+        16 => "InstTLBMiss",
+        17 => "InstTLBMultiHit",
+        18 => "InstFetchPrivilege",
+        20 => "InstFetchProhibited",
+        24 => "LoadStoreTLBMiss",
+        25 => "LoadStoreTLBMultiHit",
+        26 => "LoadStorePrivilege",
+        28 => "LoadProhibited",
+        29 => "StoreProhibited",
+        _ => "?",
+    }
+}
+
+/// Synchronises instruction fetch with earlier stores (`isync`): call after writing code to RAM.
+#[inline(always)]
+pub fn isync() {
+    // SAFETY: `isync` only waits for earlier instruction-fetch-affecting changes.
+    unsafe { core::arch::asm!("isync", options(nostack, preserves_flags)) }
+}
+
+/// Reads the cycle counter CCOUNT.
+#[inline(always)]
+pub fn ccount() -> u32 {
+    let c: u32;
+    // SAFETY: reading a special register has no side effect.
+    unsafe { core::arch::asm!("rsr {0}, ccount", out(reg) c, options(nomem, nostack, preserves_flags)) }
+    c
+}
+
+/// The linker-script symbols, as addresses.
+pub mod symbols {
+    extern "C" {
+        static _arena_start: u8;
+        static _arena_end: u8;
+        static _heap_start: u8;
+        static _heap_end: u8;
+        static _stack_start: u8;
+        static _stack_end: u8;
+        static _flash_start: u8;
+        static _flash_end: u8;
+    }
+
+    macro_rules! addr {
+        ($(#[$m:meta])* $name:ident, $sym:ident) => {
+            $(#[$m])*
+            #[inline(always)]
+            pub fn $name() -> usize {
+                core::ptr::addr_of!($sym) as usize
+            }
+        };
+    }
+
+    addr!(/// First byte of the overlay arena (IRAM, executable).
+        arena_start, _arena_start);
+    addr!(/// One past the arena.
+        arena_end, _arena_end);
+    addr!(/// First byte of the heap (DRAM, after `.bss`).
+        heap_start, _heap_start);
+    addr!(/// One past the heap (= the stack's bottom).
+        heap_end, _heap_end);
+    addr!(/// The stack's top (initial a1).
+        stack_start, _stack_start);
+    addr!(/// The stack's bottom (lowest address).
+        stack_end, _stack_end);
+    addr!(/// First byte of the memory-mapped blob store window.
+        flash_start, _flash_start);
+    addr!(/// One past the blob store window.
+        flash_end, _flash_end);
+}
