@@ -27,4 +27,6 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=-nostdlib");
     println!("cargo:rustc-link-arg-bins=-Wl,-T{}", script.display());
     println!("cargo:rustc-link-arg-bins=-Wl,--gc-sections");
+    // IRAM holds code and the (writable, executable) overlay arena by design.
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-rwx-segments");
 }

@@ -75,7 +75,8 @@ impl Flash {
     /// The CPU address at which `offset` is mapped (for execute-in-place and word reads), if in
     /// bounds. Only aligned 32-bit loads are allowed there on the chip.
     pub fn mapped(&self, offset: u32) -> Option<*const u32> {
-        ((offset as usize) < self.len()).then(|| (symbols::flash_start() + offset as usize) as *const u32)
+        ((offset as usize) < self.len())
+            .then(|| (symbols::flash_start() + offset as usize) as *const u32)
     }
 }
 

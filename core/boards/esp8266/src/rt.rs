@@ -274,7 +274,9 @@ pub fn isync() {
 pub fn ccount() -> u32 {
     let c: u32;
     // SAFETY: reading a special register has no side effect.
-    unsafe { core::arch::asm!("rsr {0}, ccount", out(reg) c, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        core::arch::asm!("rsr {0}, ccount", out(reg) c, options(nomem, nostack, preserves_flags))
+    }
     c
 }
 
@@ -301,20 +303,44 @@ pub mod symbols {
         };
     }
 
-    addr!(/// First byte of the overlay arena (IRAM, executable).
-        arena_start, _arena_start);
-    addr!(/// One past the arena.
-        arena_end, _arena_end);
-    addr!(/// First byte of the heap (DRAM, after `.bss`).
-        heap_start, _heap_start);
-    addr!(/// One past the heap (= the stack's bottom).
-        heap_end, _heap_end);
-    addr!(/// The stack's top (initial a1).
-        stack_start, _stack_start);
-    addr!(/// The stack's bottom (lowest address).
-        stack_end, _stack_end);
-    addr!(/// First byte of the memory-mapped blob store window.
-        flash_start, _flash_start);
-    addr!(/// One past the blob store window.
-        flash_end, _flash_end);
+    addr!(
+        /// First byte of the overlay arena (IRAM, executable).
+        arena_start,
+        _arena_start
+    );
+    addr!(
+        /// One past the arena.
+        arena_end,
+        _arena_end
+    );
+    addr!(
+        /// First byte of the heap (DRAM, after `.bss`).
+        heap_start,
+        _heap_start
+    );
+    addr!(
+        /// One past the heap (= the stack's bottom).
+        heap_end,
+        _heap_end
+    );
+    addr!(
+        /// The stack's top (initial a1).
+        stack_start,
+        _stack_start
+    );
+    addr!(
+        /// The stack's bottom (lowest address).
+        stack_end,
+        _stack_end
+    );
+    addr!(
+        /// First byte of the memory-mapped blob store window.
+        flash_start,
+        _flash_start
+    );
+    addr!(
+        /// One past the blob store window.
+        flash_end,
+        _flash_end
+    );
 }
