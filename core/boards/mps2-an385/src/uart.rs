@@ -1,0 +1,37 @@
+//! CMSDK APB UART0 of the MPS2 AN385, transmit only.
+
+const BASE: usize = 0x4000_4000;
+const DATA: *mut u32 = BASE as *mut u32;
+const STATE: *const u32 = (BASE + 0x4) as *const u32;
+const CTRL: *mut u32 = (BASE + 0x8) as *mut u32;
+const BAUDDIV: *mut u32 = (BASE + 0x10) as *mut u32;
+/// STATE bit: transmit buffer full.
+const TX_FULL: u32 = 1;
+/// CTRL bit: transmitter enable.
+const TX_ENABLE: u32 = 1;
+
+/// The transmit side of UART0.
+pub struct Uart;
+
+impl Uart {
+    /// Enables the transmitter (without it QEMU prints nothing).
+    pub fn new() -> Self {
+        // SAFETY: valid MMIO registers of this board.
+        unsafe {
+            BAUDDIV.write_volatile(16);
+            CTRL.write_volatile(TX_ENABLE);
+        }
+        Uart
+    }
+
+    /// Writes bytes, waiting while the transmit buffer is full.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            // SAFETY: as above.
+            unsafe {
+                while STATE.read_volatile() & TX_FULL != 0 {}
+                DATA.write_volatile(u32::from(b));
+            }
+        }
+    }
+}

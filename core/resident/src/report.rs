@@ -1,0 +1,131 @@
+//! Console output without `core::fmt`: the heap report lines and refusal messages.
+//!
+//! The heap line format is parsed by tests and tools; keep it exactly:
+//! `heap phase=<boot|init|tick|provision|app> used=<bytes> free=<bytes> peak=<bytes> arena=<bytes> stack_peak=<bytes>`
+
+use crate::heap::HeapStats;
+use crate::Board;
+
+/// Anything that prints bytes.
+pub trait Console {
+    /// Prints `bytes`.
+    fn print(&mut self, bytes: &[u8]);
+}
+
+impl<B: Board> Console for B {
+    fn print(&mut self, bytes: &[u8]) {
+        self.console_write(bytes)
+    }
+}
+
+/// Prints `n` in decimal.
+pub fn write_dec(c: &mut impl Console, n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    c.print(&buf[i..]);
+}
+
+/// Prints a signed number in decimal.
+pub fn write_signed(c: &mut impl Console, n: i64) {
+    if n < 0 {
+        c.print(b"-");
+    }
+    write_dec(c, n.unsigned_abs().min(u64::from(u32::MAX)) as u32);
+}
+
+/// Prints one heap report line.
+pub fn heap_line(c: &mut impl Console, phase: &str, s: HeapStats, arena: u32, stack_peak: u32) {
+    c.print(b"heap phase=");
+    c.print(phase.as_bytes());
+    for (key, value) in [
+        (&b" used="[..], s.used as u32),
+        (b" free=", s.free as u32),
+        (b" peak=", s.peak as u32),
+        (b" arena=", arena),
+        (b" stack_peak=", stack_peak),
+    ] {
+        c.print(key);
+        write_dec(c, value);
+    }
+    c.print(b"\n");
+}
+
+/// Prints why an overlay was refused.
+pub fn refusal(c: &mut impl Console, phase: &str, e: &rota_loader::LoadError) {
+    c.print(b"overlay ");
+    c.print(phase.as_bytes());
+    c.print(b" refused: ");
+    c.print(e.describe().as_bytes());
+    c.print(b"; starting app\n");
+}
+
+/// Prints an overlay's failure status.
+pub fn failure(c: &mut impl Console, phase: &str, status: i32) {
+    c.print(b"overlay ");
+    c.print(phase.as_bytes());
+    c.print(b" failed: status ");
+    write_signed(c, i64::from(status));
+    c.print(b"; starting app\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Buf {
+        bytes: [u8; 256],
+        len: usize,
+    }
+
+    impl Buf {
+        fn new() -> Self {
+            Buf {
+                bytes: [0; 256],
+                len: 0,
+            }
+        }
+        fn text(&self) -> &str {
+            core::str::from_utf8(&self.bytes[..self.len]).unwrap()
+        }
+    }
+
+    impl Console for Buf {
+        fn print(&mut self, bytes: &[u8]) {
+            self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+
+    #[test]
+    fn heap_line_has_the_exact_documented_form() {
+        let mut c = Buf::new();
+        heap_line(
+            &mut c,
+            "tick",
+            HeapStats {
+                used: 12,
+                free: 4084,
+                peak: 1040,
+            },
+            336,
+            0,
+        );
+        assert_eq!(
+            c.text(),
+            "heap phase=tick used=12 free=4084 peak=1040 arena=336 stack_peak=0\n"
+        );
+        let mut c = Buf::new();
+        write_signed(&mut c, -4294967296);
+        write_signed(&mut c, 0);
+        assert_eq!(c.text(), "-42949672950");
+    }
+}
