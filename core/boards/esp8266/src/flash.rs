@@ -148,9 +148,9 @@ mod imp {
     }
 
     pub fn write(offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
-        for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+        for (i, chunk) in bytes.as_chunks::<4>().0.iter().enumerate() {
             let p = word_ptr(offset + 4 * i as u32);
-            let new = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            let new = u32::from_le_bytes(*chunk);
             // SAFETY: in bounds and aligned (checked by the caller).
             unsafe { core::ptr::write_volatile(p, core::ptr::read_volatile(p) & new) };
         }
@@ -256,8 +256,8 @@ mod imp {
     pub fn write(offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         let mut buf = [0u32; CHUNK_WORDS];
         for (c, chunk) in bytes.chunks(CHUNK_WORDS * 4).enumerate() {
-            for (i, w) in chunk.chunks_exact(4).enumerate() {
-                buf[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            for (i, w) in chunk.as_chunks::<4>().0.iter().enumerate() {
+                buf[i] = u32::from_le_bytes(*w);
             }
             let addr = FLASH_OFFSET + offset + (c * CHUNK_WORDS * 4) as u32;
             // SAFETY: `buf` holds `chunk.len()` bytes of words.

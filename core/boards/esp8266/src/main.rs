@@ -22,16 +22,26 @@ pub mod rt;
 pub mod semihosting;
 pub mod time;
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 /// "sim" or "chip".
 pub const MACHINE: &str = if cfg!(feature = "sim") { "sim" } else { "chip" };
+
+/// An initialised static: proves that `.data` is in place at every boot (also after a soft reset).
+static DATA_CHECK: AtomicU32 = AtomicU32::new(0x5AFE_DA7A);
 
 /// Board entry, called by the runtime with `.data`/`.bss` ready.
 pub fn main() -> ! {
     let t0 = time::now_ms();
     let mut board = board::Esp8266::take();
     cprintln!("rota esp8266: hello from the LX106 ({})", MACHINE);
+    if DATA_CHECK.load(Ordering::Relaxed) != 0x5AFE_DA7A {
+        cprintln!(".data not initialised");
+        exit(5)
+    }
+    DATA_CHECK.store(0, Ordering::Relaxed);
     let arena = board.arena();
     let (heap, stack) = (board.heap(), board.stack_bounds());
     cprintln!(
@@ -54,6 +64,12 @@ pub fn main() -> ! {
             unsafe { core::arch::asm!("ill") };
         }
         Some("reset") => reset_test(&mut board),
+        Some("time") => {
+            // Busy-waits 2 s of CCOUNT time: compare with the host's wall clock.
+            time::delay_ms(2000);
+            cprintln!("test: 2000 ms of CCOUNT elapsed");
+            exit(0)
+        }
         _ => {}
     });
 

@@ -50,7 +50,10 @@ pub fn exit(code: u32) -> ! {
     unsafe {
         simcall(SYS_EXIT, code, 0, 0);
     }
-    loop {}
+    // Only reached without -semihosting (then simcall does not exit).
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// QEMU extension: number of semihosting arguments (argv[0] included).
