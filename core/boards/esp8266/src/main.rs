@@ -64,6 +64,15 @@ pub fn main() -> ! {
             unsafe { core::arch::asm!("ill") };
         }
         Some("reset") => reset_test(&mut board),
+        Some("byteload") => {
+            // A byte load from IRAM: LoadStoreError (cause 3) on the chip, allowed by QEMU.
+            // SAFETY: the vector table is mapped, readable memory.
+            let b = unsafe {
+                core::ptr::read_volatile((rt::symbols::vector_table() + 0x10) as *const u8)
+            };
+            cprintln!("test: byte load from IRAM gave {:#04x} without a fault", b);
+            exit(0)
+        }
         Some("time") => {
             // Busy-waits 2 s of CCOUNT time: compare with the host's wall clock.
             time::delay_ms(2000);

@@ -283,6 +283,7 @@ pub fn ccount() -> u32 {
 /// The linker-script symbols, as addresses.
 pub mod symbols {
     extern "C" {
+        static _vector_table: u8;
         static _arena_start: u8;
         static _arena_end: u8;
         static _heap_start: u8;
@@ -303,6 +304,11 @@ pub mod symbols {
         };
     }
 
+    addr!(
+        /// VECBASE: the exception vector table (start of IRAM).
+        vector_table,
+        _vector_table
+    );
     addr!(
         /// First byte of the overlay arena (IRAM, executable).
         arena_start,
