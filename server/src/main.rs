@@ -1,2 +1,162 @@
-//! rota provisioning server (placeholder until its issue lands).
-fn main() {}
+//! `rota-server`: provisions NodeMCU luaOTA devices from a repository directory (or one git commit of it).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use rota_server::listen;
+use rota_server::repo::{Repo, RepoError};
+use rota_server::session::{Limits, Server};
+use tracing::level_filters::LevelFilter;
+
+/// Over-the-air provisioning server for NodeMCU luaOTA devices (protocol v1, byte-exact).
+///
+/// Each device connects, says HI with its chip id, and gets exactly the files its inventory names:
+/// ESP-<chipid>.json in the repository (or default.json), e.g.
+///   {"files": ["init.lua", "lib/util.lua", "data.txt"], "secret": "the device's secret"}
+/// Files are sent only when their content changed; .lua files are compiled on the device (and must
+/// compile as Lua 5.1 here first); a source containing the comment --SAFETRIM is sent with comments and
+/// indentation removed. Logs go to stderr, one summary line per session.
+#[derive(Parser)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Example: rota-server serve --repo ./ota --listen 0.0.0.0:8266"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: LevelFilter,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listen for devices on a TCP port (many at once).
+    Serve {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Address to listen on; use 0.0.0.0:8266 to reach real devices on your network.
+        #[arg(long, default_value = "127.0.0.1:8266")]
+        listen: SocketAddr,
+        /// Most sessions served at once; further connections are closed immediately.
+        #[arg(long, default_value_t = 4096)]
+        max_sessions: usize,
+    },
+    /// Serve exactly one session over stdin/stdout (for emulated devices: one process per connection).
+    ServeStdio {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+}
+
+#[derive(Args)]
+struct RepoArgs {
+    /// Repository directory: ESP-<chipid>.json and default.json inventories, and the files they name.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Serve the files as committed at this git revision (branch, tag, commit), not the working tree.
+    #[arg(long, value_name = "REVISION")]
+    rev: Option<String>,
+    /// Seconds to wait for any one read or write before dropping a session.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    idle_timeout: f64,
+    /// Longest session, in seconds (devices allow 30 s after the first command).
+    #[arg(long, value_name = "SECS", default_value_t = 45.0)]
+    session_timeout: f64,
+}
+
+/// A command-line argument that cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("--{0} must be a positive number of seconds")]
+    Seconds(&'static str),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl RepoArgs {
+    fn server(&self) -> Result<Server, CliError> {
+        let secs = |v: f64, name| {
+            Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or(CliError::Seconds(name))
+        };
+        let limits = Limits {
+            idle: secs(self.idle_timeout, "idle-timeout")?,
+            session: secs(self.session_timeout, "session-timeout")?,
+            ..Limits::default()
+        };
+        let repo = match &self.rev {
+            Some(rev) => Repo::open_rev(&self.repo, rev)?,
+            None => Repo::open_dir(&self.repo)?,
+        };
+        tracing::info!(repo = %repo.describe(), "serving");
+        Ok(Server::new(repo, limits))
+    }
+}
+
+async fn run(command: Command) -> Result<bool, CliError> {
+    match command {
+        Command::Serve {
+            repo,
+            listen: addr,
+            max_sessions,
+        } => {
+            let server = Arc::new(repo.server()?);
+            let listener =
+                listen::bind(addr).map_err(|source| CliError::Listen { addr, source })?;
+            tracing::info!(%addr, "listening");
+            let shutdown = async {
+                // Without a signal handler the process just runs until killed.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                tracing::info!("interrupted; stopping");
+            };
+            listen::run(listener, server, max_sessions, shutdown).await;
+            Ok(true)
+        }
+        Command::ServeStdio { repo } => {
+            let server = repo.server()?;
+            let io = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+            let report = server.serve(io, "stdio").await;
+            Ok(report.is_some_and(|r| r.outcome.is_ok()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log_level)
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            tracing::error!(%error, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! The repository, exactly as luaOTA defines it, read from a directory or from one git commit.
+//!
+//! ```text
+//! <repo>/ESP-<chipid>.json   per-device inventory, chip id in plain decimal
+//! <repo>/default.json        fallback inventory
+//! <repo>/<files...>          the files the inventories name, relative paths ("/" allowed)
+//! ```
+//! An inventory is `{"files": ["main.lua", "lib/util.lc"], "secret": "..."}`; order matters.
+//!
+//! Each file gets a number derived from the bytes the device receives (see [`content_number`]) and the
+//! inventory a fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force
+//! re-sends and a same-second edit is never missed.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::{trim, v1};
+
+/// Largest inventory file read.
+pub const MAX_INVENTORY: u64 = 64 * 1024;
+/// Largest repository file served (the client buffers a whole file in RAM; this only bounds the server).
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// Why an inventory is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    /// Not JSON, or not an object.
+    #[error("not a JSON object: {0}")]
+    Json(String),
+    /// No `files` array.
+    #[error("`files` must be an array of file names")]
+    Files,
+    /// A `files` entry that is not a safe relative path.
+    #[error("`{0}` is not a relative path inside the repository")]
+    BadName(String),
+    /// A file named twice.
+    #[error("`{0}` is named twice")]
+    Duplicate(String),
+    /// No `secret` string.
+    #[error("`secret` must be a string")]
+    Secret,
+}
+
+/// A repository that cannot serve a device.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// `--repo` is not a directory.
+    #[error("repository {0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// Git could not open the repository or resolve the revision.
+    #[error("git: {0}")]
+    Git(String),
+    /// Neither `ESP-<id>.json` nor `default.json` exists.
+    #[error("unknown device {0}: neither ESP-{0}.json nor default.json exists")]
+    UnknownDevice(u64),
+    /// An inventory file is malformed.
+    #[error("inventory {file}: {error}")]
+    Inventory {
+        /// The inventory file.
+        file: String,
+        /// What is wrong with it.
+        error: InventoryError,
+    },
+    /// A file named by the inventory does not exist.
+    #[error("`{0}`, named by the inventory, is missing from the repository")]
+    MissingFile(String),
+    /// A path that exists but is not a regular file.
+    #[error("`{0}` is not a regular file")]
+    NotAFile(String),
+    /// A file over the size limit.
+    #[error("`{name}` is over the {limit}-byte limit")]
+    TooLarge {
+        /// The file.
+        name: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// Reading a file failed.
+    #[error("reading `{name}`: {source}")]
+    Io {
+        /// The file.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Where files come from.
+enum Source {
+    /// The directory as it is now.
+    Dir(PathBuf),
+    /// One committed tree: what devices receive is exactly that commit.
+    Git {
+        repo: gix::ThreadSafeRepository,
+        tree: gix::ObjectId,
+        commit: gix::ObjectId,
+        /// The repository directory relative to the git work tree.
+        prefix: PathBuf,
+        dir: PathBuf,
+    },
+}
+
+/// A luaOTA repository.
+pub struct Repo {
+    source: Source,
+}
+
+/// One device's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// The inventory file it came from (`ESP-<id>.json` or `default.json`).
+    pub file: String,
+    /// The files, in order.
+    pub files: Vec<String>,
+    /// The device's HMAC key.
+    pub secret: Vec<u8>,
+}
+
+/// How a file is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `dl`: stored as is.
+    Download,
+    /// `cm`: a `.lua` source the device compiles to `.lc`.
+    Compile,
+}
+
+/// One file as the device will receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Its name (relative path).
+    pub name: String,
+    /// Its content-derived number.
+    pub number: u32,
+    /// The bytes sent (after `--SAFETRIM`, if asked for).
+    pub data: Vec<u8>,
+    /// `dl` or `cm`.
+    pub action: Action,
+    /// Whether `--SAFETRIM` was applied.
+    pub trimmed: bool,
+}
+
+/// What a device should hold: every inventory file, numbered, and the fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The files in inventory order.
+    pub files: Vec<PlannedFile>,
+    /// `md5_hex("name1:n1:name2:n2:...")`.
+    pub chk: String,
+}
+
+impl Plan {
+    /// The `files` object of the `restart` record: exactly the inventory (pruned of anything else).
+    pub fn file_numbers(&self) -> Map<String, Value> {
+        self.files
+            .iter()
+            .map(|f| (f.name.clone(), Value::from(f.number)))
+            .collect()
+    }
+}
+
+/// The number of a file: the first 4 bytes of the MD5 of the bytes sent, big-endian, top bit cleared.
+///
+/// It is a JSON integer below 2^31, so NodeMCU integer builds store and echo it exactly.
+pub fn content_number(data: &[u8]) -> u32 {
+    let d = v1::md5(data);
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff
+}
+
+/// The fingerprint of an inventory: `md5_hex("name1:n1:name2:n2:...")` in inventory order.
+pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u32)>) -> String {
+    let joined: Vec<String> = files
+        .into_iter()
+        .map(|(name, n)| format!("{name}:{n}"))
+        .collect();
+    v1::hex(&v1::md5(joined.join(":").as_bytes()))
+}
+
+/// Whether `name` is a safe relative path: non-empty `/`-separated components, none `.`, `..` or empty,
+/// no backslash and no control character.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\\')
+        && !name.chars().any(char::is_control)
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+impl Inventory {
+    /// Parses an inventory file's bytes; `file` names it in errors.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, RepoError> {
+        let error = |error| RepoError::Inventory {
+            file: file.to_owned(),
+            error,
+        };
+        let obj =
+            v1::parse_object(bytes).map_err(|e| error(InventoryError::Json(e.to_string())))?;
+        let names = obj
+            .get("files")
+            .and_then(Value::as_array)
+            .ok_or(error(InventoryError::Files))?;
+        let mut files = Vec::with_capacity(names.len());
+        let mut seen = HashSet::new();
+        for name in names {
+            let name = name.as_str().ok_or(error(InventoryError::Files))?;
+            if !valid_name(name) {
+                return Err(error(InventoryError::BadName(name.to_owned())));
+            }
+            if !seen.insert(name) {
+                return Err(error(InventoryError::Duplicate(name.to_owned())));
+            }
+            files.push(name.to_owned());
+        }
+        let secret = obj
+            .get("secret")
+            .and_then(Value::as_str)
+            .ok_or(error(InventoryError::Secret))?;
+        Ok(Inventory {
+            file: file.to_owned(),
+            files,
+            secret: secret.as_bytes().to_vec(),
+        })
+    }
+}
+
+impl Repo {
+    /// Serves the directory `dir` as it is on disk.
+    pub fn open_dir(dir: impl Into<PathBuf>) -> Result<Self, RepoError> {
+        let dir = dir.into();
+        if !dir.is_dir() {
+            return Err(RepoError::NotADirectory(dir));
+        }
+        Ok(Repo {
+            source: Source::Dir(dir),
+        })
+    }
+
+    /// Serves `dir` as committed at git revision `rev` (anything `git rev-parse` takes); `dir` may be the
+    /// work tree or a directory inside it. The revision is resolved once, here.
+    pub fn open_rev(dir: impl Into<PathBuf>, rev: &str) -> Result<Self, RepoError> {
+        let dir = dir.into();
+        if !dir.is_dir() {
+            return Err(RepoError::NotADirectory(dir));
+        }
+        let git = |e: gix::Error| RepoError::Git(e.to_string());
+        let repo = gix::discover(&dir).map_err(git)?;
+        let prefix = match repo.workdir() {
+            Some(workdir) => {
+                let canon = |p: &Path| {
+                    p.canonicalize().map_err(|source| RepoError::Io {
+                        name: p.display().to_string(),
+                        source,
+                    })
+                };
+                let (d, w) = (canon(&dir)?, canon(workdir)?);
+                d.strip_prefix(&w).map(Path::to_path_buf).map_err(|_| {
+                    RepoError::Git(format!("{} is outside the work tree", d.display()))
+                })?
+            }
+            None => PathBuf::new(),
+        };
+        let (commit, tree) = {
+            let commit = repo
+                .rev_parse_single(rev)
+                .map_err(git)?
+                .object()
+                .map_err(git)?
+                .peel_to_commit()
+                .map_err(git)?;
+            (commit.id, commit.tree_id().map_err(git)?.detach())
+        };
+        Ok(Repo {
+            source: Source::Git {
+                repo: repo.into_sync(),
+                tree,
+                commit,
+                prefix,
+                dir,
+            },
+        })
+    }
+
+    /// What is served, for logs: the directory, or the commit and directory.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Source::Dir(dir) => format!("directory {}", dir.display()),
+            Source::Git { commit, dir, .. } => {
+                format!("commit {commit} of {}", dir.display())
+            }
+        }
+    }
+
+    /// Reads `name` (already validated), `None` when it does not exist.
+    fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RepoError> {
+        let io = |source| RepoError::Io {
+            name: name.to_owned(),
+            source,
+        };
+        let too_large = || RepoError::TooLarge {
+            name: name.to_owned(),
+            limit,
+        };
+        match &self.source {
+            Source::Dir(dir) => {
+                let file = match std::fs::File::open(dir.join(name)) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io(e)),
+                };
+                if !file.metadata().map_err(io)?.is_file() {
+                    return Err(RepoError::NotAFile(name.to_owned()));
+                }
+                let mut data = Vec::new();
+                file.take(limit + 1).read_to_end(&mut data).map_err(io)?;
+                if data.len() as u64 > limit {
+                    return Err(too_large());
+                }
+                Ok(Some(data))
+            }
+            Source::Git {
+                repo, tree, prefix, ..
+            } => {
+                let git = |e: gix::Error| RepoError::Git(format!("reading `{name}`: {e}"));
+                let repo = repo.to_thread_local();
+                let tree = repo.find_tree(*tree).map_err(git)?;
+                let Some(entry) = tree.lookup_entry_by_path(prefix.join(name)).map_err(git)? else {
+                    return Ok(None);
+                };
+                if !entry.mode().is_blob() {
+                    return Err(RepoError::NotAFile(name.to_owned()));
+                }
+                let blob = entry.object().map_err(git)?;
+                if blob.data.len() as u64 > limit {
+                    return Err(too_large());
+                }
+                Ok(Some(blob.detach().data))
+            }
+        }
+    }
+
+    /// The inventory of device `id`: `ESP-<id>.json`, else `default.json`.
+    pub fn inventory(&self, id: u64) -> Result<Inventory, RepoError> {
+        for file in [format!("ESP-{id}.json"), "default.json".to_owned()] {
+            if let Some(bytes) = self.read(&file, MAX_INVENTORY)? {
+                return Inventory::parse(&file, &bytes);
+            }
+        }
+        Err(RepoError::UnknownDevice(id))
+    }
+
+    /// Reads every file of `inventory` as the device will receive it, numbers it, and fingerprints the set.
+    pub fn plan(&self, inventory: &Inventory) -> Result<Plan, RepoError> {
+        let mut files = Vec::with_capacity(inventory.files.len());
+        for name in &inventory.files {
+            let raw = self
+                .read(name, MAX_FILE)?
+                .ok_or_else(|| RepoError::MissingFile(name.clone()))?;
+            let is_lua = name.ends_with(".lua");
+            let trimmed = is_lua && trim::wants_trim(&raw);
+            let data = if trimmed { trim::safetrim(&raw) } else { raw };
+            files.push(PlannedFile {
+                name: name.clone(),
+                number: content_number(&data),
+                data,
+                action: if is_lua {
+                    Action::Compile
+                } else {
+                    Action::Download
+                },
+                trimmed,
+            });
+        }
+        let chk = fingerprint(files.iter().map(|f| (f.name.as_str(), f.number)));
+        Ok(Plan { files, chk })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, data: &[u8]) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+
+    #[test]
+    fn fingerprint_follows_the_doc() {
+        let expected = v1::hex(&v1::md5(b"main.lua:12:data.txt:7"));
+        assert_eq!(fingerprint([("main.lua", 12), ("data.txt", 7)]), expected);
+        assert_ne!(fingerprint([("data.txt", 7), ("main.lua", 12)]), expected);
+    }
+
+    #[test]
+    fn numbers_are_content_derived_31_bit() {
+        assert_eq!(content_number(b"abc"), content_number(b"abc"));
+        assert_ne!(content_number(b"abc"), content_number(b"abd"));
+        // md5("") = d41d8cd9...; top bit of 0xd4 cleared.
+        assert_eq!(content_number(b""), 0x541d_8cd9);
+    }
+
+    #[test]
+    fn inventory_errors_are_typed() {
+        let err = |json: &str| match Inventory::parse("x.json", json.as_bytes()) {
+            Err(RepoError::Inventory { error, .. }) => error,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(err("[1]"), InventoryError::Json(_)));
+        assert_eq!(err(r#"{"secret":"s"}"#), InventoryError::Files);
+        assert_eq!(err(r#"{"files":[1],"secret":"s"}"#), InventoryError::Files);
+        assert_eq!(err(r#"{"files":["a"]}"#), InventoryError::Secret);
+        for bad in ["../etc/passwd", "/abs", "a//b", "a/./b", "", "a\\b", "a\nb"] {
+            let json = Value::from(vec![bad]);
+            assert_eq!(
+                err(&format!(r#"{{"files":{json},"secret":"s"}}"#)),
+                InventoryError::BadName(bad.into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            err(r#"{"files":["a","b","a"],"secret":"s"}"#),
+            InventoryError::Duplicate("a".into())
+        );
+        let ok =
+            Inventory::parse("x.json", br#"{"files":["lib/a.lua","b"],"secret":"s"}"#).unwrap();
+        assert_eq!(ok.files, ["lib/a.lua", "b"]);
+    }
+
+    #[test]
+    fn device_file_then_default_then_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repo::open_dir(tmp.path()).unwrap();
+        assert!(matches!(
+            repo.inventory(5),
+            Err(RepoError::UnknownDevice(5))
+        ));
+        write(tmp.path(), "default.json", br#"{"files":[],"secret":"d"}"#);
+        write(tmp.path(), "ESP-5.json", br#"{"files":[],"secret":"five"}"#);
+        assert_eq!(repo.inventory(5).unwrap().secret, b"five");
+        assert_eq!(repo.inventory(6).unwrap().file, "default.json");
+    }
+
+    #[test]
+    fn plan_trims_numbers_and_chooses_cm() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "a.lua", b"--SAFETRIM\n  x = 1 -- c\n");
+        write(tmp.path(), "lib/b.lc", b"\x1bLua");
+        write(tmp.path(), "c.lua", b"  y = 2 -- kept\n");
+        let repo = Repo::open_dir(tmp.path()).unwrap();
+        let inv = Inventory::parse(
+            "i",
+            br#"{"files":["a.lua","lib/b.lc","c.lua"],"secret":"s"}"#,
+        )
+        .unwrap();
+        let plan = repo.plan(&inv).unwrap();
+        let a = &plan.files[0];
+        assert_eq!(
+            (a.action, a.trimmed, a.data.as_slice()),
+            (Action::Compile, true, &b"\nx = 1\n"[..])
+        );
+        assert_eq!(a.number, content_number(b"\nx = 1\n"));
+        assert_eq!(plan.files[1].action, Action::Download);
+        assert_eq!(plan.files[2].data, b"  y = 2 -- kept\n");
+        assert_eq!(
+            plan.chk,
+            fingerprint(plan.files.iter().map(|f| (f.name.as_str(), f.number)))
+        );
+        let missing = Inventory::parse("i", br#"{"files":["nope"],"secret":"s"}"#).unwrap();
+        assert!(matches!(repo.plan(&missing), Err(RepoError::MissingFile(n)) if n == "nope"));
+        let dir = Inventory::parse("i", br#"{"files":["lib"],"secret":"s"}"#).unwrap();
+        assert!(matches!(repo.plan(&dir), Err(RepoError::NotAFile(_))));
+    }
+
+    #[test]
+    fn oversized_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "ESP-1.json",
+            &vec![b' '; MAX_INVENTORY as usize + 1],
+        );
+        let repo = Repo::open_dir(tmp.path()).unwrap();
+        assert!(matches!(repo.inventory(1), Err(RepoError::TooLarge { .. })));
+    }
+}
