@@ -5,6 +5,7 @@
 //! no writable statics). Both are `#[repr(C)]`; [`ABI_VERSION`] changes whenever either layout or the
 //! meaning of a field changes, and the loader refuses a blob built against another version.
 #![no_std]
+#![cfg_attr(target_arch = "xtensa", feature(asm_experimental_arch))]
 #![deny(missing_docs)]
 
 use core::ffi::c_void;

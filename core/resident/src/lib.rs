@@ -139,6 +139,7 @@ fn run_phases<B: Board>(
             }
         };
         board.sync_icache();
+        report::placed(board, phase, &loaded);
         let status = {
             let mut state = services::CoreState {
                 board: &mut *board,

@@ -59,6 +59,22 @@ pub fn heap_line(c: &mut impl Console, phase: &str, s: HeapStats, arena: u32, st
     c.print(b"\n");
 }
 
+/// Prints where an overlay was placed: `overlay <name> at 0x<base> image=<bytes> relocs=<count>`.
+pub fn placed(c: &mut impl Console, phase: &str, l: &rota_loader::Loaded) {
+    c.print(b"overlay ");
+    c.print(phase.as_bytes());
+    c.print(b" at 0x");
+    let hex = b"0123456789abcdef";
+    for i in (0..8).rev() {
+        c.print(&[hex[((l.base >> (i * 4)) & 0xF) as usize]]);
+    }
+    c.print(b" image=");
+    write_dec(c, l.header.image_size);
+    c.print(b" relocs=");
+    write_dec(c, l.header.reloc_count);
+    c.print(b"\n");
+}
+
 /// Prints why an overlay was refused.
 pub fn refusal(c: &mut impl Console, phase: &str, e: &rota_loader::LoadError) {
     c.print(b"overlay ");

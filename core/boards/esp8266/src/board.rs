@@ -1,18 +1,18 @@
-//! The board as the resident core will see it: console, flash, time, reset/exit, arena, stack.
-//!
-//! rota-core's `Board` trait is implemented on [`Esp8266`] once it exists; these inherent methods
-//! are the pieces it needs.
-
-use core::ops::Range;
+//! The board as the resident core sees it: [`rota_core::Board`] over the console, the flash window,
+//! CCOUNT time, reset, and the instruction-cache sync.
 
 use crate::flash::Flash;
 use crate::{console, rt, time};
+use rota_core::stack::Stack;
 
 /// The ESP8266 board (sim or chip, per the cargo feature).
 pub struct Esp8266 {
-    /// The blob store window.
+    /// The storage region (the flash window).
     pub flash: Flash,
 }
+
+/// Instruction RAM and memory-mapped flash: only aligned 32-bit loads are allowed there on the chip.
+const WORD_ONLY: core::ops::Range<usize> = 0x4000_0000..0x4040_0000;
 
 impl Esp8266 {
     /// Takes the board. Call once.
@@ -20,21 +20,6 @@ impl Esp8266 {
         Esp8266 {
             flash: Flash::take(),
         }
-    }
-
-    /// Writes bytes to the console.
-    pub fn console_write(&mut self, bytes: &[u8]) {
-        console::write(bytes)
-    }
-
-    /// The blob store as `embedded-storage` `NorFlash`.
-    pub fn flash(&mut self) -> &mut Flash {
-        &mut self.flash
-    }
-
-    /// Milliseconds since boot.
-    pub fn now_ms(&self) -> u64 {
-        time::now_ms()
     }
 
     /// The overlay arena, as words: IRAM allows only aligned 32-bit stores on the chip.
@@ -45,28 +30,48 @@ impl Esp8266 {
         unsafe { core::slice::from_raw_parts_mut(start as *mut u32, len) }
     }
 
-    /// The heap region (DRAM between `.bss` and the stack).
-    pub fn heap(&self) -> Range<usize> {
-        rt::symbols::heap_start()..rt::symbols::heap_end()
+    /// The heap region (DRAM between `.bss` and the stack) as (start, size).
+    pub fn heap(&self) -> (*mut u8, usize) {
+        let start = rt::symbols::heap_start();
+        (start as *mut u8, rt::symbols::heap_end() - start)
     }
 
-    /// The stack: `start` = its bottom (`_stack_end`), `end` = its top (`_stack_start`).
-    pub fn stack_bounds(&self) -> Range<usize> {
-        rt::symbols::stack_end()..rt::symbols::stack_start()
+    /// The stack, for painting.
+    pub fn stack(&self) -> Stack {
+        Stack {
+            bottom: rt::symbols::stack_end() as *mut u32,
+            top: rt::symbols::stack_start() as *mut u32,
+        }
+    }
+}
+
+impl rota_core::Board for Esp8266 {
+    type Flash = Flash;
+    const ISA: rota_core::Isa = rota_core::Isa::Lx106;
+
+    fn console_write(&mut self, bytes: &[u8]) {
+        // Overlays pass strings that live in the IRAM arena: read those by words.
+        if WORD_ONLY.contains(&(bytes.as_ptr() as usize)) {
+            // SAFETY: the slice is readable; widening to whole words stays inside the same region.
+            unsafe { console::write_from_word_memory(bytes.as_ptr(), bytes.len()) }
+        } else {
+            console::write(bytes)
+        }
     }
 
-    /// Makes code written to the arena (or flash window) visible to instruction fetch.
-    pub fn sync_icache(&mut self) {
-        rt::isync()
+    fn flash(&mut self) -> &mut Flash {
+        &mut self.flash
     }
 
-    /// Reboots. See [`crate::reset`].
-    pub fn reset(&mut self) -> ! {
+    fn now_ms(&mut self) -> u32 {
+        time::now_ms() as u32
+    }
+
+    fn reset(&mut self) -> ! {
         crate::reset()
     }
 
-    /// Stops the machine with `code`. See [`crate::exit`].
-    pub fn exit(&mut self, code: u32) -> ! {
-        crate::exit(code)
+    fn sync_icache(&mut self) {
+        rt::isync()
     }
 }

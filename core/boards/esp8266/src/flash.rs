@@ -66,18 +66,6 @@ impl Flash {
     pub fn len(&self) -> usize {
         symbols::flash_end() - symbols::flash_start()
     }
-
-    /// Whether the window is empty (never: it is 512 KB).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The CPU address at which `offset` is mapped (for execute-in-place and word reads), if in
-    /// bounds. Only aligned 32-bit loads are allowed there on the chip.
-    pub fn mapped(&self, offset: u32) -> Option<*const u32> {
-        ((offset as usize) < self.len())
-            .then(|| (symbols::flash_start() + offset as usize) as *const u32)
-    }
 }
 
 impl ErrorType for Flash {

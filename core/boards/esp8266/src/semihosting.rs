@@ -6,8 +6,6 @@
 
 /// SYS_exit.
 pub const SYS_EXIT: u32 = 1;
-/// SYS_read.
-pub const SYS_READ: u32 = 3;
 /// SYS_write.
 pub const SYS_WRITE: u32 = 4;
 
@@ -54,38 +52,4 @@ pub fn exit(code: u32) -> ! {
     loop {
         core::hint::spin_loop();
     }
-}
-
-/// QEMU extension: number of semihosting arguments (argv[0] included).
-pub const SYS_ARGC: u32 = 1000;
-/// QEMU extension: bytes needed for the argv block (pointers + strings).
-pub const SYS_ARGV_SZ: u32 = 1001;
-/// QEMU extension: writes the argv block (pointer array, then NUL-terminated strings) at a3.
-pub const SYS_ARGV: u32 = 1002;
-
-/// Words of the buffer [`arg`] uses for the argv block.
-const ARGV_WORDS: usize = 64;
-
-/// Calls `f` with semihosting argument `n` (QEMU: `-semihosting-config enable=on,arg=A0,arg=A1`,
-/// or the `-kernel` name and the words of `-append`), or with `None` if there is none.
-pub fn with_arg<R>(n: usize, f: impl FnOnce(Option<&str>) -> R) -> R {
-    // SAFETY: these calls take no memory argument.
-    let argc = unsafe { simcall(SYS_ARGC, 0, 0, 0) }.0 as usize;
-    let size = unsafe { simcall(SYS_ARGV_SZ, 0, 0, 0) }.0 as usize;
-    let mut block = [0u32; ARGV_WORDS];
-    if n >= argc || size > ARGV_WORDS * 4 {
-        return f(None);
-    }
-    let base = block.as_mut_ptr() as usize;
-    // SAFETY: `block` is large enough for `size` bytes.
-    unsafe { simcall(SYS_ARGV, base as u32, 0, 0) };
-    let ptr = block[n] as usize;
-    let end = base + size;
-    if ptr < base || ptr >= end {
-        return f(None);
-    }
-    // SAFETY: the argv block lies inside `block`; we stay below `end`.
-    let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, end - ptr) };
-    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    f(core::str::from_utf8(&bytes[..len]).ok())
 }

@@ -38,9 +38,3 @@ pub fn cycles() -> u64 {
 pub fn now_ms() -> u64 {
     cycles() / u64::from(CCOUNT_HZ / 1000)
 }
-
-/// Busy-waits for `ms` milliseconds.
-pub fn delay_ms(ms: u32) {
-    let end = now_ms() + u64::from(ms);
-    while now_ms() < end {}
-}

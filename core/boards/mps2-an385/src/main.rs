@@ -7,7 +7,6 @@
 
 mod uart;
 
-use core::mem::MaybeUninit;
 use core::ptr::addr_of_mut;
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use rota_core::heap::AccountingHeap;
@@ -16,19 +15,15 @@ use rota_core::stack::Stack;
 use rota_core::{Board, Memory, Outcome};
 use rota_memflash::MemFlash;
 
-/// Overlay arena size in 32-bit words (8 KB).
-const ARENA_WORDS: usize = 2048;
-
 #[global_allocator]
 static HEAP: AccountingHeap = AccountingHeap::empty();
 
-#[link_section = ".uninit.rota_arena"]
-static mut ARENA: MaybeUninit<[u32; ARENA_WORDS]> = MaybeUninit::uninit();
-
 extern "C" {
-    static mut __sheap: u32;
-    static mut _heap_end: u32;
-    static mut _stack_limit: u32;
+    static mut _arena_start: u32;
+    static mut _arena_end: u32;
+    static mut _heap_start: u8;
+    static mut _heap_end: u8;
+    static mut _stack_end: u32;
     static mut _stack_start: u32;
     static mut _storage_start: u8;
     static _storage_size: u8;
@@ -83,20 +78,24 @@ impl Board for Mps2 {
 fn main() -> ! {
     // SAFETY: the linker script defines these regions; nothing else uses them.
     let (arena, stack, storage) = unsafe {
-        let heap_start = addr_of_mut!(__sheap) as *mut u8;
-        let heap_size = addr_of_mut!(_heap_end) as usize - heap_start as usize;
-        HEAP.init(heap_start, heap_size);
+        let heap_start = addr_of_mut!(_heap_start);
+        HEAP.init(
+            heap_start,
+            addr_of_mut!(_heap_end) as usize - heap_start as usize,
+        );
         TIMER0_RELOAD.write_volatile(u32::MAX);
         TIMER0_VALUE.write_volatile(u32::MAX);
         TIMER0_CTRL.write_volatile(1);
-        let arena = &mut *(addr_of_mut!(ARENA) as *mut [u32; ARENA_WORDS]);
+        let arena_start = addr_of_mut!(_arena_start);
+        let arena_words = (addr_of_mut!(_arena_end) as usize - arena_start as usize) / 4;
+        let arena = core::slice::from_raw_parts_mut(arena_start, arena_words);
         let stack = Stack {
-            bottom: addr_of_mut!(_stack_limit),
+            bottom: addr_of_mut!(_stack_end),
             top: addr_of_mut!(_stack_start),
         };
         let size = core::ptr::addr_of!(_storage_size) as usize;
         let storage = core::slice::from_raw_parts_mut(addr_of_mut!(_storage_start), size);
-        (&mut arena[..], stack, storage)
+        (arena, stack, storage)
     };
     let mut board = Mps2 {
         uart: uart::Uart::new(),

@@ -1,0 +1,155 @@
+# rota: build, run and test. `make demo` and `make test` set everything up on a fresh Debian machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := demo
+
+BOARD ?= mps2-an385
+PORT ?= /dev/ttyUSB0
+TOOLCHAIN := nightly-2026-10-29
+COMPONENTS := rust-src,llvm-tools,rustfmt,clippy
+APT_PACKAGES := qemu-system-arm qemu-system-misc gcc-xtensa-lx106 binutils-xtensa-lx106 python3-venv
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO := cargo
+B := build
+VENV := .venv
+ESPTOOL := $(VENV)/bin/esptool
+OVERLAYS := init tick provision
+
+# Firmware for both ISAs is built from rust-src: the pinned nightly ships no prebuilt thumbv7m std.
+FW := --profile firmware -Zbuild-std=core,alloc
+ARM := --target thumbv7m-none-eabi
+XT_JSON := $(CURDIR)/targets/xtensa-esp8266-none-elf.json
+XT := --target $(XT_JSON) -Zjson-target-spec
+ARM_OUT := target/thumbv7m-none-eabi/firmware
+XT_OUT := target/xtensa-esp8266-none-elf/firmware
+# rustc warns on every Xtensa build that the CALL0 ABI lacks the `windowed` feature: known, see docs/boards.md.
+QUIET_XT := 2> >(grep -v -e "windowed" -e "^ *|$$" -e "^ *= note" -e "^$$" >&2)
+
+PACK := target/debug/rota-pack
+IMAGE := target/debug/rota-image
+SIZE := target/debug/rota-size
+
+QEMU_ARM := qemu-system-arm -M mps2-an385 -nographic -monitor none -semihosting-config enable=on,target=native
+QEMU_XT := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
+ESP_FLASH_WINDOW := 0x40280000
+ESP_CHIP_STORAGE := 0x80000
+
+.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size flash esp-images \
+        esp-image-check demo test lint fixtures clean
+
+## ---------- set-up (idempotent; quick when already done) ----------
+setup: toolchain packages esptool
+
+toolchain:
+	@command -v rustup >/dev/null || { curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none; }
+	@if ! rustup run $(TOOLCHAIN) rustc --version >/dev/null 2>&1 || \
+	    ! rustup component list --toolchain $(TOOLCHAIN) --installed 2>/dev/null | grep -q rust-src; then \
+	  rustup toolchain install $(TOOLCHAIN) --profile minimal -c $(COMPONENTS); fi
+
+packages:
+	@missing=""; \
+	for t in qemu-system-arm:qemu-system-arm qemu-system-xtensa:qemu-system-misc \
+	         xtensa-lx106-elf-gcc:gcc-xtensa-lx106 xtensa-lx106-elf-ld:binutils-xtensa-lx106; do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+esptool:
+	@[ -x $(ESPTOOL) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q esptool; }
+
+## ---------- build ----------
+host-tools:
+	$(CARGO) build -q -p rota-pack -p rota-image
+
+# Overlays: a PIE at 0 on ARM (fat LTO rebuilds core as PIC), linked at 0 with relocations on Xtensa.
+overlays: host-tools
+	@mkdir -p $(B)/thumbv7m $(B)/lx106
+	@for o in $(OVERLAYS); do \
+	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
+	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/$$o.blob --limit 4096 --report; \
+	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-$$o $(QUIET_XT); \
+	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/$$o.blob --limit 4096 --report; \
+	done > $(B)/overlays.txt
+
+firmware:
+	@mkdir -p $(B)/mps2-an385 $(B)/esp8266
+	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385
+	cp $(ARM_OUT)/rota-mps2-an385 $(B)/mps2-an385/rota.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-sim.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
+
+# Storage images: config record + the three overlays in slots (docs/flash-layout.md).
+images: overlays
+	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(foreach o,$(OVERLAYS),$(B)/thumbv7m/$(o).blob)
+	$(IMAGE) -o $(B)/esp8266/storage.bin $(foreach o,$(OVERLAYS),$(B)/lx106/$(o).blob)
+
+## ---------- run ----------
+# Boots BOARD under QEMU with its storage image; exits with the guest's status.
+qemu: setup firmware images run-qemu
+
+run-qemu:
+ifeq ($(BOARD),mps2-an385)
+	timeout 60 $(QEMU_ARM) -kernel $(B)/mps2-an385/rota.elf \
+	  -device loader,file=$(B)/mps2-an385/storage.bin,addr=0x00300000 </dev/null
+else ifeq ($(BOARD),esp8266)
+	timeout 60 $(QEMU_XT) -kernel $(B)/esp8266/rota-sim.elf \
+	  -device loader,file=$(B)/esp8266/storage.bin,addr=$(ESP_FLASH_WINDOW),force-raw=on </dev/null
+else
+	@echo "unknown BOARD=$(BOARD) (mps2-an385 or esp8266)"; exit 2
+endif
+
+size: setup firmware images
+	@$(CARGO) build -q -p rota-pack
+	@cat $(B)/overlays.txt
+	@echo "== mps2-an385 (Cortex-M3)"; $(SIZE) $(B)/mps2-an385/rota.elf $(foreach o,$(OVERLAYS),$(B)/thumbv7m/$(o).blob)
+	@echo "== esp8266 sim (LX106)"; $(SIZE) $(B)/esp8266/rota-sim.elf $(foreach o,$(OVERLAYS),$(B)/lx106/$(o).blob)
+	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
+
+# Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).
+esp-images: setup firmware images
+	$(ESPTOOL) --chip esp8266 elf2image --version 1 -o $(B)/esp8266/rota-chip- $(B)/esp8266/rota-chip.elf >/dev/null
+	@ls $(B)/esp8266/rota-chip-0x*.bin
+
+esp-image-check: esp-images
+	@for f in $(B)/esp8266/rota-chip-0x00000.bin; do $(ESPTOOL) --chip esp8266 image-info $$f; done
+
+flash: esp-images
+ifneq ($(BOARD),esp8266)
+	@echo "make flash is for BOARD=esp8266"; exit 2
+endif
+	$(ESPTOOL) --chip esp8266 -p $(PORT) write-flash 0x0 $(B)/esp8266/rota-chip-0x00000.bin \
+	  0x10000 $(B)/esp8266/rota-chip-0x10000.bin $(ESP_CHIP_STORAGE) $(B)/esp8266/storage.bin
+
+## ---------- the main job and the tests ----------
+demo: setup firmware images
+	@echo "=== mps2-an385 (Cortex-M3, qemu-system-arm) ==="
+	@$(MAKE) -s run-qemu BOARD=mps2-an385
+	@echo "=== esp8266 (Xtensa LX106, qemu-system-xtensa -M sim) ==="
+	@$(MAKE) -s run-qemu BOARD=esp8266
+
+# Round-trip fixtures: init linked at another base by the linker itself, to compare with our relocation.
+fixtures: overlays
+	@mkdir -p $(B)/fixtures
+	$(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-init -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=0x20001000
+	cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-0x20001000.elf
+	$(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-init -- -C link-arg=-Wl,--defsym=rota_link_base=0x40107000 $(QUIET_XT)
+	cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-0x40107000.elf
+	@$(MAKE) -s overlays >/dev/null
+	cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-0.elf
+	cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-0.elf
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy -q --all-targets -- -D warnings
+	$(CARGO) clippy -q $(FW) $(ARM) -p rota-board-mps2-an385 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings
+
+test: setup firmware images fixtures esp-image-check lint
+	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
+
+clean:
+	rm -rf $(B) target

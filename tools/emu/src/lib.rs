@@ -1,0 +1,234 @@
+//! Runs rota firmware under QEMU with a storage image and reads what it prints.
+//!
+//! The build products come from `make firmware images` in `$ROTA_BUILD` (default: `build/` at the
+//! workspace root). Tests that need them fail with a message naming the make target when they are missing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A board the firmware runs on under emulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `qemu-system-arm -M mps2-an385` (Cortex-M3).
+    Mps2An385,
+    /// `qemu-system-xtensa -M sim -cpu lx106` (ESP8266 CPU).
+    Esp8266Sim,
+}
+
+/// Address where each machine's storage region is loaded.
+impl Machine {
+    /// Storage region address in the guest.
+    pub fn storage_addr(self) -> u32 {
+        match self {
+            Machine::Mps2An385 => 0x0030_0000,
+            Machine::Esp8266Sim => 0x4028_0000,
+        }
+    }
+
+    /// Firmware ELF in the build directory.
+    pub fn firmware(self) -> PathBuf {
+        match self {
+            Machine::Mps2An385 => artifact("mps2-an385/rota.elf"),
+            Machine::Esp8266Sim => artifact("esp8266/rota-sim.elf"),
+        }
+    }
+
+    /// Directory of this machine's packed overlays.
+    pub fn isa_dir(self) -> &'static str {
+        match self {
+            Machine::Mps2An385 => "thumbv7m",
+            Machine::Esp8266Sim => "lx106",
+        }
+    }
+}
+
+/// The build directory.
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("ROTA_BUILD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build"))
+}
+
+/// A build product; panics with the make target to run if it is missing.
+pub fn artifact(rel: &str) -> PathBuf {
+    let p = build_dir().join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make firmware images fixtures` first",
+        p.display()
+    );
+    p
+}
+
+/// A packed overlay of `machine`'s ISA.
+pub fn blob(machine: Machine, name: &str) -> Vec<u8> {
+    std::fs::read(artifact(&format!("{}/{name}.blob", machine.isa_dir()))).expect("read blob")
+}
+
+/// A storage image with the given blobs in slot order (the layout of docs/flash-layout.md).
+pub fn storage(boot_count: u32, config: &[u8], blobs: &[Vec<u8>]) -> Vec<u8> {
+    use rota_core::layout;
+    let mut image = vec![0xFFu8; layout::REGION_SIZE as usize];
+    layout::encode_config(boot_count, config, &mut image[..4096]).expect("config fits");
+    for (b, slot) in blobs.iter().zip(layout::slots()) {
+        image[slot as usize..slot as usize + b.len()].copy_from_slice(b);
+    }
+    image
+}
+
+/// What one emulated boot printed, and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    /// Everything the guest printed.
+    pub console: String,
+    /// The emulator's exit code (`None` if killed by the time limit).
+    pub status: Option<i32>,
+}
+
+impl Run {
+    /// The heap report lines, in order.
+    pub fn heap_lines(&self) -> Vec<HeapLine> {
+        self.console.lines().filter_map(HeapLine::parse).collect()
+    }
+
+    /// The heap line of `phase`.
+    pub fn phase(&self, phase: &str) -> Option<HeapLine> {
+        self.heap_lines().into_iter().find(|l| l.phase == phase)
+    }
+
+    /// The `heap residue=<n>` value.
+    pub fn residue(&self) -> Option<i64> {
+        self.console
+            .lines()
+            .find_map(|l| l.strip_prefix("heap residue=")?.trim().parse().ok())
+    }
+
+    /// The load address of an overlay from `overlay <name> at 0x<hex> ...`.
+    pub fn placed_at(&self, name: &str) -> Option<u32> {
+        let prefix = format!("overlay {name} at 0x");
+        self.console.lines().find_map(|l| {
+            let hex = l.strip_prefix(&prefix)?.split_whitespace().next()?;
+            u32::from_str_radix(hex, 16).ok()
+        })
+    }
+}
+
+/// One `heap phase=...` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapLine {
+    /// Phase name.
+    pub phase: String,
+    /// Heap bytes in use.
+    pub used: u64,
+    /// Heap bytes free.
+    pub free: u64,
+    /// Peak heap use during the phase.
+    pub peak: u64,
+    /// Arena bytes used by the phase's overlay.
+    pub arena: u64,
+    /// Peak stack depth during the phase.
+    pub stack_peak: u64,
+}
+
+impl HeapLine {
+    /// Parses `heap phase=<p> used=<n> free=<n> peak=<n> arena=<n> stack_peak=<n>` exactly.
+    pub fn parse(line: &str) -> Option<HeapLine> {
+        let mut it = line.trim_end().strip_prefix("heap ")?.split(' ');
+        let mut field = |key: &str| {
+            it.next()?
+                .strip_prefix(key)?
+                .strip_prefix('=')
+                .map(str::to_owned)
+        };
+        let phase = field("phase")?;
+        let mut num = |key: &str| field(key)?.parse::<u64>().ok();
+        let line = HeapLine {
+            used: num("used")?,
+            free: num("free")?,
+            peak: num("peak")?,
+            arena: num("arena")?,
+            stack_peak: num("stack_peak")?,
+            phase,
+        };
+        Some(line)
+    }
+}
+
+/// Boots `machine` with `storage` loaded at its storage address; kills the guest after `limit`.
+pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(storage).expect("write storage image");
+    let loader = format!(
+        "loader,file={},addr={:#x},force-raw=on",
+        file.path().display(),
+        machine.storage_addr()
+    );
+    let fw = machine.firmware();
+    let mut cmd = match machine {
+        Machine::Mps2An385 => {
+            let mut c = Command::new("qemu-system-arm");
+            c.args([
+                "-M",
+                "mps2-an385",
+                "-semihosting-config",
+                "enable=on,target=native",
+            ]);
+            c
+        }
+        Machine::Esp8266Sim => {
+            let mut c = Command::new("qemu-system-xtensa");
+            c.args([
+                "-M",
+                "sim",
+                "-cpu",
+                "lx106",
+                "-semihosting-config",
+                "enable=on",
+            ]);
+            c
+        }
+    };
+    cmd.args(["-nographic", "-monitor", "none", "-kernel"])
+        .arg(fw)
+        .args(["-device", &loader]);
+    let out = Command::new("timeout")
+        .arg(format!("{}", limit.as_secs().max(1)))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run qemu (make setup installs it)");
+    let status = out.status.code().filter(|&c| c != 124);
+    let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
+    console.push_str(&String::from_utf8_lossy(&out.stderr));
+    Run { console, status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_line_parses_exactly_the_documented_form() {
+        let l =
+            HeapLine::parse("heap phase=init used=1 free=2 peak=3 arena=4 stack_peak=5").unwrap();
+        assert_eq!(
+            (
+                l.phase.as_str(),
+                l.used,
+                l.free,
+                l.peak,
+                l.arena,
+                l.stack_peak
+            ),
+            ("init", 1, 2, 3, 4, 5)
+        );
+        assert!(HeapLine::parse("heap phase=init used=1 free=2 peak=3 arena=4").is_none());
+        assert!(
+            HeapLine::parse("heap phase=init used=x free=2 peak=3 arena=4 stack_peak=5").is_none()
+        );
+        assert!(HeapLine::parse("heap residue=0").is_none());
+    }
+}

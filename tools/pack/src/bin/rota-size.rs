@@ -1,0 +1,87 @@
+//! `rota-size FIRMWARE.elf [BLOB...]`: the resident core's flash and static RAM, the arena, heap and
+//! stack reserved by the board's linker script, and each blob's size.
+//!
+//! Flash = allocated read-only sections (code, rodata, vectors) plus the initial values of `.data`.
+//! Static RAM = allocated writable sections, excluding the arena, heap and stack regions, which the
+//! linker scripts mark with `_arena_start/_arena_end`, `_heap_start/_heap_end`, `_stack_end/_stack_start`.
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
+use std::process::ExitCode;
+
+fn symbol(file: &object::File, name: &str) -> Option<u64> {
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+}
+
+fn report(path: &str) -> Result<String, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{path}: {e}"))?;
+    let region = |a: &str, b: &str| match (symbol(&file, a), symbol(&file, b)) {
+        (Some(x), Some(y)) if y >= x => Ok((x, y)),
+        _ => Err(format!("{path}: linker symbols {a}/{b} missing")),
+    };
+    let arena = region("_arena_start", "_arena_end")?;
+    let heap = region("_heap_start", "_heap_end")?;
+    let stack = region("_stack_end", "_stack_start")?;
+    let reserved = |addr: u64| {
+        [arena, heap, stack]
+            .iter()
+            .any(|&(s, e)| addr >= s && addr < e)
+    };
+    let (mut flash, mut ram) = (0u64, 0u64);
+    for s in file.sections() {
+        let SectionFlags::Elf { sh_flags } = s.flags() else {
+            continue;
+        };
+        let alloc = sh_flags & u64::from(object::elf::SHF_ALLOC) != 0;
+        if !alloc || s.size() == 0 {
+            continue;
+        }
+        let writable = sh_flags & u64::from(object::elf::SHF_WRITE) != 0;
+        let exec = sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0;
+        let nobits = s.kind() == SectionKind::UninitializedData;
+        if !writable || exec {
+            flash += s.size();
+        } else if !reserved(s.address()) {
+            ram += s.size();
+            if !nobits {
+                flash += s.size();
+            }
+        }
+    }
+    Ok(format!(
+        "{path}\n  core flash (text+rodata+data init) {flash} bytes\n  core static RAM (data+bss)          {ram} bytes\n  overlay arena                       {} bytes\n  heap                                {} bytes\n  stack                               {} bytes\n",
+        arena.1 - arena.0,
+        heap.1 - heap.0,
+        stack.1 - stack.0
+    ))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((elf, blobs)) = args.split_first() else {
+        eprintln!("usage: rota-size FIRMWARE.elf [BLOB...]");
+        return ExitCode::FAILURE;
+    };
+    match report(elf) {
+        Ok(r) => print!("{r}"),
+        Err(e) => {
+            eprintln!("rota-size: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for b in blobs {
+        match std::fs::read(b).map_err(|e| e.to_string()).and_then(|d| {
+            rota_blob::Blob::parse(&d)
+                .map(|p| (d.len(), p.header.image_size))
+                .map_err(|e| e.to_string())
+        }) {
+            Ok((len, image)) => println!("  blob {b}: {len} bytes (image {image})"),
+            Err(e) => {
+                eprintln!("rota-size: {b}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
