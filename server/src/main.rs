@@ -1,6 +1,7 @@
 //! `rota-server`: provisions NodeMCU luaOTA devices from a repository directory (or one git commit of it).
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -78,6 +79,8 @@ enum CliError {
     Repo(#[from] RepoError),
     #[error("--{0} must be a positive number of seconds")]
     Seconds(&'static str),
+    #[error("cannot use stdout: {0}")]
+    Stdout(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -130,7 +133,14 @@ async fn run(command: Command) -> Result<bool, CliError> {
         }
         Command::ServeStdio { repo } => {
             let server = repo.server()?;
-            let io = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+            // Not tokio::io::stdout(): std's stdout is line-buffered and would split a record whose
+            // payload holds a line feed into two writes. A plain file handle writes each record at once.
+            let stdout = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(CliError::Stdout)?;
+            let stdout = tokio::fs::File::from_std(std::fs::File::from(stdout));
+            let io = tokio::io::join(tokio::io::stdin(), stdout);
             let report = server.serve(io, "stdio").await;
             Ok(report.is_some_and(|r| r.outcome.is_ok()))
         }

@@ -94,7 +94,7 @@ enum Source {
     Dir(PathBuf),
     /// One committed tree: what devices receive is exactly that commit.
     Git {
-        repo: gix::ThreadSafeRepository,
+        repo: Box<gix::ThreadSafeRepository>,
         tree: gix::ObjectId,
         commit: gix::ObjectId,
         /// The repository directory relative to the git work tree.
@@ -275,7 +275,7 @@ impl Repo {
         };
         Ok(Repo {
             source: Source::Git {
-                repo: repo.into_sync(),
+                repo: Box::new(repo.into_sync()),
                 tree,
                 commit,
                 prefix,

@@ -110,7 +110,7 @@ fn advice(obj: &Map<String, Value>) -> String {
             }
         })
         .collect();
-    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
     let names: Vec<String> = parts.into_iter().take(3).map(|(_, s)| s).collect();
     format!(
         "the inventory's file list or names, or the device config; biggest parts: {}",

@@ -228,8 +228,8 @@ impl Server {
         let ms = report.duration.as_millis();
         match &report.outcome {
             Ok(outcome) => tracing::info!(
-                device,
-                peer,
+                %device,
+                %peer,
                 %outcome,
                 files = report.files,
                 bytes = report.bytes,
@@ -237,8 +237,8 @@ impl Server {
                 "session"
             ),
             Err(error) => tracing::warn!(
-                device,
-                peer,
+                %device,
+                %peer,
                 outcome = "failed",
                 %error,
                 files = report.files,

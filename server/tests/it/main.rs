@@ -1,0 +1,6 @@
+//! Integration tests of rota-server: one test binary (fast to link), one module per theme.
+
+mod common;
+mod defects;
+mod load;
+mod provision;
