@@ -132,14 +132,19 @@ demo: setup firmware images
 	@echo "=== esp8266 (Xtensa LX106, qemu-system-xtensa -M sim) ==="
 	@$(MAKE) -s run-qemu BOARD=esp8266
 
-# Round-trip fixtures: init linked at another base by the linker itself, to compare with our relocation.
+# Round-trip fixtures: `init` linked at 0 and, by the linker itself, at other bases, so tests can compare
+# the loader's relocation with the linker's output.
+ARM_BASES := 0x00012340 0x20001000
+XT_BASES := 0x00003000 0x40107000
 fixtures: overlays
 	@mkdir -p $(B)/fixtures
-	$(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-init -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=0x20001000
-	cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-0x20001000.elf
-	$(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-init -- -C link-arg=-Wl,--defsym=rota_link_base=0x40107000 $(QUIET_XT)
-	cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-0x40107000.elf
-	@$(MAKE) -s overlays >/dev/null
+	@for b in $(ARM_BASES); do \
+	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-init -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=$$b; \
+	  cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-$$b.elf; done
+	@for b in $(XT_BASES); do \
+	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-init -- -C link-arg=-Wl,--defsym=rota_link_base=$$b $(QUIET_XT); \
+	  cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-$$b.elf; done
+	@$(MAKE) -s overlays
 	cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-0.elf
 	cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-0.elf
 

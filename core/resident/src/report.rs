@@ -34,6 +34,15 @@ pub fn write_dec(c: &mut impl Console, n: u32) {
     c.print(&buf[i..]);
 }
 
+/// Prints `n` as `0x` and eight lowercase hex digits.
+pub fn write_hex(c: &mut impl Console, n: u32) {
+    let mut buf = *b"0x00000000";
+    for (i, b) in buf[2..].iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((n >> (28 - 4 * i)) & 0xF) as usize];
+    }
+    c.print(&buf);
+}
+
 /// Prints a signed number in decimal.
 pub fn write_signed(c: &mut impl Console, n: i64) {
     if n < 0 {
@@ -63,11 +72,8 @@ pub fn heap_line(c: &mut impl Console, phase: &str, s: HeapStats, arena: u32, st
 pub fn placed(c: &mut impl Console, phase: &str, l: &rota_loader::Loaded) {
     c.print(b"overlay ");
     c.print(phase.as_bytes());
-    c.print(b" at 0x");
-    let hex = b"0123456789abcdef";
-    for i in (0..8).rev() {
-        c.print(&[hex[((l.base >> (i * 4)) & 0xF) as usize]]);
-    }
+    c.print(b" at ");
+    write_hex(c, l.base);
     c.print(b" image=");
     write_dec(c, l.header.image_size);
     c.print(b" relocs=");
@@ -142,6 +148,7 @@ mod tests {
         let mut c = Buf::new();
         write_signed(&mut c, -4294967296);
         write_signed(&mut c, 0);
-        assert_eq!(c.text(), "-42949672950");
+        write_hex(&mut c, 0x4010_0a3c);
+        assert_eq!(c.text(), "-429496729500x40100a3c");
     }
 }

@@ -31,6 +31,10 @@ pub enum PackError {
     /// The input is not a 32-bit little-endian ELF.
     #[error("not a 32-bit little-endian ELF file: {0}")]
     NotElf(String),
+    /// The ELF file is not a linked executable (ET_EXEC or ET_DYN): relocation offsets in a
+    /// relocatable object (ET_REL) are section-relative and its sections all start at 0.
+    #[error("ELF type {0} is not a linked overlay (ET_EXEC or ET_DYN); a relocatable object (ET_REL = 1) must be linked with the overlay linker script first")]
+    NotLinked(u16),
     /// The ELF machine is neither ARM nor Xtensa.
     #[error("unsupported ELF machine {0}: only ARM (thumbv7m) and Xtensa (lx106) overlays exist")]
     Machine(u16),
@@ -152,12 +156,20 @@ pub fn pack(data: &[u8], limit: u64) -> Result<Packed, PackError> {
     let file =
         ElfFile32::<Endianness>::parse(data).map_err(|e| PackError::NotElf(e.to_string()))?;
     let endian = file.endian();
+    // Images are copied as they are and patched as little-endian words.
+    if !file.is_little_endian() {
+        return Err(PackError::NotElf("big-endian".into()));
+    }
     let header = file.elf_header();
     let isa = match header.e_machine(endian) {
         elf::EM_ARM => Isa::Thumbv7m,
         elf::EM_XTENSA => Isa::Lx106,
         m => return Err(PackError::Machine(m)),
     };
+    match header.e_type(endian) {
+        elf::ET_EXEC | elf::ET_DYN => {}
+        t => return Err(PackError::NotLinked(t)),
+    }
     let entry = file
         .symbols()
         .find(|s| s.name() == Ok(rota_abi::ENTRY_SYMBOL) && s.is_definition())
@@ -261,28 +273,32 @@ pub fn pack(data: &[u8], limit: u64) -> Result<Packed, PackError> {
         // Static relocation offsets are section-relative in relocatable files but absolute in
         // linked ones (ET_EXEC/ET_DYN), which is all the packer accepts.
         for (offset, code, sym) in entries {
+            // Absolute words and PC-relative operands only move with the image if their target is
+            // inside it: a target that is undefined (resolved to 0) or absolute does not move.
+            let inside_image = || {
+                let s = symbols.symbol(object::SymbolIndex(sym as usize)).ok();
+                let shndx = s.map(|s| s.st_shndx(endian));
+                if shndx.is_none() || shndx == Some(elf::SHN_UNDEF) || shndx == Some(elf::SHN_ABS) {
+                    let symbol = s
+                        .and_then(|s| s.name(endian, symbols.strings()).ok())
+                        .map(|n| String::from_utf8_lossy(n).into_owned())
+                        .unwrap_or_default();
+                    return Err(PackError::Symbol { offset, symbol });
+                }
+                Ok(())
+            };
             let patch = match (isa, code) {
                 (Isa::Thumbv7m, elf::R_ARM_RELATIVE) => true,
                 (Isa::Thumbv7m, elf::R_ARM_NONE) => false,
                 (Isa::Lx106, elf::R_XTENSA_32) => {
-                    let s = symbols.symbol(object::SymbolIndex(sym as usize)).ok();
-                    let shndx = s.map(|s| s.st_shndx(endian));
-                    if shndx.is_none()
-                        || shndx == Some(elf::SHN_UNDEF)
-                        || shndx == Some(elf::SHN_ABS)
-                    {
-                        let symbol = s
-                            .and_then(|s| s.name(endian, symbols.strings()).ok())
-                            .map(|n| String::from_utf8_lossy(n).into_owned())
-                            .unwrap_or_default();
-                        return Err(PackError::Symbol { offset, symbol });
-                    }
+                    inside_image()?;
                     true
                 }
-                (
-                    Isa::Lx106,
-                    elf::R_XTENSA_NONE | elf::R_XTENSA_SLOT0_OP | elf::R_XTENSA_ASM_EXPAND,
-                ) => false,
+                (Isa::Lx106, elf::R_XTENSA_SLOT0_OP) => {
+                    inside_image()?;
+                    false
+                }
+                (Isa::Lx106, elf::R_XTENSA_NONE | elf::R_XTENSA_ASM_EXPAND) => false,
                 _ => {
                     return Err(PackError::Relocation {
                         kind: reloc_name(isa, code),

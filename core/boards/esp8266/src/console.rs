@@ -1,14 +1,11 @@
 //! The console: semihosting `write(1, ..)` under QEMU (`sim`), UART0 on the chip (`chip`).
 
-use core::fmt;
-
-/// A zero-sized handle on the console, for `core::fmt::Write`.
+/// A zero-sized handle on the console, for code that runs without the board (fault handlers).
 pub struct Console;
 
-impl fmt::Write for Console {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        write(s.as_bytes());
-        Ok(())
+impl rota_core::report::Console for Console {
+    fn print(&mut self, bytes: &[u8]) {
+        write(bytes)
     }
 }
 
@@ -46,17 +43,6 @@ pub unsafe fn write_from_word_memory(ptr: *const u8, len: usize) {
         word_addr += 4;
     }
     write(&buf[..fill]);
-}
-
-/// Formats to the console: `rota_board_esp8266::println!`-like helper for this crate.
-#[macro_export]
-macro_rules! cprintln {
-    ($($arg:tt)*) => {{
-        let _ = core::fmt::Write::write_fmt(
-            &mut $crate::console::Console,
-            format_args!("{}\n", format_args!($($arg)*)),
-        );
-    }};
 }
 
 #[cfg(feature = "sim")]

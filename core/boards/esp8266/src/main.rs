@@ -55,7 +55,10 @@ pub fn exit(code: u32) -> ! {
     semihosting::exit(code);
     #[cfg(feature = "chip")]
     {
-        cprintln!("rota: exit({})", code);
+        let c = &mut console::Console;
+        c.print(b"rota: exit(");
+        rota_core::report::write_dec(c, code);
+        c.print(b")\n");
         loop {
             core::hint::spin_loop();
         }
@@ -80,8 +83,10 @@ pub fn reset() -> ! {
     }
 }
 
+/// Firmware is built with `-Cpanic=immediate-abort` (a panic traps and the exception handler reports
+/// where); this handler is what the language still requires.
 #[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    cprintln!("rota: panic: {}", info);
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    console::Console.print(b"rota: panic\n");
     exit(101)
 }

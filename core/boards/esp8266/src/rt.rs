@@ -21,6 +21,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::console;
+use rota_core::report::{self, Console};
 
 /// PS value set at start: UM = 1 (general exceptions use the user vector), EXCM = 0, INTLEVEL = 0.
 /// Interrupts stay off because INTENABLE is 0.
@@ -202,12 +203,13 @@ extern "C" fn rota_rt_main() -> ! {
 }
 
 /// Kinds of fatal exception, in the order of the codes the vectors load into a2.
-const KINDS: [&str; 4] = ["user", "kernel", "double", "debug"];
+const KINDS: [&[u8]; 4] = [b"user", b"kernel", b"double", b"debug"];
 
 static IN_FATAL: AtomicBool = AtomicBool::new(false);
 
 /// Reports a fatal exception (`kind` 0 user, 1 kernel, 2 double, 3 debug) and stops: exit code 3
 /// under semihosting, a halt on the chip. A fault while reporting stops at once with code 4.
+/// EXCCAUSE values are those of the Xtensa ISA (0 illegal instruction, 3 load/store error, ...).
 #[no_mangle]
 extern "C" fn rota_rt_fatal_exception(
     kind: u32,
@@ -221,45 +223,21 @@ extern "C" fn rota_rt_fatal_exception(
         crate::exit(4);
     }
     IN_FATAL.store(true, Ordering::Relaxed);
-    let kind = KINDS.get(kind as usize).copied().unwrap_or("?");
-    let _ = core::fmt::Write::write_fmt(
-        &mut console::Console,
-        format_args!(
-            "\nrota: fatal {kind} exception: EXCCAUSE={exccause} ({}) EPC1={epc1:#010x} \
-             EXCVADDR={excvaddr:#010x} DEPC={depc:#010x}\n",
-            cause_name(exccause)
-        ),
-    );
-    crate::exit(3)
-}
-
-/// A short name for an Xtensa EXCCAUSE value.
-pub fn cause_name(cause: u32) -> &'static str {
-    match cause {
-        0 => "IllegalInstruction",
-        1 => "Syscall",
-        2 => "InstructionFetchError",
-        3 => "LoadStoreError",
-        4 => "Level1Interrupt",
-        5 => "Alloca",
-        6 => "IntegerDivideByZero",
-        8 => "Privileged",
-        9 => "LoadStoreAlignment",
-        12 => "InstrPIFDataError",
-        13 => "LoadStorePIFDataError",
-        14 => "InstrPIFAddrError",
-        15 => "LoadStorePIFAddrError",
-        16 => "InstTLBMiss",
-        17 => "InstTLBMultiHit",
-        18 => "InstFetchPrivilege",
-        20 => "InstFetchProhibited",
-        24 => "LoadStoreTLBMiss",
-        25 => "LoadStoreTLBMultiHit",
-        26 => "LoadStorePrivilege",
-        28 => "LoadProhibited",
-        29 => "StoreProhibited",
-        _ => "?",
+    let c = &mut console::Console;
+    c.print(b"\nrota: fatal ");
+    c.print(KINDS.get(kind as usize).copied().unwrap_or(b"?"));
+    c.print(b" exception: EXCCAUSE=");
+    report::write_dec(c, exccause);
+    for (name, value) in [
+        (&b" EPC1="[..], epc1),
+        (b" EXCVADDR=", excvaddr),
+        (b" DEPC=", depc),
+    ] {
+        c.print(name);
+        report::write_hex(c, value);
     }
+    c.print(b"\n");
+    crate::exit(3)
 }
 
 /// Synchronises instruction fetch with earlier stores (`isync`): call after writing code to RAM.

@@ -48,7 +48,7 @@ impl Board for Mps2 {
     const ISA: rota_core::Isa = rota_core::Isa::Thumbv7m;
 
     fn console_write(&mut self, bytes: &[u8]) {
-        self.uart.write(bytes);
+        self.uart.print(bytes);
     }
 
     fn flash(&mut self) -> &mut Self::Flash {
@@ -123,17 +123,16 @@ fn exit(ok: bool) -> ! {
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     let mut u = uart::Uart::new();
-    u.write(b"hard fault at pc=0x");
-    let pc = frame.pc();
-    for i in (0..8).rev() {
-        u.write(&[b"0123456789abcdef"[((pc >> (i * 4)) & 0xF) as usize]]);
-    }
-    u.write(b"\n");
+    u.print(b"hard fault at pc=");
+    rota_core::report::write_hex(&mut u, frame.pc());
+    u.print(b"\n");
     exit(false)
 }
 
+/// Firmware is built with `-Cpanic=immediate-abort` (a panic traps into HardFault, which reports
+/// where); this handler is what the language still requires.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    uart::Uart::new().write(b"core panic\n");
+    uart::Uart::new().print(b"core panic\n");
     exit(false)
 }

@@ -23,9 +23,11 @@ impl Uart {
         }
         Uart
     }
+}
 
+impl rota_core::report::Console for Uart {
     /// Writes bytes, waiting while the transmit buffer is full.
-    pub fn write(&mut self, bytes: &[u8]) {
+    fn print(&mut self, bytes: &[u8]) {
         for &b in bytes {
             // SAFETY: as above.
             unsafe {

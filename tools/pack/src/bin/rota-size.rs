@@ -1,8 +1,9 @@
 //! `rota-size FIRMWARE.elf [BLOB...]`: the resident core's flash and static RAM, the arena, heap and
 //! stack reserved by the board's linker script, and each blob's size.
 //!
-//! Flash = allocated read-only sections (code, rodata, vectors) plus the initial values of `.data`.
-//! Static RAM = allocated writable sections, excluding the arena, heap and stack regions, which the
+//! Flash = every allocated section with contents (code, rodata, vectors, the initial values of `.data`).
+//! Static RAM = every allocated section placed in the data RAM (`_ram_start.._ram_end`), whatever its
+//! flags (the ESP8266 keeps `.rodata` in DRAM), excluding the arena, heap and stack regions, which the
 //! linker scripts mark with `_arena_start/_arena_end`, `_heap_start/_heap_end`, `_stack_end/_stack_start`.
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ fn report(path: &str) -> Result<String, String> {
     let arena = region("_arena_start", "_arena_end")?;
     let heap = region("_heap_start", "_heap_end")?;
     let stack = region("_stack_end", "_stack_start")?;
+    let ram_region = region("_ram_start", "_ram_end")?;
     let reserved = |addr: u64| {
         [arena, heap, stack]
             .iter()
@@ -37,20 +39,16 @@ fn report(path: &str) -> Result<String, String> {
         if !alloc || s.size() == 0 {
             continue;
         }
-        let writable = sh_flags & u64::from(object::elf::SHF_WRITE) != 0;
-        let exec = sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0;
-        let nobits = s.kind() == SectionKind::UninitializedData;
-        if !writable || exec {
+        let in_ram = s.address() >= ram_region.0 && s.address() < ram_region.1;
+        if s.kind() != SectionKind::UninitializedData && !reserved(s.address()) {
             flash += s.size();
-        } else if !reserved(s.address()) {
+        }
+        if in_ram && !reserved(s.address()) {
             ram += s.size();
-            if !nobits {
-                flash += s.size();
-            }
         }
     }
     Ok(format!(
-        "{path}\n  core flash (text+rodata+data init) {flash} bytes\n  core static RAM (data+bss)          {ram} bytes\n  overlay arena                       {} bytes\n  heap                                {} bytes\n  stack                               {} bytes\n",
+        "{path}\n  core flash (text+rodata+data init)       {flash} bytes\n  core static RAM (data+bss+rodata in RAM) {ram} bytes\n  overlay arena                           {} bytes\n  heap                                    {} bytes\n  stack                                   {} bytes\n",
         arena.1 - arena.0,
         heap.1 - heap.0,
         stack.1 - stack.0
