@@ -3,7 +3,11 @@
 //!
 //! - thumbv7m: a PIE linked at 0; only `R_ARM_RELATIVE` dynamic relocations may remain.
 //! - lx106: linked at 0 with `ld -q`; `R_XTENSA_32` words are relocated, PC-relative `R_XTENSA_SLOT0_OP`
-//!   and the `R_XTENSA_NONE`/`R_XTENSA_ASM_EXPAND` markers need nothing; any other type is refused.
+//!   and the `R_XTENSA_NONE`/`R_XTENSA_ASM_EXPAND` markers need nothing; any other type is refused, and
+//!   so are `R_XTENSA_32`/`R_XTENSA_SLOT0_OP` whose symbol is undefined or absolute (it does not move).
+//!
+//! Only linked little-endian files (ET_EXEC/ET_DYN) are accepted: relocation offsets in a relocatable
+//! object are section-relative.
 //!
 //! Writable sections are refused: overlays keep their state in the core's context.
 
