@@ -395,7 +395,7 @@ impl HeaderRepr {
             Isa::Thumbv7m => 2,
             Isa::Lx106 => 4,
         };
-        if entry_offset >= image_size || entry_offset % entry_align != 0 {
+        if entry_offset >= image_size || !entry_offset.is_multiple_of(entry_align) {
             return Err(Error::BadEntry(entry_offset));
         }
         let repr = HeaderRepr {
@@ -511,7 +511,11 @@ impl<'a> Blob<'a> {
     pub fn relocs(&self) -> impl Iterator<Item = u32> + 'a {
         let start = self.header.relocs_offset() as usize;
         let end = self.header.image_offset() as usize;
-        self.bytes[start..end].chunks_exact(4).map(le32)
+        self.bytes[start..end]
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|w| u32::from_le_bytes(*w))
     }
 
     /// The image as linked at address 0.

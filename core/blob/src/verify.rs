@@ -153,7 +153,7 @@ impl Verifier {
         let word = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
         let offset = le32(&word);
         let image_size = self.header.map_or(0, |h| h.image_size);
-        let sorted = self.last_reloc.map_or(true, |last| offset > last);
+        let sorted = self.last_reloc.is_none_or(|last| offset > last);
         if offset % 4 != 0 || offset > image_size.saturating_sub(4) || !sorted {
             return Err(Error::BadRelocation {
                 index: self.relocs_seen,

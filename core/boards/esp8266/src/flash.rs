@@ -61,11 +61,6 @@ impl Flash {
     pub fn take() -> Self {
         Flash { _private: () }
     }
-
-    /// Size of the window in bytes.
-    pub fn len(&self) -> usize {
-        symbols::flash_end() - symbols::flash_start()
-    }
 }
 
 impl ErrorType for Flash {
@@ -81,7 +76,7 @@ impl ReadNorFlash for Flash {
     }
 
     fn capacity(&self) -> usize {
-        self.len()
+        symbols::flash_end() - symbols::flash_start()
     }
 }
 
