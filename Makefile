@@ -152,6 +152,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy -q --all-targets -- -D warnings
 	$(CARGO) clippy -q $(FW) $(ARM) -p rota-board-mps2-an385 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings $(QUIET_XT)
 
 test: setup firmware images fixtures esp-image-check lint
 	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
