@@ -21,7 +21,7 @@ use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
 /// Timing limits of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Longest wait for any one read or write.
+    /// Longest wait for any one read (a whole line) or write.
     pub idle: Duration,
     /// Longest whole session.
     pub session: Duration,
@@ -236,7 +236,7 @@ impl Server {
             Err(error) => tracing::warn!(
                 %device,
                 %peer,
-                outcome = "failed",
+                outcome = %"failed",
                 %error,
                 files = report.files,
                 bytes = report.bytes,

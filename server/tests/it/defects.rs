@@ -286,3 +286,68 @@ async fn absurd_inputs_are_refused_without_buffering() {
     );
     still_serves(&mut server).await;
 }
+
+#[tokio::test]
+async fn trickling_and_slow_peers_hit_their_deadlines() {
+    let fx = Fixture::standard();
+    let limits = Limits {
+        idle: Duration::from_millis(600),
+        session: Duration::from_millis(1500),
+        ..Limits::default()
+    };
+    let mut server = start(Repo::open_dir(fx.path()).unwrap(), limits).await;
+
+    // One byte every 100 ms: a line must arrive whole within the idle timeout.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let trickle = async {
+        for _ in 0..40 {
+            if stream.write_all(b"{").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (report, ()) = tokio::join!(server.report(), trickle);
+    assert!(
+        matches!(report.outcome, Err(SessionError::Timeout(Phase::Hi))),
+        "{:?}",
+        report.outcome
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_millis(1400),
+        "{took:?}"
+    );
+
+    // Every reply just inside the idle timeout: the whole-session limit ends it.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let device = Device::new(11223344, "supersekrit", "127.0.0.1", 8266);
+    stream.write_all(&device.hi_line().unwrap()).await.unwrap();
+    let slow = async {
+        let mut buf = [0u8; 2048];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if stream
+                .write_all(&signed("supersekrit", r#"{"s":"OK"}"#))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(server.report(), slow);
+    assert!(
+        matches!(report.outcome, Err(SessionError::Timeout(Phase::Reply))),
+        "{:?}",
+        report.outcome
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    still_serves(&mut server).await;
+}
