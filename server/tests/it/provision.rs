@@ -346,16 +346,18 @@ async fn serve_stdio_runs_one_session() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+        let mut io = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
         let check = device
-            .check_in(io, tokio::time::Instant::now())
+            .check_in(&mut io, tokio::time::Instant::now())
             .await
             .unwrap();
         assert_eq!(check.outcome, expected);
+        // The process ends after its session even while the device keeps the pipe open.
         let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
             .await
-            .unwrap()
+            .expect("serve-stdio exits after one session")
             .unwrap();
+        drop(io);
         assert!(out.status.success());
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(
