@@ -1,5 +1,6 @@
 //! `provision`: allocates heap buffers, writes a pattern to the scratch flash sector, reads it back,
-//! compares, and frees everything (so the heap is left exactly as found).
+//! compares, and frees everything (so the heap is left exactly as found). When the config record asks
+//! for it (`reset=1`), it then resets the device, as an update's final `restart` does.
 #![no_std]
 #![no_main]
 
@@ -33,7 +34,19 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     };
     // SAFETY: as above.
     unsafe { svc.free(out, LEN, 4) };
+    if rc == status::OK && wants_reset(ctx) {
+        svc.write(b"provision: reset requested\n");
+        svc.reset();
+    }
     rc
+}
+
+/// Whether the config payload holds the token `reset=1`.
+fn wants_reset(ctx: &Context) -> bool {
+    let config = &ctx.config[..(ctx.config_len as usize).min(ctx.config.len())];
+    config
+        .split(|&b| b == b' ')
+        .any(|token| token == b"reset=1")
 }
 
 fn write_and_check(svc: &Services, ctx: &Context, out: &mut [u8], back: &mut [u8]) -> i32 {

@@ -117,6 +117,51 @@ fn refuses_other_isa(m: Machine, other: Machine) {
     assert_app_started_clean(&run);
 }
 
+/// The reset service: `provision` resets when the config says `reset=1`. QEMU reboots both machines
+/// (mps2 restores the storage image on reset, so it reboots until the time limit; so does the sim).
+fn reset_service_reboots(m: Machine, banner: &str) {
+    let run = boot(
+        m,
+        &storage(1, b"server=10.0.2.100 reset=1", &overlays(m)),
+        Duration::from_secs(3),
+    );
+    assert!(
+        run.console.matches(banner).count() >= 2,
+        "no second boot:\n{}",
+        run.console
+    );
+    assert!(
+        run.console.contains("provision: reset requested"),
+        "{}",
+        run.console
+    );
+    assert!(
+        !run.console.contains("app: started"),
+        "the app ran although the device reset"
+    );
+    let run = boot(
+        m,
+        &storage(1, b"server=10.0.2.100 reset=0", &overlays(m)),
+        LIMIT,
+    );
+    assert!(
+        !run.console.contains("reset requested"),
+        "reset=0 must not reset:\n{}",
+        run.console
+    );
+    assert_app_started_clean(&run);
+}
+
+#[test]
+fn mps2_reset_service_reboots() {
+    reset_service_reboots(Machine::Mps2An385, "rota core on mps2-an385");
+}
+
+#[test]
+fn esp8266_reset_service_reboots() {
+    reset_service_reboots(Machine::Esp8266Sim, "rota core on esp8266");
+}
+
 #[test]
 fn mps2_boots_three_overlays_away_from_link_address_with_residue_0() {
     boots_three_overlays(Machine::Mps2An385);
