@@ -227,7 +227,12 @@ impl Device {
         if let Ok(record) = parsed {
             report.received.push(Received::of(&record, &secret));
         }
-        if contains(&segment, br#""r":"OK!""#) {
+        // As the client: `"r":"OK!"` anywhere before the tag means no update, signed or not.
+        let lf = segment
+            .iter()
+            .position(|&b| b == b'\n')
+            .unwrap_or(segment.len());
+        if contains(&segment[..lf.saturating_sub(v1::TAG_LEN)], br#""r":"OK!""#) {
             report.outcome = Outcome::NoUpdate;
             return Ok(report);
         }
@@ -310,16 +315,15 @@ impl Device {
                 }
                 Value::Object(map).to_string()
             }
-            CommandRepr::Rename { from, to } => {
-                let moved = self.fs.remove(&from);
-                match moved {
-                    Some(data) if from != to => {
-                        self.fs.insert(to, data);
-                        ok.to_json()
-                    }
-                    _ => fail("Rename failed", None).to_json(),
+            CommandRepr::Rename { from, to } => match self.fs.remove(&from) {
+                // As the client: a missing `from` is not an error; `from == to` deletes it and fails.
+                None => ok.to_json(),
+                Some(_) if from == to => fail("Rename failed", None).to_json(),
+                Some(data) => {
+                    self.fs.insert(to, data);
+                    ok.to_json()
                 }
-            }
+            },
             CommandRepr::Upload { name, offset, len } => {
                 let data = self.fs.get(&name).map(Vec::as_slice).unwrap_or_default();
                 let start = data
@@ -338,7 +342,9 @@ impl Device {
                     "secret".into(),
                     String::from_utf8_lossy(secret).into_owned().into(),
                 );
-                let bytes = Value::Object(config).to_string().into_bytes();
+                // `file.writeline(json.encode(cmd))`: the JSON and a line feed.
+                let mut bytes = Value::Object(config).to_string().into_bytes();
+                bytes.push(b'\n');
                 self.fs.insert(CONFIG_FILE.to_owned(), bytes);
                 return Action::Restart;
             }
@@ -400,8 +406,16 @@ async fn read_segment<S: AsyncRead + Unpin>(io: &mut S) -> Result<Option<Vec<u8>
 }
 
 /// The command of a segment, its payload checked against `data` (a short payload is a split record).
+///
+/// As on the client, only `pu`, `dl` and `cm` carry a payload; bytes after other commands are ignored.
 fn command(record: &Record<'_>) -> Result<(CommandRepr, Vec<u8>), SimError> {
     let command = CommandRepr::parse(&record.object()?)?;
+    if !matches!(
+        command,
+        CommandRepr::Put { .. } | CommandRepr::Download { .. } | CommandRepr::Compile { .. }
+    ) {
+        return Ok((command, Vec::new()));
+    }
     let declared = command.data_len();
     let got = record.payload().len();
     if (got as u64) < declared {
@@ -585,6 +599,10 @@ mod tests {
                 (
                     record(r#"{"a":"mv","from":"junk","to":"junk"}"#, b""),
                     b"{\"s\":\"Rename failed\"}",
+                ),
+                (
+                    record(r#"{"a":"mv","from":"absent","to":"x"}"#, b""),
+                    b"{\"s\":\"OK\"}",
                 ),
                 (
                     record(r#"{"a":"ls"}"#, b""),
