@@ -157,7 +157,7 @@ pub unsafe fn load<F: ReadNorFlash>(
         let n = ((header.digest_offset() - pos) as usize).min(CHUNK);
         read(flash, offset + pos, &mut buf[..n])?;
         v.feed(&buf[..n])?;
-        for w in buf[..n].chunks_exact(4) {
+        for w in buf[..n].as_chunks::<4>().0 {
             // In bounds: image_size <= limit was checked above.
             arena
                 .add(word_index)

@@ -104,7 +104,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
         if end > self.mem.as_ref().len() {
             return Err(MemFlashError::OutOfBounds);
         }
-        if start % align != 0 || len % align != 0 {
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(MemFlashError::NotAligned);
         }
         Ok((start, end))
