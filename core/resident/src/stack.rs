@@ -26,7 +26,8 @@ impl Stack {
         let here = core::ptr::addr_of!(*self) as usize;
         let marker = 0u32;
         let sp = (core::ptr::addr_of!(marker) as usize).min(here);
-        let limit = (sp.saturating_sub(MARGIN) & !3) as *mut u32;
+        // Never outside [bottom, top), even if the caller is not running on this stack.
+        let limit = ((sp.saturating_sub(MARGIN) & !3) as *mut u32).min(self.top);
         let mut p = self.bottom;
         while p < limit {
             p.write_volatile(PAINT);
