@@ -137,17 +137,7 @@ impl Services {
     /// Writes `n` in decimal to the console (overlays carry no `core::fmt`).
     pub fn write_dec(&self, n: u32) {
         let mut buf = [0u8; 10];
-        let mut i = buf.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.write(&buf[i..]);
+        self.write(format_dec(n, &mut buf));
     }
 
     /// Allocates `size` bytes aligned to `align`; null on failure.
@@ -200,6 +190,22 @@ impl Services {
         // SAFETY: no arguments to misuse.
         unsafe { (self.reset)(self.core) }
     }
+}
+
+/// Formats `n` in decimal into `buf` and returns the digits (shared by the core and the overlays, which
+/// carry no `core::fmt`).
+pub fn format_dec(n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 /// Declares an overlay: exports `fn(&Services, &mut Context) -> i32` as [`ENTRY_SYMBOL`] and, on
@@ -262,5 +268,13 @@ mod tests {
         assert_eq!(size_of::<FlashLayout>(), 20);
         assert_eq!(offset_of!(Context, config), 32);
         assert_eq!(ABI_VERSION, 1);
+    }
+
+    #[test]
+    fn format_dec_covers_the_whole_range() {
+        let mut buf = [0; 10];
+        assert_eq!(format_dec(0, &mut buf), b"0");
+        assert_eq!(format_dec(1024, &mut buf), b"1024");
+        assert_eq!(format_dec(u32::MAX, &mut buf), b"4294967295");
     }
 }

@@ -21,17 +21,7 @@ impl<B: Board> Console for B {
 /// Prints `n` in decimal.
 pub fn write_dec(c: &mut impl Console, n: u32) {
     let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    c.print(&buf[i..]);
+    c.print(rota_abi::format_dec(n, &mut buf));
 }
 
 /// Prints `n` as `0x` and eight lowercase hex digits.

@@ -46,6 +46,14 @@ fn in_region<B: Board>(s: &mut CoreState<'_, B>, offset: u32, len: usize) -> boo
         .is_some_and(|end| end <= s.board.flash().capacity())
 }
 
+/// A flash driver's result as a service status code.
+fn io_status<E>(r: Result<(), E>) -> i32 {
+    match r {
+        Ok(()) => status::OK,
+        Err(_) => status::EIO,
+    }
+}
+
 unsafe extern "C" fn console_write<B: Board>(core: *mut c_void, buf: *const u8, len: usize) {
     if buf.is_null() {
         return;
@@ -84,14 +92,11 @@ unsafe extern "C" fn flash_read<B: Board>(
     if buf.is_null() || !in_region(s, offset, len) {
         return status::EINVAL;
     }
-    match s
-        .board
-        .flash()
-        .read(offset, core::slice::from_raw_parts_mut(buf, len))
-    {
-        Ok(()) => status::OK,
-        Err(_) => status::EIO,
-    }
+    io_status(
+        s.board
+            .flash()
+            .read(offset, core::slice::from_raw_parts_mut(buf, len)),
+    )
 }
 
 unsafe extern "C" fn flash_write<B: Board>(
@@ -104,14 +109,11 @@ unsafe extern "C" fn flash_write<B: Board>(
     if buf.is_null() || !in_region(s, offset, len) {
         return status::EINVAL;
     }
-    match s
-        .board
-        .flash()
-        .write(offset, core::slice::from_raw_parts(buf, len))
-    {
-        Ok(()) => status::OK,
-        Err(_) => status::EIO,
-    }
+    io_status(
+        s.board
+            .flash()
+            .write(offset, core::slice::from_raw_parts(buf, len)),
+    )
 }
 
 unsafe extern "C" fn flash_erase<B: Board>(core: *mut c_void, from: u32, to: u32) -> i32 {
@@ -119,10 +121,7 @@ unsafe extern "C" fn flash_erase<B: Board>(core: *mut c_void, from: u32, to: u32
     if from > to || !in_region(s, from, (to - from) as usize) {
         return status::EINVAL;
     }
-    match s.board.flash().erase(from, to) {
-        Ok(()) => status::OK,
-        Err(_) => status::EIO,
-    }
+    io_status(s.board.flash().erase(from, to))
 }
 
 unsafe extern "C" fn time_ms<B: Board>(core: *mut c_void) -> u32 {
