@@ -11,9 +11,13 @@
 //! inventory a fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force
 //! re-sends and a same-second edit is never missed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
@@ -104,9 +108,65 @@ enum Source {
 }
 
 /// A luaOTA repository.
+///
+/// Parsed inventories and prepared files are cached while their file is unchanged: a no-update check-in
+/// then costs one `stat` per file instead of reading, trimming and hashing it. A file is read again as
+/// soon as its device, inode, size, mtime or ctime (nanoseconds) differ, and a file changed less than
+/// [`RACY_WINDOW`] before it was read is never cached (git's "racy timestamp" rule), so an edit that
+/// keeps size and mtime is still seen, even on file systems with coarse timestamps. Files of a git
+/// revision never change and are cached for good.
 pub struct Repo {
     source: Source,
+    inventories: Cache<Arc<Inventory>>,
+    files: Cache<Arc<PlannedFile>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
+
+/// A file changed this recently is not cached: a further change could keep its timestamps.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Cache effectiveness, for tests and tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that read the file.
+    pub misses: u64,
+}
+
+/// What identifies a file's content on disk; `None` for a git revision, which never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file changed within [`RACY_WINDOW`] of `now`.
+    fn is_racy(&self, now: SystemTime) -> bool {
+        let now_ns = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self.mtime_ns.max(self.ctime_ns) + RACY_WINDOW.as_nanos() as i128 > now_ns
+    }
+}
+
+type Cache<T> = Mutex<HashMap<String, (Option<Stamp>, T)>>;
 
 /// One device's inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +207,7 @@ pub struct PlannedFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The files in inventory order.
-    pub files: Vec<PlannedFile>,
+    pub files: Vec<Arc<PlannedFile>>,
     /// `md5_hex("name1:n1:name2:n2:...")`.
     pub chk: String,
 }
@@ -228,15 +288,31 @@ impl Inventory {
 }
 
 impl Repo {
+    fn with_source(source: Source) -> Self {
+        Repo {
+            source,
+            inventories: Cache::default(),
+            files: Cache::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// How often the cache answered.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
     /// Serves the directory `dir` as it is on disk.
     pub fn open_dir(dir: impl Into<PathBuf>) -> Result<Self, RepoError> {
         let dir = dir.into();
         if !dir.is_dir() {
             return Err(RepoError::NotADirectory(dir));
         }
-        Ok(Repo {
-            source: Source::Dir(dir),
-        })
+        Ok(Repo::with_source(Source::Dir(dir)))
     }
 
     /// Serves `dir` as committed at git revision `rev` (anything `git rev-parse` takes); `dir` may be the
@@ -273,15 +349,13 @@ impl Repo {
                 .map_err(git)?;
             (commit.id, commit.tree_id().map_err(git)?.detach())
         };
-        Ok(Repo {
-            source: Source::Git {
-                repo: Box::new(repo.into_sync()),
-                tree,
-                commit,
-                prefix,
-                dir,
-            },
-        })
+        Ok(Repo::with_source(Source::Git {
+            repo: Box::new(repo.into_sync()),
+            tree,
+            commit,
+            prefix,
+            dir,
+        }))
     }
 
     /// What is served, for logs: the directory, or the commit and directory.
@@ -342,40 +416,112 @@ impl Repo {
         }
     }
 
+    /// The stamp of `name` in a directory source (checked to be a file within `limit`); `Ok(None)` when it
+    /// does not exist.
+    fn stamp(dir: &Path, name: &str, limit: u64) -> Result<Option<Stamp>, RepoError> {
+        let meta = match std::fs::metadata(dir.join(name)) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RepoError::Io {
+                    name: name.to_owned(),
+                    source,
+                })
+            }
+        };
+        if !meta.is_file() {
+            return Err(RepoError::NotAFile(name.to_owned()));
+        }
+        if meta.len() > limit {
+            return Err(RepoError::TooLarge {
+                name: name.to_owned(),
+                limit,
+            });
+        }
+        Ok(Some(Stamp::of(&meta)))
+    }
+
+    /// `name` parsed by `parse`, from the cache while the file is unchanged; `Ok(None)` when it does not
+    /// exist.
+    fn load<T: Clone>(
+        &self,
+        cache: &Cache<T>,
+        name: &str,
+        limit: u64,
+        parse: impl FnOnce(Vec<u8>) -> Result<T, RepoError>,
+    ) -> Result<Option<T>, RepoError> {
+        // The stamp is taken BEFORE reading: a change during the read only causes one more read later.
+        let stamp = match &self.source {
+            Source::Dir(dir) => match Self::stamp(dir, name, limit)? {
+                Some(stamp) => Some(stamp),
+                None => return Ok(None),
+            },
+            Source::Git { .. } => None,
+        };
+        let lock = || {
+            cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if let Some((cached, value)) = lock().get(name) {
+            if *cached == stamp {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(value.clone()));
+            }
+        }
+        let Some(bytes) = self.read(name, limit)? else {
+            return Ok(None);
+        };
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let value = parse(bytes)?;
+        if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
+            lock().insert(name.to_owned(), (stamp, value.clone()));
+        }
+        Ok(Some(value))
+    }
+
     /// The inventory of device `id`: `ESP-<id>.json`, else `default.json`.
-    pub fn inventory(&self, id: u64) -> Result<Inventory, RepoError> {
+    pub fn inventory(&self, id: u64) -> Result<Arc<Inventory>, RepoError> {
         for file in [format!("ESP-{id}.json"), "default.json".to_owned()] {
-            if let Some(bytes) = self.read(&file, MAX_INVENTORY)? {
-                return Inventory::parse(&file, &bytes);
+            let parse = |bytes: Vec<u8>| Inventory::parse(&file, &bytes).map(Arc::new);
+            if let Some(inventory) = self.load(&self.inventories, &file, MAX_INVENTORY, parse)? {
+                return Ok(inventory);
             }
         }
         Err(RepoError::UnknownDevice(id))
     }
 
-    /// Reads every file of `inventory` as the device will receive it, numbers it, and fingerprints the set.
+    /// Every file of `inventory` as the device will receive it (trimmed if asked, numbered), and the
+    /// fingerprint of the set.
     pub fn plan(&self, inventory: &Inventory) -> Result<Plan, RepoError> {
         let mut files = Vec::with_capacity(inventory.files.len());
         for name in &inventory.files {
-            let raw = self
-                .read(name, MAX_FILE)?
+            let prepare = |raw: Vec<u8>| Ok(Arc::new(prepare(name, raw)));
+            let file = self
+                .load(&self.files, name, MAX_FILE, prepare)?
                 .ok_or_else(|| RepoError::MissingFile(name.clone()))?;
-            let is_lua = name.ends_with(".lua");
-            let trimmed = is_lua && trim::wants_trim(&raw);
-            let data = if trimmed { trim::safetrim(&raw) } else { raw };
-            files.push(PlannedFile {
-                name: name.clone(),
-                number: content_number(&data),
-                data,
-                action: if is_lua {
-                    Action::Compile
-                } else {
-                    Action::Download
-                },
-                trimmed,
-            });
+            files.push(file);
         }
         let chk = fingerprint(files.iter().map(|f| (f.name.as_str(), f.number)));
         Ok(Plan { files, chk })
+    }
+}
+
+/// A repository file as the device receives it.
+fn prepare(name: &str, raw: Vec<u8>) -> PlannedFile {
+    let is_lua = name.ends_with(".lua");
+    let trimmed = is_lua && trim::wants_trim(&raw);
+    let data = if trimmed { trim::safetrim(&raw) } else { raw };
+    PlannedFile {
+        name: name.to_owned(),
+        number: content_number(&data),
+        data,
+        action: if is_lua {
+            Action::Compile
+        } else {
+            Action::Download
+        },
+        trimmed,
     }
 }
 
@@ -474,6 +620,38 @@ mod tests {
         assert!(matches!(repo.plan(&missing), Err(RepoError::MissingFile(n)) if n == "nope"));
         let dir = Inventory::parse("i", br#"{"files":["lib"],"secret":"s"}"#).unwrap();
         assert!(matches!(repo.plan(&dir), Err(RepoError::NotAFile(_))));
+    }
+
+    #[test]
+    fn cache_never_hides_an_edit() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "ESP-1.json",
+            br#"{"files":["a.txt"],"secret":"s"}"#,
+        );
+        write(tmp.path(), "a.txt", b"version 1");
+        let repo = Repo::open_dir(tmp.path()).unwrap();
+        let plan = |repo: &Repo| repo.plan(&repo.inventory(1).unwrap()).unwrap();
+        // Just written: racy, so never cached.
+        let first = plan(&repo);
+        assert_eq!(plan(&repo), first);
+        assert_eq!(repo.cache_stats(), CacheStats { hits: 0, misses: 4 });
+
+        std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
+        plan(&repo);
+        assert_eq!(plan(&repo), first);
+        assert_eq!(repo.cache_stats(), CacheStats { hits: 2, misses: 6 });
+
+        // Same size, mtime put back: ctime still moves, so the edit is seen.
+        let path = tmp.path().join("a.txt");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        write(tmp.path(), "a.txt", b"version 2");
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(mtime).unwrap();
+        let second = plan(&repo);
+        assert_eq!(second.files[0].data, b"version 2");
+        assert_ne!(second.chk, first.chk);
     }
 
     #[test]

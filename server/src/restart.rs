@@ -122,20 +122,23 @@ fn advice(obj: &Map<String, Value>) -> String {
 mod tests {
     use super::*;
     use crate::repo::{Action, PlannedFile};
+    use std::sync::Arc;
 
     fn hi(json: &str) -> HiRepr {
         HiRepr::parse(v1::parse_object(json.as_bytes()).unwrap()).unwrap()
     }
 
     fn plan(names: &[&str]) -> Plan {
-        let files: Vec<PlannedFile> = names
+        let files = names
             .iter()
-            .map(|n| PlannedFile {
-                name: n.to_string(),
-                number: 7,
-                data: vec![],
-                action: Action::Download,
-                trimmed: false,
+            .map(|n| {
+                Arc::new(PlannedFile {
+                    name: n.to_string(),
+                    number: 7,
+                    data: vec![],
+                    action: Action::Download,
+                    trimmed: false,
+                })
             })
             .collect();
         Plan {

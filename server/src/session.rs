@@ -385,21 +385,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // to a blocking thread cost a third of the no-update throughput in the benchmark.
         let inventory = self.repo.inventory(hi.id)?;
         if !record.verify(&inventory.secret) {
-            return Err(SessionError::BadHiTag(inventory.file));
+            return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         let plan = self.repo.plan(&inventory)?;
-        let secret = inventory.secret;
+        let secret = &inventory.secret;
 
         if hi.chk.as_deref() == Some(plan.chk.as_str()) {
-            let ok = v1::emit_record(&secret, &CommandRepr::NoUpdate.to_json(), &[])?;
+            let ok = v1::emit_record(secret, &CommandRepr::NoUpdate.to_json(), &[])?;
             self.send(&ok).await?;
             self.wait_close().await;
             return Ok(Outcome::NoUpdate);
         }
 
         // Everything that could refuse the update is checked before the first byte is sent.
-        let restart = restart::build(&hi, &plan, &secret)?;
-        let restart = v1::emit_record(&secret, &restart, &[])?;
+        let restart = restart::build(&hi, &plan, secret)?;
+        let restart = v1::emit_record(secret, &restart, &[])?;
         let stale: Vec<usize> = plan
             .files
             .iter()
@@ -409,7 +409,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .collect();
         check_lua(&plan, &stale)?;
         for &i in &stale {
-            self.send_file(&plan, i, &secret).await?;
+            self.send_file(&plan, i, secret).await?;
         }
         self.send(&restart).await?;
         self.wait_close().await;
