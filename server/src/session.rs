@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -167,7 +166,7 @@ pub struct SessionReport {
 
 /// The shared state of all sessions: the repository and the limits.
 pub struct Server {
-    repo: Arc<Repo>,
+    repo: Repo,
     limits: Limits,
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
 }
@@ -176,7 +175,7 @@ impl Server {
     /// A server for `repo` with `limits`.
     pub fn new(repo: Repo, limits: Limits) -> Self {
         Server {
-            repo: Arc::new(repo),
+            repo,
             limits,
             reports: None,
         }
@@ -189,11 +188,6 @@ impl Server {
         rx
     }
 
-    /// The repository served.
-    pub fn repo(&self) -> &Repo {
-        &self.repo
-    }
-
     /// Runs one session on `io` and logs its summary line; `peer` names the other end in the log.
     /// Returns the report unless a report channel takes it.
     pub async fn serve<S>(&self, io: S, peer: &str) -> Option<SessionReport>
@@ -203,7 +197,7 @@ impl Server {
         let start = Instant::now();
         let mut session = Session {
             io: LineReader::new(io),
-            repo: Arc::clone(&self.repo),
+            repo: &self.repo,
             limits: self.limits,
             deadline: start + self.limits.session,
             device: None,
@@ -324,9 +318,9 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
     }
 }
 
-struct Session<S> {
+struct Session<'r, S> {
     io: LineReader<S>,
-    repo: Arc<Repo>,
+    repo: &'r Repo,
     limits: Limits,
     deadline: Instant,
     device: Option<u64>,
@@ -334,7 +328,7 @@ struct Session<S> {
     bytes: u64,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// The deadline of the next operation: the idle timeout, capped by the session's.
     fn next_deadline(&self) -> Instant {
         (Instant::now() + self.limits.idle).min(self.deadline)

@@ -635,6 +635,8 @@ mod tests {
     fn hi_vector_parses_with_integer_id() {
         let line = b"{\"leave\":0,\"port\":8266,\"ssid\":\"YourSID\",\"spwd\":\"YourSSIDpwd\",\"server\":\"127.0.0.1\",\"id\":11223344,\"a\":\"HI\"}9e3162\n";
         let rec = Record::parse_line(line).unwrap();
+        assert_eq!(rec.tag(), b"9e3162");
+        assert!(rec.payload().is_empty());
         assert!(rec.verify(SECRET));
         assert!(!rec.verify(b"other"));
         let hi = HiRepr::parse(rec.object().unwrap()).unwrap();

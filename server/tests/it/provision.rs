@@ -58,7 +58,13 @@ async fn full_then_no_update_then_one_file_change() {
             "restart"
         ]
     );
+    let payloads: Vec<usize> = check.received.iter().map(|r| r.payload).collect();
     let trimmed = trim::safetrim(&init_lua());
+    assert_eq!(
+        payloads,
+        [1024, trimmed.len() - 1024, 1024, 1024, 452, 24, 0],
+        "chunks of 1024, the rest last"
+    );
     assert_eq!(device.sources["init.lua"], trimmed);
     assert!(
         device.fs.contains_key("init.lc"),
