@@ -351,3 +351,32 @@ async fn trickling_and_slow_peers_hit_their_deadlines() {
     );
     still_serves(&mut server).await;
 }
+
+#[tokio::test]
+async fn over_max_sessions_new_connections_are_closed_at_once() {
+    let fx = Fixture::standard();
+    let server =
+        rota_server::session::Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default());
+    let listener = rota_server::listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(rota_server::listen::run(
+        listener,
+        std::sync::Arc::new(server),
+        2,
+        std::future::pending(),
+    ));
+    let holders = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(2), third.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    drop(holders);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut device = Device::new(11223344, "supersekrit", "127.0.0.1", addr.port());
+    let check = device.check_in_tcp(addr).await.unwrap();
+    assert_eq!(check.outcome, Outcome::Restarted);
+}
