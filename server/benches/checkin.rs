@@ -1,5 +1,7 @@
-//! Load benchmark: no-update check-ins of 1,000 concurrent simulated devices, and the time and wire
-//! overhead of provisioning a 64 KB file set. Everything runs in-process over 127.0.0.1.
+//! Load benchmark: no-update check-ins of 1,000 concurrent simulated devices, against a baseline
+//! measured in the same run (the same devices and storm against a server that only answers a constant
+//! `OK!`), and the time and wire overhead of provisioning a 64 KB file set. Everything runs
+//! in-process over 127.0.0.1.
 //!
 //! Run with `cargo bench -p rota-server`; figures are recorded in docs/server.md.
 
@@ -10,6 +12,7 @@ use rota_server::listen;
 use rota_server::repo::Repo;
 use rota_server::session::{Limits, Server};
 use rota_server::sim::{Device, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 const DEVICES: u64 = 1000;
@@ -42,7 +45,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn no_update_checkins() {
+/// Storm rate and p99 latency.
+type Figures = (f64, Duration);
+
+async fn no_update_checkins() -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
     let src = b"--SAFETRIM\nlocal n = 0 -- counter\nfor i = 1, 10 do n = n + i end\nreturn n\n";
     write(dir.path(), "init.lua", src);
@@ -108,7 +114,7 @@ async fn no_update_checkins() {
         }
         busy += t0.elapsed();
     }
-    report(
+    let storm = report(
         &format!("storm: {DEVICES} devices checking in at the same instant, {ROUNDS} rounds"),
         latencies,
         failures,
@@ -148,9 +154,83 @@ async fn no_update_checkins() {
         failures,
         t0.elapsed(),
     );
+    storm
 }
 
-fn report(title: &str, mut latencies: Vec<Duration>, failures: usize, elapsed: Duration) {
+/// The baseline: the same simulated devices, in the same storm, against a server that reads one line,
+/// answers the constant `OK!` record and waits for the device to close, with no JSON, HMAC or
+/// repository work. The ratio to it is the cost of the real server's per-session work.
+async fn constant_reply_storm() -> Figures {
+    let listener = listen::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let mut got = 0;
+                while !buf[..got].contains(&b'\n') && got < buf.len() {
+                    match s.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                let _ = s.write_all(b"{\"r\":\"OK!\"}4ef057\n").await;
+                // As in v1, the device closes first.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let mut devices: Vec<Device> = (0..DEVICES)
+        .map(|i| {
+            Device::new(
+                FIRST_ID + i,
+                &format!("secret-{i}"),
+                "127.0.0.1",
+                addr.port(),
+            )
+        })
+        .collect();
+    let (mut latencies, mut failures, mut busy) = (Vec::new(), 0usize, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        let tasks: Vec<_> = devices
+            .into_iter()
+            .map(|mut d| {
+                tokio::spawn(async move {
+                    let check = d.check_in_tcp(addr).await;
+                    (d, check)
+                })
+            })
+            .collect();
+        devices = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let (d, check) = t.await.expect("task");
+            match check {
+                Ok(c) if c.outcome == Outcome::NoUpdate => {
+                    latencies.push(c.first_record_after.expect("first record"))
+                }
+                _ => failures += 1,
+            }
+            devices.push(d);
+        }
+        busy += t0.elapsed();
+    }
+    server.abort();
+    report(
+        &format!("baseline: the same storm against a constant-reply server, {ROUNDS} rounds"),
+        latencies,
+        failures,
+        busy,
+    )
+}
+
+fn report(
+    title: &str,
+    mut latencies: Vec<Duration>,
+    failures: usize,
+    elapsed: Duration,
+) -> Figures {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
@@ -165,6 +245,10 @@ fn report(title: &str, mut latencies: Vec<Duration>, failures: usize, elapsed: D
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default()),
     );
+    (
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.99),
+    )
 }
 
 async fn provision_64k() {
@@ -220,6 +304,12 @@ fn main() {
         "{} worker threads (= cores); server and devices share them",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    runtime.block_on(no_update_checkins());
+    let baseline = runtime.block_on(constant_reply_storm());
+    let storm = runtime.block_on(no_update_checkins());
+    println!(
+        "storm vs constant-reply baseline (same run): throughput {:.2}x, p99 latency {:.2}x",
+        storm.0 / baseline.0,
+        storm.1.as_secs_f64() / baseline.1.as_secs_f64()
+    );
     runtime.block_on(provision_64k());
 }
