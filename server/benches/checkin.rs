@@ -87,33 +87,7 @@ async fn no_update_checkins() -> Figures {
     );
 
     // Storm: all devices check in at the same instant (as after a power cut), round after round.
-    let mut latencies = Vec::new();
-    let mut failures = 0usize;
-    let mut busy = Duration::ZERO;
-    for _ in 0..ROUNDS {
-        let t0 = Instant::now();
-        let tasks: Vec<_> = devices
-            .into_iter()
-            .map(|mut d| {
-                tokio::spawn(async move {
-                    let check = d.check_in_tcp(addr).await;
-                    (d, check)
-                })
-            })
-            .collect();
-        devices = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            let (d, check) = t.await.expect("task");
-            match check {
-                Ok(c) if c.outcome == Outcome::NoUpdate => {
-                    latencies.push(c.first_record_after.expect("first record"))
-                }
-                _ => failures += 1,
-            }
-            devices.push(d);
-        }
-        busy += t0.elapsed();
-    }
+    let (devices, latencies, failures, busy) = storm(devices, addr).await;
     let storm = report(
         &format!("storm: {DEVICES} devices checking in at the same instant, {ROUNDS} rounds"),
         latencies,
@@ -181,7 +155,7 @@ async fn constant_reply_storm() -> Figures {
             });
         }
     });
-    let mut devices: Vec<Device> = (0..DEVICES)
+    let devices: Vec<Device> = (0..DEVICES)
         .map(|i| {
             Device::new(
                 FIRST_ID + i,
@@ -191,6 +165,22 @@ async fn constant_reply_storm() -> Figures {
             )
         })
         .collect();
+    let (_, latencies, failures, busy) = storm(devices, addr).await;
+    server.abort();
+    report(
+        &format!("baseline: the same storm against a constant-reply server, {ROUNDS} rounds"),
+        latencies,
+        failures,
+        busy,
+    )
+}
+
+/// [`ROUNDS`] rounds in which every device checks in at the same instant; returns the devices, the
+/// latencies of no-update check-ins, the failures and the time spent.
+async fn storm(
+    mut devices: Vec<Device>,
+    addr: std::net::SocketAddr,
+) -> (Vec<Device>, Vec<Duration>, usize, Duration) {
     let (mut latencies, mut failures, mut busy) = (Vec::new(), 0usize, Duration::ZERO);
     for _ in 0..ROUNDS {
         let t0 = Instant::now();
@@ -216,13 +206,7 @@ async fn constant_reply_storm() -> Figures {
         }
         busy += t0.elapsed();
     }
-    server.abort();
-    report(
-        &format!("baseline: the same storm against a constant-reply server, {ROUNDS} rounds"),
-        latencies,
-        failures,
-        busy,
-    )
+    (devices, latencies, failures, busy)
 }
 
 fn report(
