@@ -155,6 +155,14 @@ fn reloc_name(isa: Isa, code: u32) -> &'static str {
     }
 }
 
+/// The name of section `sh` (empty if the string table does not have it).
+fn section_name(file: &ElfFile32<'_, Endianness>, sh: &elf::SectionHeader32<Endianness>) -> String {
+    file.elf_section_table()
+        .section_name(file.endian(), sh)
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default()
+}
+
 /// Reads an overlay ELF file and collects its image, relocations and entry.
 pub fn pack(data: &[u8], limit: u64) -> Result<Packed, PackError> {
     let file =
@@ -189,11 +197,7 @@ pub fn pack(data: &[u8], limit: u64) -> Result<Packed, PackError> {
         if flags & elf::SHF_ALLOC == 0 {
             continue;
         }
-        let name = file
-            .elf_section_table()
-            .section_name(endian, sh)
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
+        let name = section_name(&file, sh);
         let size = u64::from(sh.sh_size(endian));
         if METADATA.contains(&name.as_str()) || size == 0 {
             continue;
@@ -239,16 +243,12 @@ pub fn pack(data: &[u8], limit: u64) -> Result<Packed, PackError> {
             continue;
         }
         let target = sh.sh_info(endian) as usize;
-        let dynamic = sh.sh_flags(endian) & u32::from(elf::SHF_ALLOC as u8) != 0 || target == 0;
+        let dynamic = sh.sh_flags(endian) & elf::SHF_ALLOC != 0 || target == 0;
         // Static relocations kept by `ld -q` against non-image (debug) sections do not matter.
         if !dynamic && !image_indices.contains(&target) {
             continue;
         }
-        let section_name = file
-            .elf_section_table()
-            .section_name(endian, sh)
-            .map(|n| String::from_utf8_lossy(n).into_owned())
-            .unwrap_or_default();
+        let section_name = section_name(&file, sh);
         // (offset, type, symbol index)
         let mut entries: Vec<(u64, u32, u32)> = Vec::new();
         if kind == elf::SHT_REL {
