@@ -51,8 +51,11 @@ helper:
     ret
 "#;
 
-/// A writable static: a counter in `.data` that the entry increments.
-const XT_DATA: &str = r#"
+/// An entry that increments a writable static `counter`; the fixtures below differ only in where
+/// `counter` lives.
+macro_rules! xt_counter_entry {
+    () => {
+        r#"
     .section .literal.rota_overlay_entry,"ax"
     .align 4
 .Lcounter:
@@ -67,33 +70,29 @@ rota_overlay_entry:
     addi a2, a2, 1
     s32i a2, a3, 0
     ret
-    .section .data.counter,"aw"
+"#
+    };
+}
+
+/// A writable static: the counter in `.data`.
+const XT_DATA: &str = concat!(
+    xt_counter_entry!(),
+    r#"    .section .data.counter,"aw"
     .align 4
 counter:
     .word 7
-"#;
+"#
+);
 
 /// The same counter, zero-initialised in `.bss`.
-const XT_BSS: &str = r#"
-    .section .literal.rota_overlay_entry,"ax"
-    .align 4
-.Lcounter:
-    .word counter
-    .section .text.rota_overlay_entry,"ax"
-    .align 4
-    .global rota_overlay_entry
-    .type rota_overlay_entry,@function
-rota_overlay_entry:
-    l32r a3, .Lcounter
-    l32i a2, a3, 0
-    addi a2, a2, 1
-    s32i a2, a3, 0
-    ret
-    .section .bss.counter,"aw",@nobits
+const XT_BSS: &str = concat!(
+    xt_counter_entry!(),
+    r#"    .section .bss.counter,"aw",@nobits
     .align 4
 counter:
     .space 4
-"#;
+"#
+);
 
 /// A literal word with an `R_XTENSA_32_PCREL` relocation (a type the loader does not apply); `ld -q`
 /// keeps it in `.rela.text`.
