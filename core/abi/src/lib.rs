@@ -1,9 +1,13 @@
 //! The one ABI between rota's resident core and its overlays.
 //!
 //! The core passes every overlay two pointers: a [`Services`] table (the only way an overlay reaches
-//! hardware, the heap or the clock) and a [`Context`] (the only state an overlay may keep; overlays have
-//! no writable statics). Both are `#[repr(C)]`; [`ABI_VERSION`] changes whenever either layout or the
-//! meaning of a field changes, and the loader refuses a blob built against another version.
+//! the console, the heap, the clock, the network and the file store) and a [`Context`] (the only state
+//! an overlay may keep; overlays have no writable statics). Both are `#[repr(C)]`; [`ABI_VERSION`]
+//! changes whenever either layout or the meaning of a field changes, and the loader refuses a blob
+//! built against another version.
+//!
+//! Overlays never write flash directly: every write goes through the store services, which stage a
+//! file beside the old one, check its digest, and commit a whole update with one atomic write.
 #![no_std]
 #![cfg_attr(target_arch = "xtensa", feature(asm_experimental_arch))]
 #![deny(missing_docs)]
@@ -11,48 +15,132 @@
 use core::ffi::c_void;
 
 /// Version of [`Services`] and [`Context`]. Bump on any layout or semantic change.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Symbol name of every overlay's entry point (see [`OverlayEntry`]).
 pub const ENTRY_SYMBOL: &str = "rota_overlay_entry";
 
-/// Signature of an overlay's entry point: returns [`status::OK`] or another status code.
+/// Signature of an overlay's entry point: returns a status code or a phase verdict (see [`verdict`]).
 pub type OverlayEntry = unsafe extern "C" fn(svc: *const Services, ctx: *mut Context) -> i32;
 
-/// Status codes returned by services and overlay entries.
+/// Status codes returned by services and overlay entries (negative: an error).
 pub mod status {
     /// Success.
     pub const OK: i32 = 0;
-    /// An argument was out of range (offset, length, alignment).
+    /// An argument was out of range (offset, length, alignment, name).
     pub const EINVAL: i32 = -1;
     /// The flash device reported an error.
     pub const EIO: i32 = -2;
     /// Out of memory.
     pub const ENOMEM: i32 = -3;
-    /// Data read back did not match what was written, or a record failed its check.
+    /// Data read back did not match what was written, a digest or a record failed its check.
     pub const ECORRUPT: i32 = -4;
+    /// No such file.
+    pub const ENOENT: i32 = -5;
+    /// No room left in the store.
+    pub const ENOSPC: i32 = -6;
+    /// The board has no network interface, or the network is not up.
+    pub const ENODEV: i32 = -7;
+    /// The connection is closed or was refused.
+    pub const ECLOSED: i32 = -8;
+    /// A write was not at the file's current end.
+    pub const EORDER: i32 = -9;
+}
+
+/// What `tick` and `provision` tell the core to do next (positive, so never confused with an error).
+pub mod verdict {
+    /// `tick`: call me again after the next period.
+    pub const CONTINUE: i32 = 1;
+    /// `tick`: connected; run `provision`.
+    pub const PROVISION: i32 = 2;
+    /// Start the application now (no update, deadline passed, abort key, or no network).
+    pub const APP: i32 = 3;
+    /// `provision`: an update was committed; reboot into it.
+    pub const RESTART: i32 = 4;
+}
+
+/// Bits returned by [`NetPollFn`].
+pub mod net {
+    /// The interface has an IPv4 address.
+    pub const HAS_IP: i32 = 1;
+    /// The TCP connection is established.
+    pub const CONNECTED: i32 = 2;
+    /// The TCP connection was closed (by either side) or refused.
+    pub const CLOSED: i32 = 4;
 }
 
 /// Writes `len` bytes at `buf` to the console.
 pub type ConsoleWriteFn = unsafe extern "C" fn(core: *mut c_void, buf: *const u8, len: usize);
+/// A byte from the console if one arrived (0..=255), else -1. Never blocks.
+pub type ConsoleReadFn = unsafe extern "C" fn(core: *mut c_void) -> i32;
 /// Allocates `size` bytes aligned to `align` from the core's heap; null on failure.
 pub type HeapAllocFn =
     unsafe extern "C" fn(core: *mut c_void, size: usize, align: usize) -> *mut u8;
 /// Frees a block returned by [`HeapAllocFn`] with the same `size` and `align`.
 pub type HeapFreeFn =
     unsafe extern "C" fn(core: *mut c_void, ptr: *mut u8, size: usize, align: usize);
-/// Reads `len` bytes at `offset` of the storage region into `buf`; returns a status code.
-pub type FlashReadFn =
-    unsafe extern "C" fn(core: *mut c_void, offset: u32, buf: *mut u8, len: usize) -> i32;
-/// Writes `len` bytes from `buf` at `offset` (erased bytes only); returns a status code.
-pub type FlashWriteFn =
-    unsafe extern "C" fn(core: *mut c_void, offset: u32, buf: *const u8, len: usize) -> i32;
-/// Erases `[from, to)` of the storage region (erase-size aligned); returns a status code.
-pub type FlashEraseFn = unsafe extern "C" fn(core: *mut c_void, from: u32, to: u32) -> i32;
 /// Milliseconds since boot (wraps after ~49 days).
 pub type TimeMsFn = unsafe extern "C" fn(core: *mut c_void) -> u32;
 /// Resets the device; never returns.
 pub type ResetFn = unsafe extern "C" fn(core: *mut c_void) -> !;
+/// Brings the network interface up with `params` (allocating its buffers); returns a status code.
+pub type NetUpFn = unsafe extern "C" fn(core: *mut c_void, params: *const NetParams) -> i32;
+/// Drives the network stack once; returns [`net`] bits, or [`status::ENODEV`] when it is down.
+pub type NetPollFn = unsafe extern "C" fn(core: *mut c_void) -> i32;
+/// Starts a TCP connection to `ip:port` (`ip` in network order); returns a status code.
+pub type NetConnectFn =
+    unsafe extern "C" fn(core: *mut c_void, ip: *const [u8; 4], port: u16) -> i32;
+/// Queues up to `len` bytes for sending; returns the count queued (0 when full) or an error.
+pub type NetSendFn = unsafe extern "C" fn(core: *mut c_void, buf: *const u8, len: usize) -> i32;
+/// Reads up to `len` received bytes; returns the count (0 when none yet) or [`status::ECLOSED`].
+pub type NetRecvFn = unsafe extern "C" fn(core: *mut c_void, buf: *mut u8, len: usize) -> i32;
+/// Closes the connection and takes the interface down, freeing every network buffer.
+pub type NetDownFn = unsafe extern "C" fn(core: *mut c_void);
+/// Fills `out` with the `index`-th live file (`staged == 0`) or staged file (`staged == 1`);
+/// returns [`status::OK`] or [`status::ENOENT`] past the last one.
+pub type FileInfoFn =
+    unsafe extern "C" fn(core: *mut c_void, staged: u32, index: u32, out: *mut FileInfo) -> i32;
+/// Reads from the live file `name` at `offset`; returns the byte count or an error.
+pub type FileReadFn = unsafe extern "C" fn(
+    core: *mut c_void,
+    name: *const Name,
+    offset: u32,
+    buf: *mut u8,
+    len: usize,
+) -> i32;
+/// Starts (or resumes) staging `name`; returns the offset to continue writing at, or an error.
+pub type StageBeginFn = unsafe extern "C" fn(
+    core: *mut c_void,
+    name: *const Name,
+    size: u32,
+    digest: *const [u8; 32],
+    version: u32,
+) -> i32;
+/// Appends `len` bytes at `offset` (which must be the staged file's current end); returns a status.
+pub type StageWriteFn = unsafe extern "C" fn(
+    core: *mut c_void,
+    name: *const Name,
+    offset: u32,
+    buf: *const u8,
+    len: usize,
+) -> i32;
+/// A store operation on one name (finish: check the digest; drop: discard the staged copy; delete:
+/// stage a deletion); returns a status code.
+pub type StageNameFn = unsafe extern "C" fn(core: *mut c_void, name: *const Name) -> i32;
+/// Stages renaming the live file `from` to `to`; returns a status code.
+pub type StageRenameFn =
+    unsafe extern "C" fn(core: *mut c_void, from: *const Name, to: *const Name) -> i32;
+/// Commits every verified staged file at once, with a new device config if `len > 0`; returns a status.
+pub type CommitFn = unsafe extern "C" fn(core: *mut c_void, config: *const u8, len: usize) -> i32;
+/// HMAC-SHA256 of the concatenation of `parts` (`count` slices) under `key`, into `out`.
+pub type HmacFn = unsafe extern "C" fn(
+    core: *mut c_void,
+    key: *const u8,
+    key_len: usize,
+    parts: *const Bytes,
+    count: usize,
+    out: *mut [u8; 32],
+);
 
 /// The service table the core hands to every overlay.
 #[repr(C)]
@@ -63,66 +151,189 @@ pub struct Services {
     pub core: *mut c_void,
     /// See [`ConsoleWriteFn`].
     pub console_write: ConsoleWriteFn,
+    /// See [`ConsoleReadFn`].
+    pub console_read: ConsoleReadFn,
     /// See [`HeapAllocFn`].
     pub heap_alloc: HeapAllocFn,
     /// See [`HeapFreeFn`].
     pub heap_free: HeapFreeFn,
-    /// See [`FlashReadFn`].
-    pub flash_read: FlashReadFn,
-    /// See [`FlashWriteFn`].
-    pub flash_write: FlashWriteFn,
-    /// See [`FlashEraseFn`].
-    pub flash_erase: FlashEraseFn,
     /// See [`TimeMsFn`].
     pub time_ms: TimeMsFn,
     /// See [`ResetFn`].
     pub reset: ResetFn,
+    /// See [`NetUpFn`].
+    pub net_up: NetUpFn,
+    /// See [`NetPollFn`].
+    pub net_poll: NetPollFn,
+    /// See [`NetConnectFn`].
+    pub net_connect: NetConnectFn,
+    /// See [`NetSendFn`].
+    pub net_send: NetSendFn,
+    /// See [`NetRecvFn`].
+    pub net_recv: NetRecvFn,
+    /// See [`NetDownFn`].
+    pub net_down: NetDownFn,
+    /// See [`FileInfoFn`].
+    pub file_info: FileInfoFn,
+    /// See [`FileReadFn`].
+    pub file_read: FileReadFn,
+    /// See [`StageBeginFn`].
+    pub stage_begin: StageBeginFn,
+    /// See [`StageWriteFn`].
+    pub stage_write: StageWriteFn,
+    /// Checks a staged file's digest (see [`StageNameFn`]).
+    pub stage_finish: StageNameFn,
+    /// Discards a staged file (see [`StageNameFn`]).
+    pub stage_drop: StageNameFn,
+    /// Stages the deletion of a live file (see [`StageNameFn`]).
+    pub stage_delete: StageNameFn,
+    /// See [`StageRenameFn`].
+    pub stage_rename: StageRenameFn,
+    /// See [`CommitFn`].
+    pub commit: CommitFn,
+    /// See [`HmacFn`].
+    pub hmac_sha256: HmacFn,
 }
 
-/// Largest config record payload the context holds.
-pub const CONFIG_MAX: usize = 128;
+/// A borrowed byte slice across the ABI.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Bytes {
+    /// First byte.
+    pub ptr: *const u8,
+    /// Length in bytes.
+    pub len: usize,
+}
 
-/// Storage-region geometry and well-known offsets, filled in by the core.
+impl Bytes {
+    /// Borrows `s`.
+    pub fn new(s: &[u8]) -> Self {
+        Self {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+}
+
+/// Longest file name in bytes.
+pub const NAME_MAX: usize = 31;
+
+/// A file name: up to [`NAME_MAX`] bytes.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Name {
+    /// Number of bytes used.
+    pub len: u8,
+    /// The bytes; only the first `len` count.
+    pub bytes: [u8; NAME_MAX],
+}
+
+impl Name {
+    /// A name from `s`, or `None` if it is empty or too long.
+    pub fn new(s: &[u8]) -> Option<Name> {
+        if s.is_empty() || s.len() > NAME_MAX {
+            return None;
+        }
+        let mut bytes = [0; NAME_MAX];
+        bytes[..s.len()].copy_from_slice(s);
+        Some(Name {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name's bytes (an out-of-range `len` is clamped, never trusted).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..(self.len as usize).min(NAME_MAX)]
+    }
+}
+
+/// One file of the store as overlays see it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileInfo {
+    /// The file's name.
+    pub name: Name,
+    /// Size in bytes.
+    pub size: u32,
+    /// Version number the server gave it.
+    pub version: u32,
+    /// Staged files: bytes already written and kept (where a resumed transfer continues).
+    pub done: u32,
+    /// SHA-256 of the content.
+    pub digest: [u8; 32],
+}
+
+/// How to bring the network up.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlashLayout {
-    /// Size of the storage region in bytes.
-    pub size: u32,
-    /// Erase granularity in bytes.
-    pub erase_size: u32,
-    /// Write granularity in bytes.
-    pub write_size: u32,
-    /// Offset of the config record sector.
-    pub config_offset: u32,
-    /// Offset of a sector overlays may erase and rewrite freely.
-    pub scratch_offset: u32,
+pub struct NetParams {
+    /// Static address, or all zero for DHCP.
+    pub ip: [u8; 4],
+    /// Prefix length of the static address.
+    pub prefix: u8,
+    /// Default gateway (static addressing).
+    pub gateway: [u8; 4],
 }
+
+/// Largest device config (postcard bytes) the context holds.
+pub const CONFIG_MAX: usize = 384;
+/// Largest heap report (postcard bytes) the context holds.
+pub const REPORT_MAX: usize = 64;
 
 /// All state shared by the core and the overlays (luaOTA's `self` table).
 #[repr(C)]
 pub struct Context {
-    /// Storage geometry.
-    pub flash: FlashLayout,
-    /// Boot counter as read by `init` from the config record.
+    /// This boot's number (persisted and incremented before anything else runs; never reused).
     pub boot_count: u32,
-    /// Timer ticks counted by `tick`.
+    /// When the boot started, in [`TimeMsFn`] milliseconds.
+    pub boot_ms: u32,
+    /// When the network was brought up (set by `init`).
+    pub net_up_ms: u32,
+    /// When the connection was started (set by `tick`).
+    pub connect_ms: u32,
+    /// Calls of `tick` so far.
     pub ticks: u32,
     /// Number of valid bytes in `config`.
     pub config_len: u32,
-    /// The config record payload, as read by `init`.
+    /// The device config (the store's config payload; decoded by the overlays).
     pub config: [u8; CONFIG_MAX],
+    /// Number of valid bytes in `report`.
+    pub report_len: u32,
+    /// The last boot's heap report, as the core persisted it (sent in the check-in).
+    pub report: [u8; REPORT_MAX],
 }
 
 impl Context {
-    /// A context with the given flash layout and everything else zero.
-    pub const fn new(flash: FlashLayout) -> Self {
+    /// A context with everything zero.
+    pub const fn new() -> Self {
         Self {
-            flash,
             boot_count: 0,
+            boot_ms: 0,
+            net_up_ms: 0,
+            connect_ms: 0,
             ticks: 0,
             config_len: 0,
             config: [0; CONFIG_MAX],
+            report_len: 0,
+            report: [0; REPORT_MAX],
         }
+    }
+
+    /// The valid part of `config`.
+    pub fn config(&self) -> &[u8] {
+        &self.config[..(self.config_len as usize).min(CONFIG_MAX)]
+    }
+
+    /// The valid part of `report`.
+    pub fn report(&self) -> &[u8] {
+        &self.report[..(self.report_len as usize).min(REPORT_MAX)]
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -138,6 +349,14 @@ impl Services {
     pub fn write_dec(&self, n: u32) {
         let mut buf = [0u8; 10];
         self.write(format_dec(n, &mut buf));
+    }
+
+    /// A byte from the console, if one arrived.
+    #[inline(always)]
+    pub fn read_key(&self) -> Option<u8> {
+        // SAFETY: no arguments to misuse.
+        let c = unsafe { (self.console_read)(self.core) };
+        u8::try_from(c).ok()
     }
 
     /// Allocates `size` bytes aligned to `align`; null on failure.
@@ -156,27 +375,6 @@ impl Services {
         (self.heap_free)(self.core, ptr, size, align)
     }
 
-    /// Reads flash at `offset` into `buf`; returns a status code.
-    #[inline(always)]
-    pub fn flash_read(&self, offset: u32, buf: &mut [u8]) -> i32 {
-        // SAFETY: `buf` is a valid writable slice; the core checks the range.
-        unsafe { (self.flash_read)(self.core, offset, buf.as_mut_ptr(), buf.len()) }
-    }
-
-    /// Writes `buf` to flash at `offset`; returns a status code.
-    #[inline(always)]
-    pub fn flash_write(&self, offset: u32, buf: &[u8]) -> i32 {
-        // SAFETY: `buf` is a valid slice; the core checks the range.
-        unsafe { (self.flash_write)(self.core, offset, buf.as_ptr(), buf.len()) }
-    }
-
-    /// Erases flash `[from, to)`; returns a status code.
-    #[inline(always)]
-    pub fn flash_erase(&self, from: u32, to: u32) -> i32 {
-        // SAFETY: the core checks the range.
-        unsafe { (self.flash_erase)(self.core, from, to) }
-    }
-
     /// Milliseconds since boot.
     #[inline(always)]
     pub fn time_ms(&self) -> u32 {
@@ -189,6 +387,146 @@ impl Services {
     pub fn reset(&self) -> ! {
         // SAFETY: no arguments to misuse.
         unsafe { (self.reset)(self.core) }
+    }
+
+    /// Brings the network up; returns a status code.
+    #[inline(always)]
+    pub fn net_up(&self, params: &NetParams) -> i32 {
+        // SAFETY: `params` is a valid reference.
+        unsafe { (self.net_up)(self.core, params) }
+    }
+
+    /// Drives the network once; returns [`net`] bits or a negative status.
+    #[inline(always)]
+    pub fn net_poll(&self) -> i32 {
+        // SAFETY: no arguments to misuse.
+        unsafe { (self.net_poll)(self.core) }
+    }
+
+    /// Starts a TCP connection; returns a status code.
+    #[inline(always)]
+    pub fn net_connect(&self, ip: &[u8; 4], port: u16) -> i32 {
+        // SAFETY: `ip` is a valid reference.
+        unsafe { (self.net_connect)(self.core, ip, port) }
+    }
+
+    /// Queues bytes for sending; returns the count queued or a negative status.
+    #[inline(always)]
+    pub fn net_send(&self, buf: &[u8]) -> i32 {
+        // SAFETY: `buf` is a valid slice.
+        unsafe { (self.net_send)(self.core, buf.as_ptr(), buf.len()) }
+    }
+
+    /// Reads received bytes; returns the count or a negative status.
+    #[inline(always)]
+    pub fn net_recv(&self, buf: &mut [u8]) -> i32 {
+        // SAFETY: `buf` is a valid writable slice.
+        unsafe { (self.net_recv)(self.core, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Takes the network down and frees its buffers.
+    #[inline(always)]
+    pub fn net_down(&self) {
+        // SAFETY: no arguments to misuse.
+        unsafe { (self.net_down)(self.core) }
+    }
+
+    /// The `index`-th live (`staged == false`) or staged file.
+    pub fn file_info(&self, staged: bool, index: u32) -> Option<FileInfo> {
+        let mut out = core::mem::MaybeUninit::<FileInfo>::uninit();
+        // SAFETY: `out` is valid for writes; the core fills it completely on OK.
+        unsafe {
+            ((self.file_info)(self.core, u32::from(staged), index, out.as_mut_ptr()) == status::OK)
+                .then(|| out.assume_init())
+        }
+    }
+
+    /// Reads the live file `name` at `offset`; returns the byte count or a negative status.
+    #[inline(always)]
+    pub fn file_read(&self, name: &Name, offset: u32, buf: &mut [u8]) -> i32 {
+        // SAFETY: valid references and slice.
+        unsafe { (self.file_read)(self.core, name, offset, buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Starts or resumes staging; returns the offset to continue at, or a negative status.
+    #[inline(always)]
+    pub fn stage_begin(&self, name: &Name, size: u32, digest: &[u8; 32], version: u32) -> i32 {
+        // SAFETY: valid references.
+        unsafe { (self.stage_begin)(self.core, name, size, digest, version) }
+    }
+
+    /// Appends to a staged file; returns a status code.
+    #[inline(always)]
+    pub fn stage_write(&self, name: &Name, offset: u32, data: &[u8]) -> i32 {
+        // SAFETY: valid references and slice.
+        unsafe { (self.stage_write)(self.core, name, offset, data.as_ptr(), data.len()) }
+    }
+
+    /// Commits every verified staged file, with a new config when `config` is not empty.
+    #[inline(always)]
+    pub fn commit(&self, config: &[u8]) -> i32 {
+        // SAFETY: `config` is a valid slice.
+        unsafe { (self.commit)(self.core, config.as_ptr(), config.len()) }
+    }
+
+    /// HMAC-SHA256 of the concatenated `parts` under `key`.
+    pub fn hmac(&self, key: &[u8], parts: &[Bytes]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // SAFETY: every pointer is valid for its length while this call runs.
+        unsafe {
+            (self.hmac_sha256)(
+                self.core,
+                key.as_ptr(),
+                key.len(),
+                parts.as_ptr(),
+                parts.len(),
+                &mut out,
+            )
+        };
+        out
+    }
+}
+
+/// The heap report the core persists at the end of the update phases and `provision` sends in the
+/// next check-in: one fixed-size entry per phase.
+pub mod report {
+    /// Phase names, indexed by [`PhaseStat::phase`].
+    pub const PHASES: [&str; 5] = ["boot", "init", "tick", "provision", "residue"];
+    /// Bytes per encoded entry.
+    pub const ENTRY: usize = 13;
+
+    /// One phase's figures (for `residue`, `used` holds the signed residue).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct PhaseStat {
+        /// Index into [`PHASES`].
+        pub phase: u8,
+        /// Heap bytes in use at the end of the phase.
+        pub used: u32,
+        /// Peak heap bytes during the phase.
+        pub peak: u32,
+        /// Peak stack bytes during the phase.
+        pub stack_peak: u32,
+    }
+
+    impl PhaseStat {
+        /// Writes the entry into `out` (at least [`ENTRY`] bytes).
+        pub fn encode(&self, out: &mut [u8]) {
+            out[0] = self.phase;
+            out[1..5].copy_from_slice(&self.used.to_le_bytes());
+            out[5..9].copy_from_slice(&self.peak.to_le_bytes());
+            out[9..13].copy_from_slice(&self.stack_peak.to_le_bytes());
+        }
+
+        /// Reads one entry; `None` if `b` is short.
+        pub fn decode(b: &[u8]) -> Option<PhaseStat> {
+            let w = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
+            Some(PhaseStat {
+                phase: *b.first()?,
+                used: w(1)?,
+                peak: w(5)?,
+                stack_peak: w(9)?,
+            })
+        }
     }
 }
 
@@ -263,11 +601,25 @@ mod tests {
         let w = size_of::<usize>();
         assert_eq!(offset_of!(Services, core), w);
         assert_eq!(offset_of!(Services, console_write), 2 * w);
-        assert_eq!(offset_of!(Services, reset), 9 * w);
-        assert_eq!(size_of::<Services>(), 10 * w);
-        assert_eq!(size_of::<FlashLayout>(), 20);
-        assert_eq!(offset_of!(Context, config), 32);
-        assert_eq!(ABI_VERSION, 1);
+        assert_eq!(offset_of!(Services, net_up), 8 * w);
+        assert_eq!(offset_of!(Services, hmac_sha256), 23 * w);
+        assert_eq!(size_of::<Services>(), 24 * w);
+        assert_eq!(size_of::<Name>(), 32);
+        assert_eq!(size_of::<FileInfo>(), 76);
+        assert_eq!(size_of::<NetParams>(), 9);
+        assert_eq!(offset_of!(Context, config), 24);
+        assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
+        assert_eq!(ABI_VERSION, 2);
+    }
+
+    #[test]
+    fn names_are_bounded_and_never_read_past_their_field() {
+        assert!(Name::new(b"").is_none());
+        assert!(Name::new(&[b'a'; NAME_MAX + 1]).is_none());
+        let mut n = Name::new(b"app").unwrap();
+        assert_eq!(n.as_bytes(), b"app");
+        n.len = 200;
+        assert_eq!(n.as_bytes().len(), NAME_MAX);
     }
 
     #[test]

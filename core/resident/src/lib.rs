@@ -1,38 +1,51 @@
 //! rota's resident core: the part of the firmware that is always there.
 //!
-//! A board implements [`Board`] (console, flash, clock, reset, instruction-cache sync) and calls [`run`],
-//! which loads the `init`, `tick` and `provision` overlays from flash one at a time into the arena, calls
-//! each with the [`rota_abi::Services`] table and the core-owned [`rota_abi::Context`], prints one heap
-//! report line per phase, and then starts the application. A refused or failing overlay ends the update
-//! phases and falls through to the application.
+//! A board implements [`Board`] (console, flash, network interface, clock, reset, instruction-cache
+//! sync) and calls [`run`]. The core persists a new boot number, then loads the `init`, `tick` and
+//! `provision` overlays from the file store one at a time into the arena and calls each with the
+//! [`rota_abi::Services`] table and the core-owned [`rota_abi::Context`]; it prints one heap report
+//! line per phase, persists the report, frees the network and starts the application (the `app` blob).
+//! A refused or failing overlay ends the update phases and falls through to the application.
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
+
 pub mod heap;
-pub mod layout;
+pub mod record;
 pub mod report;
 pub mod services;
 pub mod stack;
 
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::NorFlash;
 use heap::AccountingHeap;
 use report::Console;
-pub use rota_abi::CONFIG_MAX;
-use rota_abi::{Context, FlashLayout, OverlayEntry, ABI_VERSION};
+use rota_abi::report::PhaseStat;
+use rota_abi::{status, verdict, Context, OverlayEntry, ABI_VERSION};
 pub use rota_blob::Isa;
-use rota_loader::{LoadError, Target};
+use rota_loader::{LoadError, Loaded, Target};
+use rota_store::Store;
+use services::CoreState;
 use stack::Stack;
 
 /// What a board provides to the core.
 pub trait Board {
     /// The storage region's driver; offsets are relative to the region.
     type Flash: NorFlash;
+    /// The network interface; boards without one use [`rota_net::NoNic`].
+    type Nic: smoltcp::phy::Device;
     /// The CPU's instruction set.
     const ISA: Isa;
     /// Writes bytes to the console (UART or semihosting).
     fn console_write(&mut self, bytes: &[u8]);
+    /// A byte from the console if one arrived (never blocks).
+    fn console_read(&mut self) -> Option<u8>;
     /// The storage region.
     fn flash(&mut self) -> &mut Self::Flash;
+    /// The network interface, if the board has one.
+    fn nic(&mut self) -> Option<&mut Self::Nic>;
+    /// The interface's MAC address.
+    fn mac(&self) -> [u8; 6];
     /// Milliseconds since boot.
     fn now_ms(&mut self) -> u32;
     /// Resets the device.
@@ -43,15 +56,21 @@ pub trait Board {
 
 /// The overlay phases, in boot order.
 pub const PHASES: [&str; 3] = ["init", "tick", "provision"];
+/// Period between two calls of `tick`.
+pub const TICK_MS: u32 = 10;
+/// The application blob's file name.
+pub const APP: &str = "app";
 
 /// How the update phases ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every phase ran and returned OK.
-    Complete,
+    /// The phases ran and chose to start the application (no update, deadline, abort, no network).
+    App,
+    /// The store has no config record: the device was never provisioned.
+    Unprovisioned,
     /// The named phase's blob was refused.
     Refused(&'static str, LoadError),
-    /// The named phase returned a non-zero status.
+    /// The named phase returned an error status.
     Failed(&'static str, i32),
 }
 
@@ -63,134 +82,203 @@ pub struct Memory {
     pub stack: Stack,
 }
 
-/// Runs the boot: the overlay phases, then `app`. Returns how the phases ended (after `app` returns).
-pub fn run<B: Board>(
-    board: &mut B,
-    heap: &'static AccountingHeap,
-    mem: Memory,
-    app: impl FnOnce(&mut B, &'static AccountingHeap),
-) -> Outcome {
+/// Runs the boot: the update phases, then the application. Returns how the phases ended (after the
+/// application returns); an installed update resets the device instead of returning.
+pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) -> Outcome {
     let Memory { arena, stack } = mem;
     // SAFETY: painting stays below the current frame.
     unsafe { stack.paint() };
     heap.reset_peak();
-    report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
     let before = heap.stats().used;
-
-    let flash_layout = FlashLayout {
-        size: board.flash().capacity() as u32,
-        erase_size: B::Flash::ERASE_SIZE as u32,
-        write_size: B::Flash::WRITE_SIZE as u32,
-        config_offset: layout::CONFIG_OFFSET,
-        scratch_offset: layout::SCRATCH_OFFSET,
+    let mut ctx = Context::new();
+    ctx.boot_ms = board.now_ms();
+    let mut stats = [PhaseStat::default(); 5];
+    let outcome = match record::start_boot(board, &mut ctx) {
+        Ok(()) => {
+            stats[0] = phase_stat(0, heap, &stack);
+            report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
+            let mut state = CoreState::new(board, heap);
+            let outcome = run_phases(&mut state, arena, &stack, &mut ctx, &mut stats);
+            state.net_down();
+            outcome
+        }
+        Err(e) => {
+            report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
+            board.print(b"store: ");
+            board.print(e.describe().as_bytes());
+            board.print(b"; starting app\n");
+            Outcome::Unprovisioned
+        }
     };
-    let mut ctx = Context::new(flash_layout);
-    // Corrupt slots are reported once; they never hide the slots after them.
-    report_corrupt_slots(board);
-    let outcome = run_phases(board, heap, arena, &stack, &mut ctx);
-
     let residue = heap.stats().used as i64 - before as i64;
     board.print(b"heap residue=");
     report::write_signed(board, residue);
     board.print(b"\n");
-    heap.reset_peak();
-    // SAFETY: as above.
-    unsafe { stack.paint() };
-    app(board, heap);
-    report::heap_line(board, "app", heap.stats(), 0, stack.peak());
+    if outcome != Outcome::Unprovisioned {
+        stats[4] = PhaseStat {
+            phase: 4,
+            used: residue as i32 as u32,
+            ..PhaseStat::default()
+        };
+        record::save_report(board, &ctx, &stats);
+    }
+    start_app(board, heap, arena, &stack, &mut ctx);
     outcome
 }
 
+fn phase_stat(phase: u8, heap: &AccountingHeap, stack: &Stack) -> PhaseStat {
+    let s = heap.stats();
+    PhaseStat {
+        phase,
+        used: s.used as u32,
+        peak: s.peak as u32,
+        stack_peak: stack.peak(),
+    }
+}
+
 fn run_phases<B: Board>(
+    state: &mut CoreState<'_, B>,
+    arena: &mut [u32],
+    stack: &Stack,
+    ctx: &mut Context,
+    stats: &mut [PhaseStat; 5],
+) -> Outcome {
+    for (i, phase) in PHASES.into_iter().enumerate() {
+        state.heap.reset_peak();
+        // SAFETY: painting stays below the current frame.
+        unsafe { stack.paint() };
+        let loaded = match load(state.board, arena, phase) {
+            Ok(l) => l,
+            Err(e) => {
+                report::refusal(state.board, phase, &e);
+                return Outcome::Refused(phase, e);
+            }
+        };
+        let svc = services::table(state);
+        // SAFETY: the blob was fully verified and relocated for this address; the entry follows the ABI.
+        let entry: OverlayEntry = unsafe { core::mem::transmute(loaded.entry as usize) };
+        let verdict = if phase == "tick" {
+            tick_loop(state, &svc, entry, ctx)
+        } else {
+            // SAFETY: as above; `svc` points at `state`, which outlives the call.
+            unsafe { entry(&svc, ctx) }
+        };
+        if phase == "provision" && verdict != verdict::RESTART {
+            state.net_down();
+        }
+        // Forget the code: the arena is dead until the next load.
+        arena[..(loaded.header.image_size / 4) as usize].fill(0);
+        stats[i + 1] = phase_stat(i as u8 + 1, state.heap, stack);
+        report::heap_line(
+            state.board,
+            phase,
+            state.heap.stats(),
+            loaded.header.image_size,
+            stack.peak(),
+        );
+        match verdict {
+            status::OK | verdict::PROVISION => {}
+            verdict::APP => return Outcome::App,
+            verdict::RESTART => {
+                state.net_down();
+                state.board.print(b"update committed; restarting\n");
+                state.board.reset()
+            }
+            v => {
+                report::failure(state.board, phase, v);
+                return Outcome::Failed(phase, v);
+            }
+        }
+    }
+    Outcome::App
+}
+
+/// Calls `tick` once per [`TICK_MS`] period, driving the network in between, until it decides.
+fn tick_loop<B: Board>(
+    state: &mut CoreState<'_, B>,
+    svc: &rota_abi::Services,
+    entry: OverlayEntry,
+    ctx: &mut Context,
+) -> i32 {
+    let mut next = state.board.now_ms();
+    loop {
+        // SAFETY: see `run_phases`.
+        let v = unsafe { entry(svc, ctx) };
+        if v != verdict::CONTINUE {
+            return v;
+        }
+        next = next.wrapping_add(TICK_MS);
+        // Wrapping-safe "now < next".
+        while next.wrapping_sub(state.board.now_ms()) as i32 > 0 {
+            state.poll();
+        }
+    }
+}
+
+/// Loads the blob stored under `name` into the arena.
+fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded, LoadError> {
+    let file = Store::new(&mut *board.flash())
+        .find(name.as_bytes())
+        .map_err(|_| LoadError::Flash(0))?
+        .ok_or(LoadError::NotFound)?;
+    let target = Target {
+        isa: B::ISA,
+        abi_version: ABI_VERSION,
+    };
+    let base = arena.as_ptr() as usize as u32;
+    // SAFETY: the arena is ours and nothing runs from it now.
+    let loaded = unsafe {
+        rota_loader::load(
+            board.flash(),
+            file.data_offset,
+            target,
+            arena.as_mut_ptr(),
+            arena.len(),
+            base,
+        )?
+    };
+    board.sync_icache();
+    report::placed(board, name, &loaded);
+    Ok(loaded)
+}
+
+/// Starts the application blob with the heap exactly as the boot found it.
+fn start_app<B: Board>(
     board: &mut B,
     heap: &'static AccountingHeap,
     arena: &mut [u32],
     stack: &Stack,
     ctx: &mut Context,
-) -> Outcome {
-    let target = Target {
-        isa: B::ISA,
-        abi_version: ABI_VERSION,
-    };
-    for phase in PHASES {
-        heap.reset_peak();
-        // SAFETY: painting stays below the current frame.
-        unsafe { stack.paint() };
-        let slot = rota_loader::find(board.flash(), layout::slots(), phase.as_bytes(), |_, _| {});
-        let loaded = slot.and_then(|offset| {
-            let base = arena.as_ptr() as usize as u32;
-            // SAFETY: the arena is ours and nothing runs from it now.
-            unsafe {
-                rota_loader::load(
-                    board.flash(),
-                    offset,
-                    target,
-                    arena.as_mut_ptr(),
-                    arena.len(),
-                    base,
-                )
-            }
-        });
-        let loaded = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                report::refusal(board, phase, &e);
-                return Outcome::Refused(phase, e);
-            }
-        };
-        board.sync_icache();
-        report::placed(board, phase, &loaded);
-        let status = {
-            let mut state = services::CoreState {
-                board: &mut *board,
-                heap,
-            };
-            let svc = services::table(&mut state);
-            // SAFETY: the blob was fully verified and relocated for this address; the entry follows the ABI.
-            unsafe {
-                let entry: OverlayEntry = core::mem::transmute(loaded.entry as usize);
-                entry(&svc, ctx)
-            }
-        };
-        // Forget the code: the arena is dead until the next load.
-        arena[..(loaded.header.image_size / 4) as usize].fill(0);
-        report::heap_line(
-            board,
-            phase,
-            heap.stats(),
-            loaded.header.image_size,
-            stack.peak(),
-        );
-        if status != rota_abi::status::OK {
-            report::failure(board, phase, status);
-            return Outcome::Failed(phase, status);
-        }
-    }
-    Outcome::Complete
-}
-
-fn report_corrupt_slots<B: Board>(board: &mut B) {
-    for offset in layout::slots() {
-        if let rota_loader::SlotState::Corrupt(e) = rota_loader::probe(board.flash(), offset) {
-            board.print(b"slot ");
-            report::write_dec(board, offset);
-            board.print(b": skipped, ");
+) {
+    heap.reset_peak();
+    // SAFETY: painting stays below the current frame.
+    unsafe { stack.paint() };
+    let loaded = match load(board, arena, APP) {
+        Ok(l) => l,
+        Err(e) => {
+            board.print(b"app: ");
             board.print(e.describe().as_bytes());
-            board.print(b"\n");
+            board.print(b"; nothing to run\n");
+            return;
         }
+    };
+    let mut state = CoreState::new(board, heap);
+    let svc = services::table(&mut state);
+    // SAFETY: as in `run_phases`.
+    let status = unsafe {
+        let entry: OverlayEntry = core::mem::transmute(loaded.entry as usize);
+        entry(&svc, ctx)
+    };
+    state.net_down();
+    arena[..(loaded.header.image_size / 4) as usize].fill(0);
+    if status < 0 {
+        report::failure(board, APP, status);
     }
-}
-
-/// The stage-1 application: says it started and exercises the heap (what it allocates, it frees).
-pub fn demo_app<B: Board>(board: &mut B, heap: &'static AccountingHeap) {
-    use core::alloc::{GlobalAlloc, Layout};
-    board.print(b"app: started\n");
-    let layout = Layout::from_size_align(256, 4).unwrap_or(Layout::new::<u32>());
-    // SAFETY: the block is freed with the layout it was allocated with.
-    unsafe {
-        let p = heap.alloc(layout);
-        if !p.is_null() {
-            heap.dealloc(p, layout);
-        }
-    }
+    report::heap_line(
+        board,
+        APP,
+        heap.stats(),
+        loaded.header.image_size,
+        stack.peak(),
+    );
 }

@@ -1,14 +1,19 @@
 //! The service table: `extern "C"` functions, generic over the board, that overlays call.
 //!
 //! Every service gets the opaque `core` pointer back as its first argument and checks its arguments:
-//! an overlay cannot make the core read or write outside the storage region or the buffers it passed.
+//! an overlay cannot make the core read or write outside the buffers it passed, and it reaches flash
+//! only through the store, which never overwrites a live file.
 
 use crate::heap::AccountingHeap;
 use crate::Board;
+use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
-use rota_abi::{status, Services, ABI_VERSION};
+use core::slice;
+use hmac::{Hmac, Mac};
+use rota_abi::{net, status, Bytes, FileInfo, Name, NetParams, Services, ABI_VERSION};
+use rota_net::{Net, NetConfig, TcpState};
+use rota_store::{Cursor, Store};
 
 /// What the services reach through the `core` pointer.
 pub struct CoreState<'a, B: Board> {
@@ -16,6 +21,49 @@ pub struct CoreState<'a, B: Board> {
     pub board: &'a mut B,
     /// The heap overlays allocate from.
     pub heap: &'static AccountingHeap,
+    /// The network, while it is up (allocated from the heap, freed by [`CoreState::net_down`]).
+    net: Option<Box<Net>>,
+}
+
+impl<'a, B: Board> CoreState<'a, B> {
+    /// State with the network down.
+    pub fn new(board: &'a mut B, heap: &'static AccountingHeap) -> Self {
+        Self {
+            board,
+            heap,
+            net: None,
+        }
+    }
+
+    /// Drives the network stack once, if it is up; returns [`net`] bits or [`status::ENODEV`].
+    pub fn poll(&mut self) -> i32 {
+        let now = self.board.now_ms();
+        let (Some(n), Some(nic)) = (self.net.as_mut(), self.board.nic()) else {
+            return status::ENODEV;
+        };
+        n.poll(nic, now);
+        let mut bits = 0;
+        if n.ip().is_some() {
+            bits |= net::HAS_IP;
+        }
+        match n.state() {
+            TcpState::Established => bits |= net::CONNECTED,
+            TcpState::Closed | TcpState::PeerClosed => bits |= net::CLOSED,
+            TcpState::Connecting => {}
+        }
+        bits
+    }
+
+    /// Closes the connection and frees every network buffer.
+    pub fn net_down(&mut self) {
+        if let Some(mut n) = self.net.take() {
+            n.close();
+            let now = self.board.now_ms();
+            if let Some(nic) = self.board.nic() {
+                n.poll(nic, now);
+            }
+        }
+    }
 }
 
 /// Builds the table for `state`; valid while `state` lives and is not otherwise borrowed.
@@ -24,13 +72,27 @@ pub fn table<B: Board>(state: &mut CoreState<'_, B>) -> Services {
         abi_version: ABI_VERSION,
         core: state as *mut CoreState<'_, B> as *mut c_void,
         console_write: console_write::<B>,
+        console_read: console_read::<B>,
         heap_alloc: heap_alloc::<B>,
         heap_free: heap_free::<B>,
-        flash_read: flash_read::<B>,
-        flash_write: flash_write::<B>,
-        flash_erase: flash_erase::<B>,
         time_ms: time_ms::<B>,
         reset: reset::<B>,
+        net_up: net_up::<B>,
+        net_poll: net_poll::<B>,
+        net_connect: net_connect::<B>,
+        net_send: net_send::<B>,
+        net_recv: net_recv::<B>,
+        net_down: net_down::<B>,
+        file_info: file_info::<B>,
+        file_read: file_read::<B>,
+        stage_begin: stage_begin::<B>,
+        stage_write: stage_write::<B>,
+        stage_finish: stage_finish::<B>,
+        stage_drop: stage_drop::<B>,
+        stage_delete: stage_delete::<B>,
+        stage_rename: stage_rename::<B>,
+        commit: commit::<B>,
+        hmac_sha256: hmac_sha256::<B>,
     }
 }
 
@@ -40,26 +102,50 @@ unsafe fn state<'a, B: Board>(core: *mut c_void) -> &'a mut CoreState<'a, B> {
     &mut *(core as *mut CoreState<'a, B>)
 }
 
-fn in_region<B: Board>(s: &mut CoreState<'_, B>, offset: u32, len: usize) -> bool {
-    (offset as usize)
-        .checked_add(len)
-        .is_some_and(|end| end <= s.board.flash().capacity())
+/// A slice from an overlay's pointer and length (empty for null).
+///
+/// # Safety
+/// A non-null `ptr` must be valid for `len` bytes for `'a`.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() {
+        &[]
+    } else {
+        slice::from_raw_parts(ptr, len)
+    }
 }
 
-/// A flash driver's result as a service status code.
-fn io_status<E>(r: Result<(), E>) -> i32 {
-    match r {
-        Ok(()) => status::OK,
-        Err(_) => status::EIO,
+/// A store error as a service status code.
+fn store_status(e: rota_store::Error) -> i32 {
+    use rota_store::Error as E;
+    match e {
+        E::Flash => status::EIO,
+        E::NotFound => status::ENOENT,
+        E::NoSpace => status::ENOSPC,
+        E::OutOfOrder => status::EORDER,
+        E::DigestMismatch | E::Corrupt => status::ECORRUPT,
+        _ => status::EINVAL,
     }
+}
+
+fn done(r: Result<(), rota_store::Error>) -> i32 {
+    r.map_or_else(store_status, |()| status::OK)
+}
+
+/// A count as a status (counts above `i32::MAX` cannot happen with the buffers overlays own).
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn store<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
+    Store::new(s.board.flash())
 }
 
 unsafe extern "C" fn console_write<B: Board>(core: *mut c_void, buf: *const u8, len: usize) {
-    if buf.is_null() {
-        return;
-    }
-    let s = state::<B>(core);
-    s.board.console_write(core::slice::from_raw_parts(buf, len));
+    state::<B>(core).board.console_write(bytes(buf, len));
+}
+
+unsafe extern "C" fn console_read<B: Board>(core: *mut c_void) -> i32 {
+    state::<B>(core).board.console_read().map_or(-1, i32::from)
 }
 
 unsafe extern "C" fn heap_alloc<B: Board>(core: *mut c_void, size: usize, align: usize) -> *mut u8 {
@@ -82,52 +168,265 @@ unsafe extern "C" fn heap_free<B: Board>(
     }
 }
 
-unsafe extern "C" fn flash_read<B: Board>(
-    core: *mut c_void,
-    offset: u32,
-    buf: *mut u8,
-    len: usize,
-) -> i32 {
-    let s = state::<B>(core);
-    if buf.is_null() || !in_region(s, offset, len) {
-        return status::EINVAL;
-    }
-    io_status(
-        s.board
-            .flash()
-            .read(offset, core::slice::from_raw_parts_mut(buf, len)),
-    )
-}
-
-unsafe extern "C" fn flash_write<B: Board>(
-    core: *mut c_void,
-    offset: u32,
-    buf: *const u8,
-    len: usize,
-) -> i32 {
-    let s = state::<B>(core);
-    if buf.is_null() || !in_region(s, offset, len) {
-        return status::EINVAL;
-    }
-    io_status(
-        s.board
-            .flash()
-            .write(offset, core::slice::from_raw_parts(buf, len)),
-    )
-}
-
-unsafe extern "C" fn flash_erase<B: Board>(core: *mut c_void, from: u32, to: u32) -> i32 {
-    let s = state::<B>(core);
-    if from > to || !in_region(s, from, (to - from) as usize) {
-        return status::EINVAL;
-    }
-    io_status(s.board.flash().erase(from, to))
-}
-
 unsafe extern "C" fn time_ms<B: Board>(core: *mut c_void) -> u32 {
     state::<B>(core).board.now_ms()
 }
 
 unsafe extern "C" fn reset<B: Board>(core: *mut c_void) -> ! {
-    state::<B>(core).board.reset()
+    let s = state::<B>(core);
+    s.net_down();
+    s.board.reset()
+}
+
+unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParams) -> i32 {
+    let s = state::<B>(core);
+    let Some(p) = params.as_ref() else {
+        return status::EINVAL;
+    };
+    s.net_down();
+    let cfg = NetConfig {
+        mac: s.board.mac(),
+        ip: (p.ip != [0; 4]).then_some((p.ip, p.prefix.min(32))),
+        gateway: p.gateway,
+    };
+    let now = s.board.now_ms();
+    let Some(nic) = s.board.nic() else {
+        return status::ENODEV;
+    };
+    s.net = Some(Box::new(Net::new(nic, &cfg, now)));
+    status::OK
+}
+
+unsafe extern "C" fn net_poll<B: Board>(core: *mut c_void) -> i32 {
+    state::<B>(core).poll()
+}
+
+unsafe extern "C" fn net_connect<B: Board>(
+    core: *mut c_void,
+    ip: *const [u8; 4],
+    port: u16,
+) -> i32 {
+    let s = state::<B>(core);
+    let (Some(n), Some(ip)) = (s.net.as_mut(), ip.as_ref()) else {
+        return status::ENODEV;
+    };
+    match n.connect(*ip, port) {
+        Ok(()) => status::OK,
+        Err(_) => status::ECLOSED,
+    }
+}
+
+unsafe extern "C" fn net_send<B: Board>(core: *mut c_void, buf: *const u8, len: usize) -> i32 {
+    let s = state::<B>(core);
+    let Some(n) = s.net.as_mut() else {
+        return status::ENODEV;
+    };
+    let r = n.send(bytes(buf, len));
+    s.poll();
+    r.map_or(status::ECLOSED, count)
+}
+
+unsafe extern "C" fn net_recv<B: Board>(core: *mut c_void, buf: *mut u8, len: usize) -> i32 {
+    let s = state::<B>(core);
+    s.poll();
+    let Some(n) = s.net.as_mut() else {
+        return status::ENODEV;
+    };
+    if buf.is_null() {
+        return status::EINVAL;
+    }
+    n.recv(slice::from_raw_parts_mut(buf, len))
+        .map_or(status::ECLOSED, count)
+}
+
+unsafe extern "C" fn net_down<B: Board>(core: *mut c_void) {
+    state::<B>(core).net_down()
+}
+
+unsafe extern "C" fn file_info<B: Board>(
+    core: *mut c_void,
+    staged: u32,
+    index: u32,
+    out: *mut FileInfo,
+) -> i32 {
+    let s = state::<B>(core);
+    if out.is_null() {
+        return status::EINVAL;
+    }
+    let mut st = store(s);
+    let mut cursor = Cursor::default();
+    for i in 0..=index {
+        let info = if staged == 0 {
+            st.next_file(&mut cursor).map(|f| {
+                f.map(|f| FileInfo {
+                    name: abi_name(f.name.as_bytes()),
+                    size: f.size,
+                    version: f.version,
+                    done: f.size,
+                    digest: f.digest,
+                })
+            })
+        } else {
+            st.next_staged(&mut cursor).map(|f| {
+                f.map(|f| FileInfo {
+                    name: abi_name(f.name.as_bytes()),
+                    size: f.size,
+                    version: f.version,
+                    done: f.done,
+                    digest: f.digest,
+                })
+            })
+        };
+        match info {
+            Err(e) => return store_status(e),
+            Ok(None) => return status::ENOENT,
+            Ok(Some(f)) if i == index => {
+                out.write(f);
+                return status::OK;
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    status::ENOENT
+}
+
+fn abi_name(b: &[u8]) -> Name {
+    Name::new(b).unwrap_or(Name {
+        len: 0,
+        bytes: [0; rota_abi::NAME_MAX],
+    })
+}
+
+/// # Safety
+/// A non-null `name` must point to a valid [`Name`].
+unsafe fn name_arg<'a>(name: *const Name) -> Option<&'a [u8]> {
+    name.as_ref().map(Name::as_bytes).filter(|n| !n.is_empty())
+}
+
+unsafe extern "C" fn file_read<B: Board>(
+    core: *mut c_void,
+    name: *const Name,
+    offset: u32,
+    buf: *mut u8,
+    len: usize,
+) -> i32 {
+    let s = state::<B>(core);
+    let Some(name) = name_arg(name) else {
+        return status::EINVAL;
+    };
+    if buf.is_null() {
+        return status::EINVAL;
+    }
+    let mut st = store(s);
+    match st.find(name) {
+        Ok(Some(f)) => st
+            .read(&f, offset, slice::from_raw_parts_mut(buf, len))
+            .map_or_else(store_status, count),
+        Ok(None) => status::ENOENT,
+        Err(e) => store_status(e),
+    }
+}
+
+unsafe extern "C" fn stage_begin<B: Board>(
+    core: *mut c_void,
+    name: *const Name,
+    size: u32,
+    digest: *const [u8; 32],
+    version: u32,
+) -> i32 {
+    let s = state::<B>(core);
+    let (Some(name), Some(digest)) = (name_arg(name), digest.as_ref()) else {
+        return status::EINVAL;
+    };
+    store(s)
+        .stage_begin(name, size, digest, version)
+        .map_or_else(store_status, |at| count(at as usize))
+}
+
+unsafe extern "C" fn stage_write<B: Board>(
+    core: *mut c_void,
+    name: *const Name,
+    offset: u32,
+    buf: *const u8,
+    len: usize,
+) -> i32 {
+    let s = state::<B>(core);
+    let Some(name) = name_arg(name) else {
+        return status::EINVAL;
+    };
+    done(store(s).stage_write(name, offset, bytes(buf, len)))
+}
+
+unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
+    let s = state::<B>(core);
+    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_finish(n)))
+}
+
+unsafe extern "C" fn stage_drop<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
+    let s = state::<B>(core);
+    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_drop(n)))
+}
+
+unsafe extern "C" fn stage_delete<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
+    let s = state::<B>(core);
+    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_delete(n)))
+}
+
+unsafe extern "C" fn stage_rename<B: Board>(
+    core: *mut c_void,
+    from: *const Name,
+    to: *const Name,
+) -> i32 {
+    let s = state::<B>(core);
+    let (Some(from), Some(to)) = (name_arg(from), name_arg(to)) else {
+        return status::EINVAL;
+    };
+    done(store(s).stage_rename(from, to))
+}
+
+unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len: usize) -> i32 {
+    let s = state::<B>(core);
+    let config = bytes(config, len);
+    let mut st = store(s);
+    let mut payload = [0u8; crate::record::PAYLOAD_MAX];
+    let new_payload = if config.is_empty() {
+        None
+    } else {
+        // A new config starts without a heap report; the next boot writes one.
+        match crate::record::join(config, &[], &mut payload) {
+            Some(n) => Some(&payload[..n]),
+            None => return status::EINVAL,
+        }
+    };
+    let r = st.commit(new_payload).map(|_| ());
+    if r.is_ok() {
+        // Space from replaced files is reclaimed now; a failure here loses nothing.
+        let _ = st.gc();
+    }
+    done(r)
+}
+
+unsafe extern "C" fn hmac_sha256<B: Board>(
+    _core: *mut c_void,
+    key: *const u8,
+    key_len: usize,
+    parts: *const Bytes,
+    count: usize,
+    out: *mut [u8; 32],
+) {
+    let Some(out) = out.as_mut() else {
+        return;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(bytes(key, key_len)) else {
+        return;
+    };
+    let parts: &[Bytes] = if parts.is_null() {
+        &[]
+    } else {
+        slice::from_raw_parts(parts, count)
+    };
+    for p in parts {
+        mac.update(bytes(p.ptr, p.len));
+    }
+    out.copy_from_slice(&mac.finalize().into_bytes());
 }

@@ -1,0 +1,106 @@
+//! The config record's payload as the core lays it out: the device config (opaque to the core, decoded
+//! by the overlays) followed by the last boot's heap report.
+//!
+//! `payload := config_len (u16 LE) config report`, at most [`rota_store::CONFIG_MAX`] bytes.
+
+use crate::report::Console;
+use crate::Board;
+use rota_abi::report::{PhaseStat, ENTRY};
+use rota_abi::{Context, CONFIG_MAX, REPORT_MAX};
+use rota_store::Store;
+
+/// Bytes of the payload's own header.
+const HEADER: usize = 2;
+/// Largest payload the core writes.
+pub const PAYLOAD_MAX: usize = HEADER + CONFIG_MAX + REPORT_MAX;
+
+/// Splits a payload into config and report; `None` if the lengths do not fit.
+pub fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u16::from_le_bytes([*payload.first()?, *payload.get(1)?]) as usize;
+    let config = payload.get(HEADER..HEADER + len)?;
+    let report = &payload[HEADER + len..];
+    (len <= CONFIG_MAX && report.len() <= REPORT_MAX).then_some((config, report))
+}
+
+/// Builds a payload from `config` and `report` into `out`; returns its length, or `None` if too long.
+pub fn join(config: &[u8], report: &[u8], out: &mut [u8; PAYLOAD_MAX]) -> Option<usize> {
+    if config.len() > CONFIG_MAX || report.len() > REPORT_MAX {
+        return None;
+    }
+    out[..HEADER].copy_from_slice(&(config.len() as u16).to_le_bytes());
+    out[HEADER..HEADER + config.len()].copy_from_slice(config);
+    let end = HEADER + config.len() + report.len();
+    out[HEADER + config.len()..end].copy_from_slice(report);
+    Some(end)
+}
+
+/// Persists a new boot number (before anything can use it as a nonce) and loads the config and the
+/// last boot's report into `ctx`.
+pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota_store::Error> {
+    let mut store = Store::new(&mut *board.flash());
+    ctx.boot_count = store.bump_boot()?;
+    let mut payload = [0u8; PAYLOAD_MAX];
+    let info = store.config(&mut payload)?;
+    let payload = &payload[..(info.len as usize).min(PAYLOAD_MAX)];
+    match split(payload) {
+        Some((config, report)) => {
+            ctx.config[..config.len()].copy_from_slice(config);
+            ctx.config_len = config.len() as u32;
+            ctx.report[..report.len()].copy_from_slice(report);
+            ctx.report_len = report.len() as u32;
+        }
+        None => board.print(b"store: config payload malformed; ignored\n"),
+    }
+    board.print(b"boot ");
+    crate::report::write_dec(board, ctx.boot_count);
+    board.print(b"\n");
+    Ok(())
+}
+
+/// Persists this boot's heap report when it differs from the last one (a flash write only on change).
+pub fn save_report<B: Board>(board: &mut B, ctx: &Context, stats: &[PhaseStat]) {
+    let mut report = [0u8; REPORT_MAX];
+    let mut len = 0;
+    for s in stats {
+        if len + ENTRY > REPORT_MAX {
+            break;
+        }
+        s.encode(&mut report[len..len + ENTRY]);
+        len += ENTRY;
+    }
+    if &report[..len] == ctx.report() {
+        return;
+    }
+    let mut payload = [0u8; PAYLOAD_MAX];
+    let Some(n) = join(ctx.config(), &report[..len], &mut payload) else {
+        return;
+    };
+    if Store::new(&mut *board.flash())
+        .write_config(&payload[..n])
+        .is_err()
+    {
+        board.print(b"store: heap report not saved\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_refuses_lengths_that_do_not_fit() {
+        let mut out = [0u8; PAYLOAD_MAX];
+        let n = join(b"cfg", b"rep", &mut out).unwrap();
+        assert_eq!(split(&out[..n]), Some((&b"cfg"[..], &b"rep"[..])));
+        assert_eq!(split(&[]), None);
+        assert_eq!(split(&[5, 0, 1]), None);
+        assert!(join(&[0; CONFIG_MAX + 1], b"", &mut out).is_none());
+        let mut long = [0u8; 300];
+        long[..2].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(
+            split(&long),
+            None,
+            "a report longer than REPORT_MAX is refused"
+        );
+    }
+}
