@@ -362,14 +362,10 @@ fn push_frame<R: Regs>(regs: &mut R, tag: u16, frame: &[u8], stats: &mut Stats) 
     let len = frame.len() as u32;
     regs.write(reg::TX_DATA_FIFO, TX_CMD_A_FIRST | TX_CMD_A_LAST | len);
     regs.write(reg::TX_DATA_FIFO, (u32::from(tag) << 16) | len);
-    let mut chunks = frame.chunks_exact(4);
-    for c in &mut chunks {
-        regs.write(
-            reg::TX_DATA_FIFO,
-            u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-        );
+    let (words, rest) = frame.as_chunks::<4>();
+    for w in words {
+        regs.write(reg::TX_DATA_FIFO, u32::from_le_bytes(*w));
     }
-    let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut w = [0u8; 4];
         w[..rest.len()].copy_from_slice(rest);
