@@ -1,0 +1,204 @@
+//! Fault injection: an update interrupted by a power cut (or a failing flash operation) at every
+//! single flash operation leaves exactly the old or exactly the new set, and repeating the update
+//! then always ends in the new set.
+
+mod common;
+
+use common::*;
+use rota_memflash::MemFlash;
+use rota_store::{Cursor, Error, Store};
+
+const SECTORS: usize = 48;
+
+struct Sets {
+    image: Vec<u8>,
+    old: View,
+    new: View,
+    app2: Vec<u8>,
+    prov2: Vec<u8>,
+    tick: Vec<u8>,
+}
+
+fn sets() -> Sets {
+    let app1 = bytes(1, 12_000);
+    let init = bytes(2, 2_000);
+    let prov1 = bytes(3, 5_000);
+    let data = bytes(4, 300);
+    let mut s = formatted(SECTORS, b"P0 server=10.0.2.100");
+    stage(&mut s, b"app", &app1, 1, 1024).unwrap();
+    stage(&mut s, b"init", &init, 1, 4096).unwrap();
+    stage(&mut s, b"provision", &prov1, 1, 999).unwrap();
+    stage(&mut s, b"data.txt", &data, 1, 64).unwrap();
+    s.commit(None).unwrap();
+    s.gc().unwrap();
+    let old = view_of(
+        &[
+            (b"app", 1, &app1),
+            (b"init", 1, &init),
+            (b"provision", 1, &prov1),
+            (b"data.txt", 1, &data),
+        ],
+        b"P0 server=10.0.2.100",
+    );
+    assert_eq!(view(&mut s), old);
+    let (app2, prov2, tick) = (bytes(5, 17_501), bytes(6, 6_000), bytes(7, 3_000));
+    let new = view_of(
+        &[
+            (b"app", 2, &app2),
+            (b"init2", 1, &init),
+            (b"provision", 2, &prov2),
+            (b"tick", 1, &tick),
+        ],
+        b"P1 server=10.0.2.1",
+    );
+    Sets {
+        image: s.into_inner().contents().to_vec(),
+        old,
+        new,
+        app2,
+        prov2,
+        tick,
+    }
+}
+
+/// The update as the server drives it; returns the bytes skipped thanks to resume offsets.
+fn install(s: &mut Store<Mem>, x: &Sets) -> Result<u32, Error> {
+    let mut skipped = 0;
+    skipped += stage(s, b"app", &x.app2, 2, 777)?;
+    skipped += stage(s, b"provision", &x.prov2, 2, 4096)?;
+    skipped += stage(s, b"tick", &x.tick, 1, 1024)?;
+    s.stage_delete(b"data.txt")?;
+    s.stage_rename(b"init", b"init2")?;
+    s.commit(Some(b"P1 server=10.0.2.1"))?;
+    s.gc()?;
+    Ok(skipped)
+}
+
+fn staged_count<F: embedded_storage::nor_flash::NorFlash>(s: &mut Store<F>) -> usize {
+    let mut c = Cursor::default();
+    let mut n = 0;
+    while s.next_staged(&mut c).unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+/// After an interrupted install: old or new exactly; then completes as the server would (install
+/// again if old, nothing but gc if new) and checks the new set with nothing leaked.
+/// Returns (was_old, bytes skipped by resuming).
+fn recover(s: &mut Store<Mem>, x: &Sets, what: &str) -> (bool, u32) {
+    let v = view(s);
+    let was_old = if v == x.old {
+        true
+    } else if v == x.new {
+        false
+    } else {
+        panic!(
+            "{what}: neither the old nor the new set: {:?}",
+            v.files.keys()
+        );
+    };
+    let skipped = if was_old {
+        install(s, x).unwrap_or_else(|e| panic!("{what}: install again: {e:?}"))
+    } else {
+        s.gc().unwrap();
+        0
+    };
+    assert_eq!(view(s), x.new, "{what}: not the new set after recovery");
+    assert_eq!(staged_count(s), 0, "{what}: staged leftovers");
+    assert_eq!(headers(s.flash().contents()), 4, "{what}: extents leaked");
+    (was_old, skipped)
+}
+
+fn fault_free_ops(x: &Sets) -> u32 {
+    let mut s = Store::new(MemFlash::new(x.image.clone()));
+    assert_eq!(install(&mut s, x).unwrap(), 0);
+    assert_eq!(view(&mut s), x.new);
+    assert_eq!(headers(s.flash().contents()), 4);
+    s.flash().ops()
+}
+
+#[test]
+fn power_cut_at_every_operation_of_an_install() {
+    let x = sets();
+    let total = fault_free_ops(&x);
+    assert!(total > 50, "{total} ops");
+    let (mut olds, mut news, mut resumed) = (0, 0, 0);
+    for n in 0..total {
+        let mut f = MemFlash::new(x.image.clone());
+        f.cut_power_at(n);
+        let mut s = Store::new(f);
+        assert!(install(&mut s, &x).is_err(), "cut at {n} went unnoticed");
+        let mut f = s.into_inner();
+        f.power_on();
+        let mut s = Store::new(f); // a fresh Store, as after a reboot
+        let (was_old, skipped) = recover(&mut s, &x, &format!("power cut at op {n}/{total}"));
+        if was_old {
+            olds += 1;
+        } else {
+            news += 1;
+        }
+        if skipped > 0 {
+            resumed += 1;
+        }
+    }
+    eprintln!("{total} cut points: {olds} old, {news} new, {resumed} resumed");
+    assert!(olds > 0 && news > 0 && resumed > total / 4);
+}
+
+#[test]
+fn failed_operation_at_every_point_of_an_install() {
+    let x = sets();
+    let total = fault_free_ops(&x);
+    for n in 0..total {
+        let mut f = MemFlash::new(x.image.clone());
+        f.fail_op(n);
+        let mut s = Store::new(f);
+        assert!(
+            install(&mut s, &x).is_err(),
+            "failure at {n} went unnoticed"
+        );
+        // The same Store value (its RAM write position included) carries on, as a device without reboot.
+        recover(&mut s, &x, &format!("failed op {n}/{total}"));
+    }
+}
+
+#[test]
+fn power_cut_at_every_operation_of_bump_boot() {
+    let mut s = formatted(8, b"payload");
+    // Twice: once with the current record in slot 0, once in slot 1.
+    for _ in 0..2 {
+        let image = s.flash().contents().to_vec();
+        let mut buf = [0u8; 16];
+        let before = s.config(&mut buf).unwrap();
+        let boot = s.bump_boot().unwrap();
+        assert_eq!(boot, before.boot_count + 1);
+        let mut ops = 0;
+        for n in 0.. {
+            let mut f = MemFlash::new(image.clone());
+            f.cut_power_at(n);
+            let mut t = Store::new(f);
+            let r = t.bump_boot();
+            let mut f = t.into_inner();
+            f.power_on();
+            let mut t = Store::new(f);
+            let i = t.config(&mut buf).unwrap();
+            assert_eq!(&buf[..i.len], b"payload");
+            assert_eq!(i.generation, before.generation);
+            match r {
+                Ok(b) => {
+                    assert_eq!((b, i.boot_count), (boot, boot));
+                    break;
+                }
+                Err(e) => {
+                    assert_eq!(e, Error::Flash);
+                    assert!(i.boot_count == before.boot_count || i.boot_count == boot);
+                    // The next boot's bump still works and counts from what was persisted.
+                    assert_eq!(t.bump_boot().unwrap(), i.boot_count + 1);
+                }
+            }
+            ops += 1;
+        }
+        assert!(ops >= 3, "{ops} cut points");
+    }
+}
