@@ -1,0 +1,125 @@
+//! The device's configuration: the payload of its config record, postcard, at most [`MAX_CONFIG`] bytes.
+//!
+//! These are luaOTA's `config.json` fields for a wired rota device (no WiFi credentials, IPv4 only, no
+//! DNS lookup of the server), plus what luaOTA v1 compatibility mode must keep (`chk` and the `files`
+//! map, bounded). The server may send a new one in `Commit`, but never one that changes `device_id` or
+//! `secret`: the device refuses it ([`ConfigError`]).
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, MAX_NAME};
+
+/// Largest encoded config.
+pub const MAX_CONFIG: usize = 512;
+/// Longest secret a config can hold.
+pub const MAX_SECRET: usize = 64;
+/// Most files the v1 compatibility `files` map holds.
+pub const MAX_V1_FILES: usize = 8;
+
+/// Why a config is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConfigError {
+    /// Not a postcard `DeviceConfig`, or trailing bytes.
+    Malformed = 1,
+    /// Encodes to more than [`MAX_CONFIG`] bytes.
+    TooLong = 2,
+    /// It would change the device id.
+    DeviceId = 3,
+    /// It would change the secret.
+    Secret = 4,
+    /// `protocol` is neither 1 nor 2.
+    Protocol = 5,
+}
+
+/// One entry of the v1 compatibility `files` map: a name and the number the v1 server gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1File {
+    /// The file name.
+    pub name: String<MAX_NAME>,
+    /// The server's number for it.
+    pub number: u32,
+}
+
+/// The device's stored configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// The device id (chip id) it checks in with.
+    pub device_id: u32,
+    /// The HMAC secret shared with the server.
+    pub secret: Vec<u8, MAX_SECRET>,
+    /// The server's IPv4 address.
+    pub server: [u8; 4],
+    /// The server's TCP port.
+    pub port: u16,
+    /// Keep the network up when starting the application.
+    pub leave: bool,
+    /// The application to start.
+    pub app: String<MAX_NAME>,
+    /// Its entry point.
+    pub entry: String<MAX_NAME>,
+    /// Static IPv4 address; `None` for DHCP.
+    pub ip: Option<[u8; 4]>,
+    /// Gateway (static addressing).
+    pub gateway: [u8; 4],
+    /// Netmask (static addressing).
+    pub netmask: [u8; 4],
+    /// DNS server (handed to the application; the updater resolves nothing).
+    pub dns: [u8; 4],
+    /// 1 = luaOTA v1 compatibility, 2 = rota v2.
+    pub protocol: u8,
+    /// v1 compatibility: the fingerprint the v1 server sent last.
+    pub chk: String<32>,
+    /// v1 compatibility: the file numbers the v1 server sent last.
+    pub files: Vec<V1File, MAX_V1_FILES>,
+}
+
+impl DeviceConfig {
+    /// Encodes into `out` (at least [`MAX_CONFIG`] bytes are never needed more); returns the length.
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let n = postcard::to_slice(self, out)
+            .map(|used| used.len())
+            .map_err(|_| Error::BufferTooSmall)?;
+        if n > MAX_CONFIG {
+            return Err(Error::Config(ConfigError::TooLong));
+        }
+        Ok(n)
+    }
+
+    /// Decodes a config record's payload; refuses trailing bytes, oversized records and unknown
+    /// protocols.
+    pub fn decode(bytes: &[u8]) -> Result<DeviceConfig, ConfigError> {
+        if bytes.len() > MAX_CONFIG {
+            return Err(ConfigError::TooLong);
+        }
+        let config: DeviceConfig = match postcard::take_from_bytes(bytes) {
+            Ok((config, [])) => config,
+            _ => return Err(ConfigError::Malformed),
+        };
+        if !matches!(config.protocol, 1 | 2) {
+            return Err(ConfigError::Protocol);
+        }
+        Ok(config)
+    }
+
+    /// Checks a config the server sent (postcard bytes) for a device with `device_id` and `secret`:
+    /// it must decode, and keep both.
+    pub fn check_update(bytes: &[u8], device_id: u32, secret: &[u8]) -> Result<(), ConfigError> {
+        let new = DeviceConfig::decode(bytes)?;
+        if new.device_id != device_id {
+            return Err(ConfigError::DeviceId);
+        }
+        if new.secret.as_slice() != secret {
+            return Err(ConfigError::Secret);
+        }
+        Ok(())
+    }
+}
+
+/// The version of an encoded config that a Hello reports: the first 4 bytes of its SHA-256, little
+/// endian (0 is reserved for "no config record").
+pub fn config_version(bytes: &[u8]) -> u32 {
+    let d = crate::sha256(bytes);
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]]).max(1)
+}

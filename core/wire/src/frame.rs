@@ -1,0 +1,287 @@
+//! The v2 frame and its keys.
+//!
+//! ```text
+//! frame := 0xB2 kind:u8 len:u16le seq:u32le payload[len] tag[32]
+//! tag   := HMAC-SHA256(key, dir || the 8 header bytes || payload)
+//! ```
+//! [`Header::parse`] checks the magic byte and the length before anything else is read, so an oversized
+//! frame is refused without buffering it. [`Frame::new_checked`] checks every length once; after it no
+//! accessor can panic. The tag covers the direction byte ([`Dir`]), so a frame cannot be reflected back
+//! to its sender, and is keyed per device and per session ([`Key`]).
+
+use hmac::{Mac, SimpleHmac};
+use sha2::Sha256;
+
+use crate::{Error, HEADER_LEN, MAGIC, MAX_PAYLOAD, SERVER_NONCE_LEN, TAG_LEN};
+
+type HmacSha256 = SimpleHmac<Sha256>;
+
+/// Which way a frame travels; the tag covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Dir {
+    /// From the device to the server.
+    ToServer = 0x01,
+    /// From the server to the device.
+    ToDevice = 0x02,
+}
+
+/// A 32-byte HMAC key for frame tags.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(pub [u8; 32]);
+
+impl core::fmt::Debug for Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC takes keys of any length (longer ones are hashed first).
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl Key {
+    /// `K0 = HMAC(secret, "rota2 hello" || device_id LE || device_nonce LE)`: tags the device's Hello
+    /// and the server's NoUpdate.
+    pub fn hello(secret: &[u8], device_id: u32, nonce: u32) -> Key {
+        Key(hmac(
+            secret,
+            &[
+                b"rota2 hello",
+                &device_id.to_le_bytes(),
+                &nonce.to_le_bytes(),
+            ],
+        ))
+    }
+
+    /// `Ks = HMAC(secret, "rota2 session" || device_id LE || device_nonce LE || server_nonce)`: tags
+    /// every frame from the server's Welcome on, both ways.
+    pub fn session(
+        secret: &[u8],
+        device_id: u32,
+        nonce: u32,
+        server_nonce: &[u8; SERVER_NONCE_LEN],
+    ) -> Key {
+        Key(hmac(
+            secret,
+            &[
+                b"rota2 session",
+                &device_id.to_le_bytes(),
+                &nonce.to_le_bytes(),
+                server_nonce,
+            ],
+        ))
+    }
+
+    /// The tag of a frame travelling `dir` with `header` and `payload`.
+    pub fn tag(&self, dir: Dir, header: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
+        hmac(&self.0, &[&[dir as u8], header, payload])
+    }
+
+    /// Whether `tag` is the tag of `dir`, `header`, `payload` (compared in constant time).
+    pub fn verify(&self, dir: Dir, header: &[u8], payload: &[u8], tag: &[u8]) -> bool {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(&[dir as u8]);
+        mac.update(header);
+        mac.update(payload);
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The message kind ([`crate::msg::Kind`]).
+    pub kind: u8,
+    /// Payload length, at most [`MAX_PAYLOAD`].
+    pub len: u16,
+    /// Sequence number in this direction of this session.
+    pub seq: u32,
+}
+
+impl Header {
+    /// Parses the first [`HEADER_LEN`] bytes of `bytes`: magic byte, then the length bound.
+    pub fn parse(bytes: &[u8]) -> Result<Header, Error> {
+        let first = *bytes.first().ok_or(Error::Truncated)?;
+        if first != MAGIC {
+            return Err(Error::BadMagic(first));
+        }
+        let h: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(Error::Truncated)?;
+        let len = u16::from_le_bytes([h[2], h[3]]);
+        if usize::from(len) > MAX_PAYLOAD {
+            return Err(Error::TooLong(len));
+        }
+        Ok(Header {
+            kind: h[1],
+            len,
+            seq: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+        })
+    }
+
+    /// The whole frame's length: header, payload and tag.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + usize::from(self.len) + TAG_LEN
+    }
+
+    /// The header's wire bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let len = self.len.to_le_bytes();
+        let seq = self.seq.to_le_bytes();
+        [
+            MAGIC, self.kind, len[0], len[1], seq[0], seq[1], seq[2], seq[3],
+        ]
+    }
+}
+
+/// A checked view of one whole frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<T: AsRef<[u8]>> {
+    buffer: T,
+    header: Header,
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// Checks that `buffer` holds exactly one frame: magic, length bound, and total length.
+    pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        let bytes = buffer.as_ref();
+        let header = Header::parse(bytes)?;
+        match bytes.len().cmp(&header.frame_len()) {
+            core::cmp::Ordering::Less => Err(Error::Truncated),
+            core::cmp::Ordering::Greater => Err(Error::Malformed),
+            core::cmp::Ordering::Equal => Ok(Frame { buffer, header }),
+        }
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// The message kind.
+    pub fn kind(&self) -> u8 {
+        self.header.kind
+    }
+
+    /// The sequence number.
+    pub fn seq(&self) -> u32 {
+        self.header.seq
+    }
+
+    fn payload_end(&self) -> usize {
+        HEADER_LEN + usize::from(self.header.len)
+    }
+
+    /// The payload (not yet authenticated: check [`Frame::verify`] before acting on it).
+    pub fn payload(&self) -> &[u8] {
+        let bytes = self.buffer.as_ref();
+        bytes
+            .get(HEADER_LEN..self.payload_end())
+            .unwrap_or_default()
+    }
+
+    /// The tag.
+    pub fn tag(&self) -> &[u8] {
+        let bytes = self.buffer.as_ref();
+        bytes.get(self.payload_end()..).unwrap_or_default()
+    }
+
+    /// Checks the tag with `key` for a frame travelling `dir`.
+    pub fn verify(&self, key: &Key, dir: Dir) -> Result<(), Error> {
+        let bytes = self.buffer.as_ref();
+        let header = bytes.get(..HEADER_LEN).unwrap_or_default();
+        if key.verify(dir, header, self.payload(), self.tag()) {
+            Ok(())
+        } else {
+            Err(Error::BadTag)
+        }
+    }
+}
+
+impl<'a> Frame<&'a [u8]> {
+    /// The payload, borrowed for as long as the underlying bytes.
+    pub fn into_payload(self) -> &'a [u8] {
+        let end = self.payload_end();
+        self.buffer.get(HEADER_LEN..end).unwrap_or_default()
+    }
+}
+
+/// Completes a frame in `out` whose payload (`len` bytes) is already at `out[HEADER_LEN..]`: writes
+/// the header and the tag and returns the frame's length.
+pub fn seal(
+    out: &mut [u8],
+    key: &Key,
+    dir: Dir,
+    kind: u8,
+    seq: u32,
+    len: usize,
+) -> Result<usize, Error> {
+    if len > MAX_PAYLOAD {
+        return Err(Error::TooLong(len as u16));
+    }
+    let header = Header {
+        kind,
+        len: len as u16,
+        seq,
+    };
+    let total = header.frame_len();
+    let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+    out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+    let (head, tail) = out.split_at_mut(HEADER_LEN + len);
+    let tag = key.tag(dir, &head[..HEADER_LEN], &head[HEADER_LEN..]);
+    tail.copy_from_slice(&tag);
+    Ok(total)
+}
+
+/// One direction-aware, sequence-checked channel: a key and the next sequence number each way.
+#[derive(Debug, Clone)]
+pub(crate) struct Channel {
+    pub key: Key,
+    /// Direction of the frames this end sends.
+    pub out_dir: Dir,
+    pub tx: u32,
+    pub rx: u32,
+}
+
+impl Channel {
+    pub fn in_dir(&self) -> Dir {
+        match self.out_dir {
+            Dir::ToServer => Dir::ToDevice,
+            Dir::ToDevice => Dir::ToServer,
+        }
+    }
+
+    /// Verifies a received frame's tag and sequence number; returns the checked view.
+    pub fn open<'f>(&mut self, bytes: &'f [u8]) -> Result<Frame<&'f [u8]>, Error> {
+        let frame = Frame::new_checked(bytes)?;
+        frame.verify(&self.key, self.in_dir())?;
+        self.accept_seq(frame.seq())?;
+        Ok(frame)
+    }
+
+    pub fn accept_seq(&mut self, got: u32) -> Result<(), Error> {
+        if got != self.rx {
+            return Err(Error::BadSeq {
+                expected: self.rx,
+                got,
+            });
+        }
+        self.rx = self.rx.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Seals the payload at `out[HEADER_LEN..][..len]` as the next outgoing frame.
+    pub fn seal(&mut self, out: &mut [u8], kind: u8, len: usize) -> Result<usize, Error> {
+        let n = seal(out, &self.key, self.out_dir, kind, self.tx, len)?;
+        self.tx = self.tx.wrapping_add(1);
+        Ok(n)
+    }
+}

@@ -1,0 +1,510 @@
+//! Test doubles: an in-memory file store with the staging semantics of rota-store, a small planner, and
+//! an in-memory link that runs a device and a server session against each other.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rota_wire::msg::{FileInfo, HeapReport, Hello, Name, StagedInfo};
+use rota_wire::server::{self, Event, Outgoing, ServerSession, Step};
+use rota_wire::{
+    sha256, DeviceSession, Digest, Error, FileStore, Header, Poll, ServerMsg, HEADER_LEN, MAX_FRAME,
+};
+
+pub const SECRET: &[u8] = b"supersekrit";
+pub const DEVICE: u32 = 11223344;
+
+/// A staged file: what `stage_begin` announced and what was written so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub size: u32,
+    pub digest: Digest,
+    pub version: u32,
+    pub data: Vec<u8>,
+    pub finished: bool,
+}
+
+/// Store errors, each with its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemError {
+    NotFound = 1,
+    Offset = 2,
+    Digest = 3,
+    Size = 4,
+    Unfinished = 5,
+}
+
+/// Committed files survive; staged data survives reboots (it is on flash); pending deletes and renames
+/// do not (a new session sends them again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemStore {
+    pub files: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    pub staged: BTreeMap<Vec<u8>, Staged>,
+    pub deletes: Vec<Vec<u8>>,
+    pub renames: Vec<(Vec<u8>, Vec<u8>)>,
+    pub config: Option<Vec<u8>>,
+    pub generation: u32,
+    pub boots: u32,
+}
+
+impl MemStore {
+    /// A new boot: volatile pending operations are gone, the boot counter moves.
+    pub fn reboot(&mut self) -> u32 {
+        self.deletes.clear();
+        self.renames.clear();
+        self.boots += 1;
+        self.boots
+    }
+
+    /// The check-in this store's content makes.
+    pub fn hello(&self, nonce: u32) -> Hello<'_> {
+        let mut hello = Hello {
+            device_id: DEVICE,
+            nonce,
+            protocol: rota_wire::VERSION,
+            app_version: 7,
+            config: 0,
+            files: Default::default(),
+            staged: Default::default(),
+            heap: Default::default(),
+        };
+        for (name, (data, version)) in &self.files {
+            let info = FileInfo {
+                name: Name::new(name).unwrap(),
+                size: data.len() as u32,
+                version: *version,
+                digest: sha256(data),
+            };
+            hello.files.push(info).unwrap();
+        }
+        for (name, s) in &self.staged {
+            let info = StagedInfo {
+                name: Name::new(name).unwrap(),
+                size: s.size,
+                digest: s.digest,
+                done: s.data.len() as u32,
+            };
+            hello.staged.push(info).unwrap();
+        }
+        for phase in 0..3 {
+            let report = HeapReport {
+                phase,
+                used: 0,
+                peak: 1000 * u32::from(phase + 1),
+                stack_peak: 512,
+            };
+            hello.heap.push(report).unwrap();
+        }
+        hello
+    }
+}
+
+impl FileStore for MemStore {
+    type Error = MemError;
+
+    fn stage_begin(
+        &mut self,
+        name: &[u8],
+        size: u32,
+        digest: &Digest,
+        version: u32,
+    ) -> Result<u32, MemError> {
+        if let Some(s) = self.staged.get(name) {
+            if s.size == size && s.digest == *digest {
+                return Ok(s.data.len() as u32);
+            }
+        }
+        let fresh = Staged {
+            size,
+            digest: *digest,
+            version,
+            data: Vec::new(),
+            finished: false,
+        };
+        self.staged.insert(name.to_vec(), fresh);
+        Ok(0)
+    }
+
+    fn stage_write(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), MemError> {
+        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
+        if offset as usize != s.data.len() {
+            return Err(MemError::Offset);
+        }
+        if s.data.len() + data.len() > s.size as usize {
+            return Err(MemError::Size);
+        }
+        s.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn stage_finish(&mut self, name: &[u8]) -> Result<(), MemError> {
+        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
+        if s.data.len() != s.size as usize || sha256(&s.data) != s.digest {
+            return Err(MemError::Digest);
+        }
+        s.finished = true;
+        Ok(())
+    }
+
+    fn stage_drop(&mut self, name: &[u8]) -> Result<(), MemError> {
+        self.staged.remove(name).map(drop).ok_or(MemError::NotFound)
+    }
+
+    fn stage_delete(&mut self, name: &[u8]) -> Result<(), MemError> {
+        if !self.files.contains_key(name) {
+            return Err(MemError::NotFound);
+        }
+        self.deletes.push(name.to_vec());
+        Ok(())
+    }
+
+    fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), MemError> {
+        if !self.files.contains_key(from) {
+            return Err(MemError::NotFound);
+        }
+        self.renames.push((from.to_vec(), to.to_vec()));
+        Ok(())
+    }
+
+    fn read(&mut self, name: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, MemError> {
+        let (data, _) = self.files.get(name).ok_or(MemError::NotFound)?;
+        let rest = data.get(offset as usize..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, MemError> {
+        if self.staged.values().any(|s| !s.finished) {
+            return Err(MemError::Unfinished);
+        }
+        for name in std::mem::take(&mut self.deletes) {
+            self.files.remove(&name);
+        }
+        for (from, to) in std::mem::take(&mut self.renames) {
+            if let Some(f) = self.files.remove(&from) {
+                self.files.insert(to, f);
+            }
+        }
+        for (name, s) in std::mem::take(&mut self.staged) {
+            self.files.insert(name, (s.data, s.version));
+        }
+        if let Some(c) = config {
+            self.config = Some(c.to_vec());
+        }
+        self.generation += 1;
+        Ok(self.generation)
+    }
+
+    fn error_code(error: &MemError) -> u8 {
+        *error as u8
+    }
+}
+
+/// The server's reference files.
+pub type Repo = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A repository of `(name, content)` pairs.
+pub fn repo(files: &[(&str, Vec<u8>)]) -> Repo {
+    files
+        .iter()
+        .map(|(n, d)| (n.as_bytes().to_vec(), d.clone()))
+        .collect()
+}
+
+/// `n` bytes of a recognisable pattern.
+pub fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// The same decision rule as rota-server, for a map of files: send what differs, resume staged files
+/// with the same digest, drop other staged files, delete device files the repository lacks.
+pub fn plan<'a>(repo: &'a Repo, hello: &Hello<'_>) -> Vec<Step<'a>> {
+    let mut steps = Vec::new();
+    for s in &hello.staged {
+        let wanted = repo
+            .get(s.name.as_bytes())
+            .is_some_and(|d| sha256(d) == s.digest);
+        if !wanted {
+            let name = repo.keys().find(|k| k.as_slice() == s.name.as_bytes());
+            // Names must outlive the plan: only repository names can be borrowed; others are leaked.
+            let name: &'a [u8] = match name {
+                Some(n) => n,
+                None => Box::leak(s.name.as_bytes().to_vec().into_boxed_slice()),
+            };
+            steps.push(Step::Drop(name));
+        }
+    }
+    for f in &hello.files {
+        if !repo.contains_key(f.name.as_bytes()) {
+            let name: &'a [u8] = Box::leak(f.name.as_bytes().to_vec().into_boxed_slice());
+            steps.push(Step::Delete(name));
+        }
+    }
+    for (name, data) in repo {
+        let digest = sha256(data);
+        let current = hello
+            .files
+            .iter()
+            .any(|f| f.name.as_bytes() == name.as_slice() && f.digest == digest);
+        if !current {
+            steps.push(Step::Send(Outgoing {
+                name,
+                version: digest[0].into(),
+                digest,
+                data,
+            }));
+        }
+    }
+    if !steps.is_empty() {
+        steps.push(Step::Commit(None));
+    }
+    steps
+}
+
+/// Takes one whole frame off the front of `buf`, if there is one.
+pub fn take_frame(buf: &mut VecDeque<u8>) -> Option<Result<Vec<u8>, Error>> {
+    if buf.len() < HEADER_LEN {
+        return None;
+    }
+    let head: Vec<u8> = buf.iter().take(HEADER_LEN).copied().collect();
+    let header = match Header::parse(&head) {
+        Ok(h) => h,
+        Err(e) => return Some(Err(e)),
+    };
+    if buf.len() < header.frame_len() {
+        return None;
+    }
+    Some(Ok(buf.drain(..header.frame_len()).collect()))
+}
+
+/// What a man in the middle does to each frame: `(direction is down, frame index in that direction,
+/// frame)`; returns the bytes to pass on, or `None` to cut the connection.
+pub type Mitm<'m> = dyn FnMut(bool, usize, &mut Vec<u8>) -> bool + 'm;
+
+/// How one check-in went.
+#[derive(Debug)]
+pub struct Run {
+    /// The device's last poll result.
+    pub device: Result<Poll, Error>,
+    /// The server's result: `Ok(true)` once committed, `Ok(false)` for NoUpdate, or its error; `None`
+    /// when the connection was cut first.
+    pub server: Option<Result<bool, Error>>,
+    /// Bytes device -> server, server -> device.
+    pub up: usize,
+    pub down: usize,
+    /// Frames each way.
+    pub up_frames: usize,
+    pub down_frames: usize,
+    /// The server's events.
+    pub ready: Vec<u32>,
+    pub acks: Vec<u32>,
+    pub data_bytes: usize,
+    pub uploaded: Vec<u8>,
+    /// Direction changes: device->server then server->device counts one round trip.
+    pub round_trips: usize,
+}
+
+/// Runs one check-in of `store` (a new boot) against `repo` over an in-memory link.
+pub fn check_in(store: &mut MemStore, repo: &Repo, mitm: &mut Mitm<'_>) -> Run {
+    check_in_with(store, repo, mitm, plan, SECRET, SECRET)
+}
+
+/// The link: both byte queues, the man in the middle, the counters.
+struct Link<'l, 'm> {
+    mitm: &'l mut Mitm<'m>,
+    up: VecDeque<u8>,
+    down: VecDeque<u8>,
+    cut: bool,
+    last_up: bool,
+    down_index: usize,
+}
+
+impl Link<'_, '_> {
+    fn send(&mut self, is_down: bool, frame: &[u8], run: &mut Run) {
+        if self.cut {
+            return;
+        }
+        let mut frame = frame.to_vec();
+        let index = if is_down {
+            self.down_index
+        } else {
+            run.up_frames
+        };
+        if !(self.mitm)(is_down, index, &mut frame) {
+            self.cut = true;
+            return;
+        }
+        if is_down {
+            self.down_index += 1;
+            run.down += frame.len();
+            run.down_frames += 1;
+            self.down.extend(frame);
+            self.last_up = false;
+        } else {
+            if !self.last_up {
+                run.round_trips += 1;
+                self.last_up = true;
+            }
+            run.up += frame.len();
+            run.up_frames += 1;
+            self.up.extend(frame);
+        }
+    }
+}
+
+/// [`check_in`] with a custom planner and the secrets each side uses.
+pub fn check_in_with<'r>(
+    store: &mut MemStore,
+    repo: &'r Repo,
+    mitm: &mut Mitm<'_>,
+    planner: impl FnOnce(&'r Repo, &Hello<'_>) -> Vec<Step<'r>>,
+    device_secret: &[u8],
+    server_secret: &[u8],
+) -> Run {
+    let nonce = store.reboot();
+    let mut run = Run {
+        device: Ok(Poll::Receive),
+        server: None,
+        up: 0,
+        down: 0,
+        up_frames: 0,
+        down_frames: 0,
+        ready: Vec::new(),
+        acks: Vec::new(),
+        data_bytes: 0,
+        uploaded: Vec::new(),
+        round_trips: 0,
+    };
+    let mut link = Link {
+        mitm,
+        up: VecDeque::new(),
+        down: VecDeque::new(),
+        cut: false,
+        last_up: false,
+        down_index: 0,
+    };
+    let mut out = vec![0u8; MAX_FRAME];
+
+    // Device: Hello.
+    let mut device = DeviceSession::new(device_secret);
+    {
+        let hello = store.hello(nonce);
+        let n = device.hello(&hello, &mut out).unwrap();
+        link.send(false, &out[..n], &mut run);
+    }
+
+    // Server: the Hello.
+    let hello_frame = match take_frame(&mut link.up) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            run.server = Some(Err(e));
+            return run;
+        }
+        None => return run,
+    };
+    let hello = match server::open_hello(&hello_frame, server_secret) {
+        Ok(h) => h,
+        Err(e) => {
+            run.server = Some(Err(e));
+            return run;
+        }
+    };
+    let steps = planner(repo, &hello);
+    let mut sout = vec![0u8; MAX_FRAME];
+    let mut session = None;
+    if steps.is_empty() {
+        let n = server::no_update(server_secret, &hello, &mut sout).unwrap();
+        link.send(true, &sout[..n], &mut run);
+        run.server = Some(Ok(false));
+    } else {
+        let (s, n) =
+            ServerSession::welcome(server_secret, &hello, [7; 16], &steps, &mut sout).unwrap();
+        link.send(true, &sout[..n], &mut run);
+        session = Some(s);
+    }
+    let mut upload = Vec::new();
+
+    for _ in 0..100_000 {
+        let mut progress = false;
+        // Server transmits what it may.
+        if let Some(s) = session.as_mut() {
+            while run.server.is_none() {
+                match s.poll_transmit(&mut sout) {
+                    Ok(Some(n)) => {
+                        let frame = rota_wire::Frame::new_checked(&sout[..n]).unwrap();
+                        if let Ok(ServerMsg::Data(d)) =
+                            ServerMsg::decode(frame.kind(), frame.payload())
+                        {
+                            run.data_bytes += d.bytes.0.len();
+                        }
+                        link.send(true, &sout[..n], &mut run);
+                        progress = true;
+                    }
+                    Ok(None) => break,
+                    Err(e) => run.server = Some(Err(e)),
+                }
+            }
+        }
+        // Device consumes.
+        loop {
+            let space = device.rx_buffer();
+            let n = space.len().min(link.down.len());
+            for (slot, b) in space.iter_mut().zip(link.down.drain(..n)) {
+                *slot = b;
+            }
+            device.rx_commit(n);
+            let polled = device.poll(store, &mut out);
+            run.device = polled;
+            match polled {
+                Ok(Poll::Send(n)) => {
+                    link.send(false, &out[..n], &mut run);
+                    progress = true;
+                }
+                Ok(Poll::Receive) => {
+                    if link.down.is_empty() {
+                        break;
+                    }
+                    progress |= n > 0;
+                }
+                Ok(_) | Err(_) => break,
+            }
+        }
+        // Server consumes.
+        if let Some(s) = session.as_mut() {
+            while run.server.is_none() {
+                let Some(frame) = take_frame(&mut link.up) else {
+                    break;
+                };
+                progress = true;
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(e) => {
+                        run.server = Some(Err(e));
+                        break;
+                    }
+                };
+                match s.handle(&frame) {
+                    Ok(Event::Ready { offset, .. }) => run.ready.push(offset),
+                    Ok(Event::Acked { offset, .. }) => run.acks.push(offset),
+                    Ok(Event::Uploaded { bytes, .. }) => upload.extend_from_slice(bytes),
+                    Ok(Event::Committed { .. }) => run.server = Some(Ok(true)),
+                    Ok(Event::Staged { .. }) => {}
+                    Err(e) => run.server = Some(Err(e)),
+                }
+            }
+        }
+        let device_over = !matches!(run.device, Ok(Poll::Receive) | Ok(Poll::Send(_)));
+        if (device_over && (run.server.is_some() || link.up.is_empty())) || !progress {
+            break;
+        }
+    }
+    run.uploaded = upload;
+    run
+}
+
+/// A man in the middle that changes nothing.
+pub fn pass() -> impl FnMut(bool, usize, &mut Vec<u8>) -> bool {
+    |_, _, _| true
+}
