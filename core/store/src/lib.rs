@@ -265,11 +265,17 @@ impl<F: NorFlash> Store<F> {
     pub fn new(flash: F) -> Self {
         const {
             assert!(
-                SECTOR as usize % F::ERASE_SIZE == 0,
+                (SECTOR as usize).is_multiple_of(F::ERASE_SIZE),
                 "erase size must divide 4096"
             );
-            assert!(4 % F::WRITE_SIZE == 0, "write size must divide 4");
-            assert!(4 % F::READ_SIZE == 0, "read size must divide 4");
+            assert!(
+                4usize.is_multiple_of(F::WRITE_SIZE),
+                "write size must divide 4"
+            );
+            assert!(
+                4usize.is_multiple_of(F::READ_SIZE),
+                "read size must divide 4"
+            );
         }
         Store { flash, pos: None }
     }
@@ -604,8 +610,8 @@ impl<F: NorFlash> Store<F> {
             let k = (n - done).min(BUF as u32 / 4);
             let words = &mut b[..k as usize * 4];
             self.rd(e.base() + H_PROGRESS + done * 4, words)?;
-            for w in words.chunks_exact(4) {
-                if w != [0; 4] {
+            for w in words.as_chunks::<4>().0 {
+                if *w != [0; 4] {
                     break 'words;
                 }
                 done += 1;
