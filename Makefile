@@ -15,7 +15,11 @@ CARGO := cargo
 B := build
 VENV := .venv
 ESPTOOL := $(VENV)/bin/esptool
-OVERLAYS := init tick provision
+OVERLAYS := init tick provision app
+# The demo's update: a new application and a new `tick` overlay, built with ROTA_VERSION=2.
+UPDATED := app tick
+# Largest overlay image: the arena of both boards (linker/*.x).
+ARENA := 8192
 
 # Firmware for both ISAs is built from rust-src: the pinned nightly ships no prebuilt thumbv7m std.
 FW := --profile firmware -Zbuild-std=core,alloc
@@ -66,13 +70,17 @@ host-tools:
 
 # Overlays: a PIE at 0 on ARM (fat LTO rebuilds core as PIC), linked at 0 with relocations on Xtensa.
 overlays: host-tools
-	@mkdir -p $(B)/thumbv7m $(B)/lx106
+	@mkdir -p $(B)/thumbv7m/v2 $(B)/lx106/v2
 	@for o in $(OVERLAYS); do \
 	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
-	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/$$o.blob --limit 4096 --report; \
+	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/$$o.blob --limit $(ARENA) --report; \
 	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-$$o $(QUIET_XT); \
-	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/$$o.blob --limit 4096 --report; \
+	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/$$o.blob --limit $(ARENA) --report; \
 	done > $(B)/overlays.txt
+	@for o in $(UPDATED); do \
+	  ROTA_VERSION=2 $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
+	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/v2/$$o.blob --limit $(ARENA); \
+	done
 
 firmware:
 	@mkdir -p $(B)/mps2-an385 $(B)/esp8266
@@ -83,10 +91,12 @@ firmware:
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
 
-# Storage images: config record + the three overlays in slots (docs/flash-layout.md).
+# Storage images: a file store with the device config and the overlays and app, version 1
+# (docs/flash-layout.md). The mps2 device reaches the server as 10.0.2.100:8266 through QEMU's guestfwd.
+DEVICE := --device-id 1001 --secret demo-secret-1001 --server 10.0.2.100 --port 8266 --ip 10.0.2.15/24 --gateway 10.0.2.2
 images: overlays
-	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(foreach o,$(OVERLAYS),$(B)/thumbv7m/$(o).blob)
-	$(IMAGE) -o $(B)/esp8266/storage.bin $(foreach o,$(OVERLAYS),$(B)/lx106/$(o).blob)
+	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/thumbv7m/$(o).blob)
+	$(IMAGE) -o $(B)/esp8266/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/lx106/$(o).blob)
 
 ## ---------- run ----------
 # Boots BOARD under QEMU with its storage image; exits with the guest's status.

@@ -130,7 +130,8 @@ pub type StageNameFn = unsafe extern "C" fn(core: *mut c_void, name: *const Name
 /// Stages renaming the live file `from` to `to`; returns a status code.
 pub type StageRenameFn =
     unsafe extern "C" fn(core: *mut c_void, from: *const Name, to: *const Name) -> i32;
-/// Commits every verified staged file at once, with a new device config if `len > 0`; returns a status.
+/// Commits every verified staged file at once, with a new device config if `len > 0`; returns the
+/// store's new generation, or an error.
 pub type CommitFn = unsafe extern "C" fn(core: *mut c_void, config: *const u8, len: usize) -> i32;
 /// HMAC-SHA256 of the concatenation of `parts` (`count` slices) under `key`, into `out`.
 pub type HmacFn = unsafe extern "C" fn(
@@ -277,9 +278,9 @@ pub struct NetParams {
 }
 
 /// Largest device config (postcard bytes) the context holds.
-pub const CONFIG_MAX: usize = 384;
+pub const CONFIG_MAX: usize = 440;
 /// Largest heap report (postcard bytes) the context holds.
-pub const REPORT_MAX: usize = 64;
+pub const REPORT_MAX: usize = 68;
 
 /// All state shared by the core and the overlays (luaOTA's `self` table).
 #[repr(C)]
@@ -462,7 +463,8 @@ impl Services {
         unsafe { (self.stage_write)(self.core, name, offset, data.as_ptr(), data.len()) }
     }
 
-    /// Commits every verified staged file, with a new config when `config` is not empty.
+    /// Commits every verified staged file, with a new config when `config` is not empty; returns the
+    /// new generation or a negative status.
     #[inline(always)]
     pub fn commit(&self, config: &[u8]) -> i32 {
         // SAFETY: `config` is a valid slice.
@@ -609,6 +611,7 @@ mod tests {
         assert_eq!(size_of::<NetParams>(), 9);
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
+        assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);
         assert_eq!(ABI_VERSION, 2);
     }
 

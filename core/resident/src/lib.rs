@@ -219,7 +219,10 @@ fn tick_loop<B: Board>(
 fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded, LoadError> {
     let file = Store::new(&mut *board.flash())
         .find(name.as_bytes())
-        .map_err(|_| LoadError::Flash(0))?
+        .map_err(|e| match e {
+            rota_store::Error::NoConfig => LoadError::NotFound,
+            _ => LoadError::Flash(0),
+        })?
         .ok_or(LoadError::NotFound)?;
     let target = Target {
         isa: B::ISA,

@@ -398,12 +398,14 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
             None => return status::EINVAL,
         }
     };
-    let r = st.commit(new_payload).map(|_| ());
-    if r.is_ok() {
-        // Space from replaced files is reclaimed now; a failure here loses nothing.
-        let _ = st.gc();
+    match st.commit(new_payload) {
+        Ok(generation) => {
+            // Space from replaced files is reclaimed now; a failure here loses nothing.
+            let _ = st.gc();
+            count(generation as usize)
+        }
+        Err(e) => store_status(e),
     }
-    done(r)
 }
 
 unsafe extern "C" fn hmac_sha256<B: Board>(

@@ -1,11 +1,14 @@
-//! `rota_core::run` on the host with a board double: the refusal paths (nothing is executed, the app
-//! still starts, the heap report and the residue are printed). Overlays that run are tested under QEMU.
+//! `rota_core::run` on the host with a board double: the paths that execute nothing (no config, a
+//! refused blob), the persisted boot number and heap report. Overlays that run are tested under QEMU.
 use core::cell::RefCell;
 use rota_core::heap::AccountingHeap;
 use rota_core::stack::Stack;
-use rota_core::{layout, Board, Isa, Memory, Outcome};
+use rota_core::{record, Board, Isa, Memory, Outcome};
 use rota_loader::LoadError;
 use rota_memflash::MemFlash;
+use rota_store::Store;
+
+const REGION: usize = 64 * 1024;
 
 struct Host {
     flash: MemFlash<Vec<u8>>,
@@ -14,14 +17,24 @@ struct Host {
 
 impl Board for Host {
     type Flash = MemFlash<Vec<u8>>;
+    type Nic = rota_net::NoNic;
     const ISA: Isa = Isa::Lx106;
     fn console_write(&mut self, bytes: &[u8]) {
         self.out
             .borrow_mut()
             .push_str(&String::from_utf8_lossy(bytes));
     }
+    fn console_read(&mut self) -> Option<u8> {
+        None
+    }
     fn flash(&mut self) -> &mut Self::Flash {
         &mut self.flash
+    }
+    fn nic(&mut self) -> Option<&mut rota_net::NoNic> {
+        None
+    }
+    fn mac(&self) -> [u8; 6] {
+        [2, 0, 0, 0, 0, 1]
     }
     fn now_ms(&mut self) -> u32 {
         0
@@ -36,7 +49,8 @@ impl Board for Host {
 
 static HEAP: AccountingHeap = AccountingHeap::empty();
 
-fn boot(storage: Vec<u8>) -> (Outcome, String) {
+/// Boots once; returns the outcome, the console and the flash afterwards.
+fn boot(storage: Vec<u8>) -> (Outcome, String, Vec<u8>) {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         let mem = Box::leak(vec![0u64; 1024].into_boxed_slice());
@@ -53,33 +67,63 @@ fn boot(storage: Vec<u8>) -> (Outcome, String) {
         flash: MemFlash::new(storage),
         out: RefCell::new(String::new()),
     };
-    let mut app_ran = false;
-    let outcome = rota_core::run(&mut board, &HEAP, Memory { arena, stack }, |b, _| {
-        app_ran = true;
-        b.console_write(b"app\n");
-    });
-    assert!(app_ran, "the app must start whatever the overlays did");
-    (outcome, board.out.into_inner())
+    let outcome = rota_core::run(&mut board, &HEAP, Memory { arena, stack });
+    let flash = board.flash.contents().to_vec();
+    (outcome, board.out.into_inner(), flash)
 }
 
-fn empty_storage() -> Vec<u8> {
-    vec![0xFF; layout::REGION_SIZE as usize]
+/// A formatted store with a config and the given files.
+fn provisioned(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut payload = [0u8; record::PAYLOAD_MAX];
+    let n = record::join(b"device config", &[], &mut payload).unwrap();
+    let mut store = Store::new(MemFlash::new(vec![0xFF; REGION]));
+    store.format(&payload[..n]).unwrap();
+    for (name, data) in files {
+        let digest = rota_blob::sha256(data);
+        store
+            .stage_begin(name.as_bytes(), data.len() as u32, &digest, 1)
+            .unwrap();
+        store.stage_write(name.as_bytes(), 0, data).unwrap();
+        store.stage_finish(name.as_bytes()).unwrap();
+    }
+    store.commit(None).unwrap();
+    store.into_inner().contents().to_vec()
+}
+
+fn config_of(flash: Vec<u8>) -> (u32, Vec<u8>) {
+    let mut store = Store::new(MemFlash::new(flash));
+    let mut payload = [0u8; record::PAYLOAD_MAX];
+    let info = store.config(&mut payload).unwrap();
+    (info.boot_count, payload[..info.len as usize].to_vec())
 }
 
 #[test]
-fn missing_overlays_fall_through_to_the_app() {
-    let (outcome, out) = boot(empty_storage());
+fn an_unprovisioned_device_starts_its_app_path_without_touching_flash() {
+    let (outcome, out, flash) = boot(vec![0xFF; REGION]);
+    assert_eq!(outcome, Outcome::Unprovisioned);
+    assert!(out.contains("store: no valid config record"), "{out}");
+    assert!(out.contains("heap residue=0\n"), "{out}");
+    assert!(out.contains("app: not found; nothing to run\n"), "{out}");
+    assert!(flash.iter().all(|&b| b == 0xFF), "nothing may be written");
+}
+
+#[test]
+fn each_boot_persists_a_new_number_and_the_heap_report() {
+    let (outcome, out, flash) = boot(provisioned(&[]));
     assert_eq!(outcome, Outcome::Refused("init", LoadError::NotFound));
+    assert!(out.contains("boot 1\n"), "{out}");
     assert!(
         out.contains("overlay init refused: not found; starting app\n"),
         "{out}"
     );
-    assert!(out.contains("heap phase=boot used=0 "), "{out}");
-    assert!(out.contains("heap residue=0\n"), "{out}");
-    assert!(
-        out.ends_with("app\nheap phase=app used=0 free=8192 peak=0 arena=0 stack_peak=0\n"),
-        "{out}"
-    );
+    let (count, payload) = config_of(flash.clone());
+    assert_eq!(count, 1);
+    let (config, report) = record::split(&payload).unwrap();
+    assert_eq!(config, b"device config", "the config survives");
+    assert_eq!(report.len(), 5 * rota_abi::report::ENTRY, "five entries");
+    let (_, out, flash) = boot(flash);
+    assert!(out.contains("boot 2\n"), "{out}");
+    assert_eq!(config_of(flash).0, 2);
 }
 
 #[test]
@@ -88,10 +132,7 @@ fn a_corrupt_blob_is_refused_with_its_reason_and_never_prepared() {
     let mut blob =
         rota_blob::emit_blob(Isa::Lx106, rota_abi::ABI_VERSION, "init", &image, 0, &[]).unwrap();
     blob[60] ^= 0xFF;
-    let mut storage = empty_storage();
-    let at = layout::slots().next().unwrap() as usize;
-    storage[at..at + blob.len()].copy_from_slice(&blob);
-    let (outcome, out) = boot(storage);
+    let (outcome, out, _) = boot(provisioned(&[("init", blob)]));
     assert_eq!(
         outcome,
         Outcome::Refused("init", LoadError::Blob(rota_blob::Error::DigestMismatch))
@@ -103,14 +144,12 @@ fn a_corrupt_blob_is_refused_with_its_reason_and_never_prepared() {
 }
 
 #[test]
-fn a_corrupt_slot_is_reported_once() {
-    let mut storage = empty_storage();
-    let at = layout::slots().nth(2).unwrap() as usize;
-    storage[at..at + 4].copy_from_slice(b"JUNK");
-    let (_, out) = boot(storage);
-    assert_eq!(
-        out.matches("slot 24576: skipped, bad magic").count(),
-        1,
-        "{out}"
+fn a_blob_for_another_abi_is_refused() {
+    let image: Vec<u8> = (0..64).collect();
+    let blob = rota_blob::emit_blob(Isa::Lx106, 1, "init", &image, 0, &[]).unwrap();
+    let (outcome, _, _) = boot(provisioned(&[("init", blob)]));
+    assert!(
+        matches!(outcome, Outcome::Refused("init", LoadError::Blob(_))),
+        "{outcome:?}"
     );
 }

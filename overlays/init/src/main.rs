@@ -1,62 +1,42 @@
-//! `init`: reads the config record from flash into the context.
-//!
-//! Record layout (at `ctx.flash.config_offset`): magic `RCFG`, boot count (u32), payload length (u16),
-//! payload checksum (u16, sum of payload bytes), payload. A missing or corrupt record is reported and
-//! leaves the context empty.
+//! `init`: reads the device config the core loaded from the store, and brings the network interface up
+//! (static address from the config, or DHCP). Without a usable config or network, the application starts.
 #![no_std]
 #![no_main]
 
-use rota_abi::{status, Context, Services, CONFIG_MAX};
+use rota_abi::{status, verdict, Context, NetParams, Services};
+use rota_wire::DeviceConfig;
 
 rota_abi::overlay!(run);
 
-/// Why the record was not accepted; indexes [`FAILURES`].
-#[derive(Clone, Copy)]
-enum Failure {
-    Read = 0,
-    Missing = 1,
-    Checksum = 2,
-}
-
-/// Message and status per failure. A table of pointers: the loader relocates these words.
-static FAILURES: [(&[u8], i32); 3] = [
-    (b"init: config read failed\n", status::EIO),
-    (b"init: no valid config record\n", status::ECORRUPT),
-    (b"init: config checksum mismatch\n", status::ECORRUPT),
-];
-
-#[inline(never)]
-fn fail(svc: &Services, why: Failure) -> i32 {
-    let (message, code) = FAILURES[why as usize];
-    svc.write(message);
-    code
-}
-
 fn run(svc: &Services, ctx: &mut Context) -> i32 {
-    let mut head = [0u8; 12];
-    if svc.flash_read(ctx.flash.config_offset, &mut head) != status::OK {
-        return fail(svc, Failure::Read);
-    }
-    let len = u16::from_le_bytes([head[8], head[9]]) as usize;
-    if head[..4] != *b"RCFG" || len > CONFIG_MAX {
-        return fail(svc, Failure::Missing);
-    }
-    let payload = &mut ctx.config[..len];
-    if svc.flash_read(ctx.flash.config_offset + 12, payload) != status::OK {
-        return fail(svc, Failure::Read);
-    }
-    let sum = payload
-        .iter()
-        .fold(0u16, |a, &b| a.wrapping_add(u16::from(b)));
-    if sum != u16::from_le_bytes([head[10], head[11]]) {
-        return fail(svc, Failure::Checksum);
-    }
-    ctx.config_len = len as u32;
-    ctx.boot_count = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    svc.write(b"init: config ");
-    svc.write_dec(len as u32);
-    svc.write(b" bytes, boot ");
+    let cfg = match DeviceConfig::decode(ctx.config()) {
+        Ok(c) => c,
+        Err(_) => {
+            svc.write(b"init: no valid device config; starting app\n");
+            return verdict::APP;
+        }
+    };
+    svc.write(b"init: device ");
+    svc.write_dec(cfg.device_id);
+    svc.write(b", boot ");
     svc.write_dec(ctx.boot_count);
+    svc.write(b", protocol v");
+    svc.write_dec(u32::from(cfg.protocol));
     svc.write(b"\n");
+    let params = NetParams {
+        ip: cfg.ip.unwrap_or([0; 4]),
+        prefix: cfg.netmask.iter().map(|b| b.count_ones() as u8).sum(),
+        gateway: cfg.gateway,
+    };
+    let rc = svc.net_up(&params);
+    if rc == status::ENODEV {
+        svc.write(b"init: no network interface; starting app\n");
+        return verdict::APP;
+    }
+    if rc != status::OK {
+        svc.write(b"init: network failed; starting app\n");
+        return verdict::APP;
+    }
+    ctx.net_up_ms = svc.time_ms();
     status::OK
 }

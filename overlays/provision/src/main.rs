@@ -1,75 +1,175 @@
-//! `provision`: allocates heap buffers, writes a pattern to the scratch flash sector, reads it back,
-//! compares, and frees everything (so the heap is left exactly as found). When the config record asks
-//! for it (`reset=1`), it then resets the device, as an update's final `restart` does.
+//! `provision`: the command responder (luaOTA's `_provision`). It checks in with the server over the
+//! connection `tick` opened and carries out the server's commands: files are staged in the store beside
+//! the live ones, verified against their digests, and committed all at once; then the core reboots.
+//!
+//! Protocol v2 (`docs/protocol.md`) runs [`rota_wire::DeviceSession`].
+//!
+//! Deadlines: the server's first frame must arrive within 3 s of the connect; the whole session within
+//! 30 s. Every buffer comes from the heap and goes back to it before returning.
 #![no_std]
 #![no_main]
 
-use rota_abi::{status, Context, Services};
+mod io;
+
+use core::mem::{align_of, size_of};
+use io::{Link, SvcStore};
+use rota_abi::report::{PhaseStat, ENTRY};
+use rota_abi::{verdict, Context, Services};
+use rota_wire::msg::{FileInfo, HeapReport, Hello, StagedInfo, MAX_FILES, MAX_STAGED};
+use rota_wire::{DeviceConfig, DeviceSession, Poll, MAX_FRAME};
 
 rota_abi::overlay!(run);
 
-/// Bytes written to the scratch sector.
-const LEN: usize = 1024;
+/// Everything a v2 session needs besides the stack, allocated from the heap for its duration.
+struct Work<'s> {
+    session: DeviceSession<'s>,
+    out: [u8; MAX_FRAME],
+}
 
 fn run(svc: &Services, ctx: &mut Context) -> i32 {
-    let out = svc.alloc(LEN, 4);
-    if out.is_null() {
-        return status::ENOMEM;
-    }
-    let back = svc.alloc(LEN, 4);
-    let rc = if back.is_null() {
-        status::ENOMEM
-    } else {
-        // SAFETY: both blocks are LEN bytes, live, and distinct.
-        let (out_s, back_s) = unsafe {
-            (
-                core::slice::from_raw_parts_mut(out, LEN),
-                core::slice::from_raw_parts_mut(back, LEN),
-            )
-        };
-        let rc = write_and_check(svc, ctx, out_s, back_s);
-        // SAFETY: freeing exactly what was allocated, in reverse order.
-        unsafe { svc.free(back, LEN, 4) };
-        rc
+    let Ok(cfg) = DeviceConfig::decode(ctx.config()) else {
+        svc.write(b"provision: no valid device config\n");
+        return verdict::APP;
     };
-    // SAFETY: as above.
-    unsafe { svc.free(out, LEN, 4) };
-    if rc == status::OK && wants_reset(ctx) {
-        svc.write(b"provision: reset requested\n");
-        svc.reset();
+    let link = Link::new(svc, ctx.connect_ms);
+    if cfg.protocol != rota_wire::VERSION {
+        svc.write(b"provision: only protocol v2 is built in; starting app\n");
+        return verdict::APP;
     }
-    rc
+    let p = svc.alloc(size_of::<Work>(), align_of::<Work>()) as *mut Work;
+    if p.is_null() {
+        svc.write(b"provision: out of memory\n");
+        return verdict::APP;
+    }
+    // SAFETY: `p` is a fresh, aligned block of the right size; it is written before use and freed
+    // exactly once below, after its last use.
+    let v = unsafe {
+        p.write(Work {
+            session: DeviceSession::new(&cfg.secret),
+            out: [0; MAX_FRAME],
+        });
+        let v = session(svc, ctx, &cfg, &link, &mut *p);
+        svc.free(p as *mut u8, size_of::<Work>(), align_of::<Work>());
+        v
+    };
+    v
 }
 
-/// Whether the config payload holds the token `reset=1`.
-fn wants_reset(ctx: &Context) -> bool {
-    let config = &ctx.config[..(ctx.config_len as usize).min(ctx.config.len())];
-    config
-        .split(|&b| b == b' ')
-        .any(|token| token == b"reset=1")
+fn session(svc: &Services, ctx: &Context, cfg: &DeviceConfig, link: &Link, w: &mut Work) -> i32 {
+    let n = match hello(svc, ctx, cfg, w) {
+        Ok(n) => n,
+        Err(_) => return fail(svc, b"check-in does not fit one frame"),
+    };
+    if !link.send_all(&w.out[..n]) {
+        return fail(svc, b"server closed the connection");
+    }
+    let mut store = SvcStore(svc);
+    loop {
+        match w.session.poll(&mut store, &mut w.out) {
+            Ok(Poll::Receive) => {
+                let buf = w.session.rx_buffer();
+                match link.recv(buf) {
+                    Ok(n) => w.session.rx_commit(n),
+                    Err(why) => return fail(svc, why),
+                }
+            }
+            Ok(Poll::Send(n)) => {
+                if !link.send_all(&w.out[..n]) {
+                    return fail(svc, b"server closed the connection");
+                }
+            }
+            Ok(Poll::NoUpdate) => {
+                svc.write(b"provision: no update\n");
+                return verdict::APP;
+            }
+            Ok(Poll::Committed(generation)) => {
+                link.flush();
+                svc.write(b"provision: update committed, generation ");
+                svc.write_dec(generation);
+                svc.write(b"\n");
+                return verdict::RESTART;
+            }
+            Err(e) => {
+                let (reason, detail) = e.reason();
+                svc.write(b"provision: session refused (reason ");
+                svc.write_dec(reason as u32);
+                svc.write(b", code ");
+                svc.write_dec(u32::from(detail));
+                svc.write(b"); nothing committed\n");
+                return verdict::APP;
+            }
+        }
+    }
 }
 
-fn write_and_check(svc: &Services, ctx: &Context, out: &mut [u8], back: &mut [u8]) -> i32 {
-    let seed = ctx.boot_count.wrapping_mul(31).wrapping_add(ctx.ticks) as u8;
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = seed.wrapping_add(i as u8);
+/// Writes the check-in frame into `w.out`: what the device has, what is staged, the last boot's heap.
+#[inline(never)]
+fn hello(
+    svc: &Services,
+    ctx: &Context,
+    cfg: &DeviceConfig,
+    w: &mut Work,
+) -> Result<usize, rota_wire::Error> {
+    let mut live = [None; MAX_FILES];
+    let mut staged = [None; MAX_STAGED];
+    for (i, slot) in live.iter_mut().enumerate() {
+        *slot = svc.file_info(false, i as u32);
     }
-    let at = ctx.flash.scratch_offset;
-    if svc.flash_erase(at, at + ctx.flash.erase_size) != status::OK
-        || svc.flash_write(at, out) != status::OK
-    {
-        svc.write(b"provision: flash write failed\n");
-        return status::EIO;
+    for (i, slot) in staged.iter_mut().enumerate() {
+        *slot = svc.file_info(true, i as u32);
     }
-    if svc.flash_read(at, back) != status::OK {
-        return status::EIO;
+    let mut msg = Hello {
+        device_id: cfg.device_id,
+        nonce: ctx.boot_count,
+        protocol: rota_wire::VERSION,
+        app_version: 0,
+        config: rota_wire::config::config_version(ctx.config()),
+        files: Default::default(),
+        staged: Default::default(),
+        heap: Default::default(),
+    };
+    for f in live.iter().flatten() {
+        let Some(name) = rota_wire::msg::Name::new(f.name.as_bytes()) else {
+            continue;
+        };
+        if f.name.as_bytes() == b"app" {
+            msg.app_version = f.version;
+        }
+        let _ = msg.files.push(FileInfo {
+            name,
+            size: f.size,
+            version: f.version,
+            digest: f.digest,
+        });
     }
-    if out != back {
-        svc.write(b"provision: read-back mismatch\n");
-        return status::ECORRUPT;
+    for f in staged.iter().flatten() {
+        let Some(name) = rota_wire::msg::Name::new(f.name.as_bytes()) else {
+            continue;
+        };
+        let _ = msg.staged.push(StagedInfo {
+            name,
+            size: f.size,
+            digest: f.digest,
+            done: f.done,
+        });
     }
-    svc.write(b"provision: wrote and verified ");
-    svc.write_dec(LEN as u32);
-    svc.write(b" bytes\n");
-    status::OK
+    for entry in ctx.report().chunks_exact(ENTRY) {
+        if let Some(s) = PhaseStat::decode(entry) {
+            let _ = msg.heap.push(HeapReport {
+                phase: s.phase,
+                used: s.used,
+                peak: s.peak,
+                stack_peak: s.stack_peak,
+            });
+        }
+    }
+    w.session.hello(&msg, &mut w.out)
+}
+
+#[inline(never)]
+fn fail(svc: &Services, why: &[u8]) -> i32 {
+    svc.write(b"provision: ");
+    svc.write(why);
+    svc.write(b"; nothing committed, starting app\n");
+    verdict::APP
 }

@@ -47,6 +47,9 @@ impl Esp8266 {
 
 impl rota_core::Board for Esp8266 {
     type Flash = Flash;
+    /// No Rust WiFi driver exists for the ESP8266 (docs/boards-esp8266.md): the update phases find no
+    /// network and the application starts.
+    type Nic = rota_net::NoNic;
     const ISA: rota_core::Isa = rota_core::Isa::Lx106;
 
     fn console_write(&mut self, bytes: &[u8]) {
@@ -57,6 +60,19 @@ impl rota_core::Board for Esp8266 {
         } else {
             console::write(bytes)
         }
+    }
+
+    fn console_read(&mut self) -> Option<u8> {
+        console::read()
+    }
+
+    fn nic(&mut self) -> Option<&mut rota_net::NoNic> {
+        None
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        // Locally administered; the chip's own MAC would come from its eFuses with a WiFi driver.
+        [0x02, 0x00, 0x82, 0x66, 0x00, 0x01]
     }
 
     fn flash(&mut self) -> &mut Flash {

@@ -57,13 +57,18 @@ mod imp {
             }
         }
     }
+
+    /// The sim machine has no console input (semihosting reads would block).
+    pub fn read() -> Option<u8> {
+        None
+    }
 }
 
 #[cfg(feature = "chip")]
 mod imp {
     /// UART0 TX/RX FIFO (writes push a byte).
     const UART0_FIFO: *mut u32 = 0x6000_0000 as *mut u32;
-    /// UART0 status: bits 23..16 = TX FIFO count.
+    /// UART0 status: bits 23..16 = TX FIFO count, bits 7..0 = RX FIFO count.
     const UART0_STATUS: *const u32 = 0x6000_001C as *const u32;
     /// TX FIFO depth.
     const TX_FIFO_LEN: u32 = 128;
@@ -76,6 +81,15 @@ mod imp {
                 while (core::ptr::read_volatile(UART0_STATUS) >> 16) & 0xFF >= TX_FIFO_LEN - 2 {}
                 core::ptr::write_volatile(UART0_FIFO, b as u32);
             }
+        }
+    }
+
+    /// A received byte, if the RX FIFO holds one (untested without a chip).
+    pub fn read() -> Option<u8> {
+        // SAFETY: UART0 registers of the ESP8266; reading the FIFO pops one byte.
+        unsafe {
+            (core::ptr::read_volatile(UART0_STATUS) & 0xFF != 0)
+                .then(|| core::ptr::read_volatile(UART0_FIFO) as u8)
         }
     }
 }

@@ -42,9 +42,9 @@ pub fn main() -> ! {
     board.print(b"rota core on esp8266 (");
     board.print(MACHINE.as_bytes());
     board.print(b")\n");
-    let outcome = rota_core::run(&mut board, &HEAP, mem, rota_core::demo_app);
+    let outcome = rota_core::run(&mut board, &HEAP, mem);
     exit(match outcome {
-        Outcome::Complete | Outcome::Refused(..) => 0,
+        Outcome::App | Outcome::Unprovisioned | Outcome::Refused(..) => 0,
         Outcome::Failed(..) => 1,
     })
 }
