@@ -23,6 +23,9 @@ pub enum LoadError {
     Flash(u32),
     /// The blob is malformed or incompatible.
     Blob(rota_blob::Error),
+    /// The image does not fit the arena and cannot run in place (it has relocations, or the board's
+    /// flash is not mapped for execution).
+    TooLarge,
 }
 
 impl LoadError {
@@ -32,6 +35,7 @@ impl LoadError {
             LoadError::NotFound => "not found",
             LoadError::Flash(_) => "flash read failed",
             LoadError::Blob(e) => e.describe(),
+            LoadError::TooLarge => "too large for the arena and not runnable in place",
         }
     }
 }
@@ -190,6 +194,45 @@ pub unsafe fn load<F: ReadNorFlash>(
         index += 1;
     }
 
+    let thumb = u32::from(header.isa == Isa::Thumbv7m);
+    Ok(Loaded {
+        header,
+        base,
+        entry: (base + header.entry_offset) | thumb,
+    })
+}
+
+/// Verifies the blob at `offset` completely and returns it ready to run in place, from the flash
+/// mapping at `mapped_base` (the address of storage offset 0). Only blobs without relocations can: their
+/// code is position-independent as linked. The caller must keep the blob's flash unchanged while it runs.
+pub fn verify_in_place<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    target: Target,
+    mapped_base: u32,
+) -> Result<Loaded, LoadError> {
+    let mut v = Verifier::new();
+    let mut buf = [0u8; CHUNK];
+    read(flash, offset, &mut buf[..HEADER_SIZE])?;
+    v.feed(&buf[..HEADER_SIZE])?;
+    let header = *v
+        .header()
+        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
+    header.check_compatible(target.isa, target.abi_version, u32::MAX)?;
+    let base = mapped_base
+        .checked_add(offset)
+        .and_then(|b| b.checked_add(header.image_offset()))
+        .filter(|b| header.reloc_count == 0 && b % 4 == 0)
+        .ok_or(LoadError::TooLarge)?;
+    let mut pos = HEADER_SIZE as u32;
+    let end = header.total_size();
+    while pos < end {
+        let n = ((end - pos) as usize).min(CHUNK);
+        read(flash, offset + pos, &mut buf[..n])?;
+        v.feed(&buf[..n])?;
+        pos += n as u32;
+    }
+    v.finish()?;
     let thumb = u32::from(header.isa == Isa::Thumbv7m);
     Ok(Loaded {
         header,

@@ -121,3 +121,39 @@ fn flash_read_errors_are_typed() {
     let (r, _) = load_into(&mut f, 0, 64, 0x1000);
     assert!(matches!(r.unwrap_err(), LoadError::Flash(_)));
 }
+
+#[test]
+fn a_relocation_free_blob_is_verified_for_running_in_place() {
+    let b = emit_blob(Isa::Thumbv7m, 1, "provision", &image(), 6, &[]).unwrap();
+    let mut f = flash_with(&[(4096, b.clone())]);
+    let target = Target {
+        isa: Isa::Thumbv7m,
+        abi_version: 1,
+    };
+    let l = rota_loader::verify_in_place(&mut f, 4096, target, 0x30_0000).unwrap();
+    let base = 0x30_0000 + 4096 + rota_blob::HEADER_SIZE as u32;
+    assert_eq!((l.base, l.entry), (base, (base + 6) | 1));
+
+    let mut corrupt = b;
+    let last = corrupt.len() - 40;
+    corrupt[last] ^= 1;
+    let mut f = flash_with(&[(4096, corrupt)]);
+    assert_eq!(
+        rota_loader::verify_in_place(&mut f, 4096, target, 0x30_0000),
+        Err(LoadError::Blob(Error::DigestMismatch))
+    );
+}
+
+#[test]
+fn a_blob_with_relocations_never_runs_in_place() {
+    let b = emit_blob(Isa::Thumbv7m, 1, "app", &image(), 0, &[4]).unwrap();
+    let mut f = flash_with(&[(0, b)]);
+    let target = Target {
+        isa: Isa::Thumbv7m,
+        abi_version: 1,
+    };
+    assert_eq!(
+        rota_loader::verify_in_place(&mut f, 0, target, 0x30_0000),
+        Err(LoadError::TooLarge)
+    );
+}

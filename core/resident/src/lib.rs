@@ -52,6 +52,11 @@ pub trait Board {
     fn reset(&mut self) -> !;
     /// Makes code just written to the arena visible to instruction fetch.
     fn sync_icache(&mut self);
+    /// Where the storage region is mapped for execution, if it is: blobs too large for the arena that
+    /// need no relocation then run in place.
+    fn xip_base(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The overlay phases, in boot order.
@@ -166,16 +171,9 @@ fn run_phases<B: Board>(
         if phase == "provision" && verdict != verdict::RESTART {
             state.net_down();
         }
-        // Forget the code: the arena is dead until the next load.
-        arena[..(loaded.header.image_size / 4) as usize].fill(0);
+        let used = forget(arena, &loaded);
         stats[i + 1] = phase_stat(i as u8 + 1, state.heap, stack);
-        report::heap_line(
-            state.board,
-            phase,
-            state.heap.stats(),
-            loaded.header.image_size,
-            stack.peak(),
-        );
+        report::heap_line(state.board, phase, state.heap.stats(), used, stack.peak());
         match verdict {
             status::OK | verdict::PROVISION => {}
             verdict::APP => return Outcome::App,
@@ -238,11 +236,29 @@ fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded
             arena.as_mut_ptr(),
             arena.len(),
             base,
-        )?
+        )
+    };
+    let loaded = match (loaded, board.xip_base()) {
+        (Err(LoadError::Blob(rota_blob::Error::ImageTooLarge { .. })), Some(mapped)) => {
+            // Nothing in the store overwrites a live file, so the code stays as verified while it runs.
+            rota_loader::verify_in_place(board.flash(), file.data_offset, target, mapped)?
+        }
+        (r, _) => r?,
     };
     board.sync_icache();
     report::placed(board, name, &loaded);
     Ok(loaded)
+}
+
+/// Clears the code from the arena (dead until the next load); returns the arena bytes it used (0 for a
+/// blob that ran in place).
+fn forget(arena: &mut [u32], loaded: &Loaded) -> u32 {
+    if loaded.base != arena.as_ptr() as usize as u32 {
+        return 0;
+    }
+    let words = (loaded.header.image_size as usize / 4).min(arena.len());
+    arena[..words].fill(0);
+    loaded.header.image_size
 }
 
 /// Starts the application blob with the heap exactly as the boot found it.
@@ -273,15 +289,9 @@ fn start_app<B: Board>(
         entry(&svc, ctx)
     };
     state.net_down();
-    arena[..(loaded.header.image_size / 4) as usize].fill(0);
+    let used = forget(arena, &loaded);
     if status < 0 {
         report::failure(board, APP, status);
     }
-    report::heap_line(
-        board,
-        APP,
-        heap.stats(),
-        loaded.header.image_size,
-        stack.peak(),
-    );
+    report::heap_line(board, APP, heap.stats(), used, stack.peak());
 }
