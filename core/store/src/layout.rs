@@ -26,7 +26,8 @@ const H_ZERO: usize = 10;
 const H_NAME: usize = 12;
 const H_SIZE: usize = 44;
 const H_VERSION: usize = 48;
-const H_DIGEST: usize = 52;
+/// The digest field.
+pub const H_DIGEST: usize = 52;
 const H_GEN: usize = 84;
 const H_SECTORS: usize = 88;
 const H_RESERVED: usize = 92;
@@ -106,13 +107,28 @@ pub struct Entry {
     pub name: Name,
     pub size: u32,
     pub version: u32,
-    pub digest: [u8; 32],
     pub generation: u32,
     pub verified: bool,
     pub dead: bool,
 }
 
 impl Entry {
+    /// A placeholder to parse into.
+    pub const EMPTY: Entry = Entry {
+        sector: 0,
+        sectors: 1,
+        tombstone: false,
+        name: Name {
+            len: 0,
+            bytes: [0; NAME_MAX],
+        },
+        size: 0,
+        version: 0,
+        generation: 0,
+        verified: false,
+        dead: false,
+    };
+
     /// One past the extent's last sector.
     pub fn end(&self) -> u32 {
         self.sector + self.sectors
@@ -155,11 +171,11 @@ pub fn encode_header(
     put32(out, H_CRC, crc);
 }
 
-/// Parses the header bytes read at `sector`; `None` unless magic, checksum, kind, name, zero fields
+/// Parses the header bytes read at `sector` into `out`; false (and `out` unspecified) unless magic, checksum, kind, name, zero fields
 /// and sector count are all right and the extent ends within `total` sectors.
-pub fn parse_header(b: &[u8; H_READ], sector: u32, total: u32) -> Option<Entry> {
+pub fn parse_header(b: &[u8; H_READ], sector: u32, total: u32, out: &mut Entry) -> bool {
     if b[..4] != FILE_MAGIC || le32(b, H_CRC) != !crc32(!0, &b[H_KIND..H_FIXED]) {
-        return None;
+        return false;
     }
     let kind = b[H_KIND];
     let len = usize::from(b[H_NAME_LEN]);
@@ -168,29 +184,31 @@ pub fn parse_header(b: &[u8; H_READ], sector: u32, total: u32) -> Option<Entry> 
         || le32(b, H_RESERVED) != 0
         || b[H_NAME + len..H_NAME + 32].iter().any(|&c| c != 0)
     {
-        return None;
+        return false;
     }
-    let name = Name::new(&b[H_NAME..H_NAME + len]).ok()?;
+    let Ok(name) = Name::new(&b[H_NAME..H_NAME + len]) else {
+        return false;
+    };
     let size = le32(b, H_SIZE);
     let sectors = le32(b, H_SECTORS);
     let ok_kind = kind == KIND_FILE || (kind == KIND_TOMBSTONE && size == 0);
-    if !ok_kind || sectors_for(kind, size) != Some(sectors) || sector.checked_add(sectors)? > total
+    if !ok_kind
+        || sectors_for(kind, size) != Some(sectors)
+        || sector.checked_add(sectors).is_none_or(|end| end > total)
     {
-        return None;
+        return false;
     }
-    let mut digest = [0; 32];
-    digest.copy_from_slice(&b[H_DIGEST..H_DIGEST + 32]);
-    Some(Entry {
+    *out = Entry {
         sector,
         sectors,
         tombstone: kind == KIND_TOMBSTONE,
         name,
         size,
         version: le32(b, H_VERSION),
-        digest,
         generation: le32(b, H_GEN),
         // A state word counts as set only when fully cleared; `dead` is set by any cleared bit.
         verified: le32(b, H_VERIFIED as usize) == 0,
         dead: le32(b, H_DEAD as usize) != u32::MAX,
-    })
+    };
+    true
 }

@@ -30,7 +30,19 @@ use layout::{
     crc32, le32, put32, Entry, CONFIG_HEADER, CONFIG_MAGIC, CONFIG_SECTORS, H_DEAD, H_FIXED,
     H_PROGRESS, H_READ, H_VERIFIED, KIND_FILE, KIND_TOMBSTONE, SECTOR,
 };
-use sha2::{Digest, Sha256};
+use sha2::compress256;
+
+/// SHA-256 initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_INIT: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
 
 pub use layout::{header_area, DATA_ALIGN};
 
@@ -249,17 +261,6 @@ fn beats(a: &Entry, b: &Entry) -> bool {
     a.generation > b.generation || (a.generation == b.generation && a.sector < b.sector)
 }
 
-fn file(e: &Entry) -> File {
-    File {
-        name: e.name,
-        size: e.size,
-        version: e.version,
-        digest: e.digest,
-        data_offset: e.data(),
-        generation: e.generation,
-    }
-}
-
 impl<F: NorFlash> Store<F> {
     /// Wraps `flash` (the storage region). Nothing is read until a call needs it.
     pub fn new(flash: F) -> Self {
@@ -373,6 +374,7 @@ impl<F: NorFlash> Store<F> {
     // ---- config record ---------------------------------------------------------------------
 
     /// The record in `slot` if it is intact.
+    #[inline(never)]
     fn load_slot(&mut self, slot: u32) -> Result<Option<Cfg>, Error> {
         let base = slot * SECTOR;
         let mut h = [0u8; CONFIG_HEADER as usize];
@@ -534,28 +536,49 @@ impl<F: NorFlash> Store<F> {
 
     /// The first intact extent header at sector `s` or after it. Extents are skipped whole by the
     /// caller (it continues from [`Entry::end`]); sectors without a header one at a time.
-    fn next_entry(&mut self, mut s: u32) -> Result<Option<Entry>, Error> {
+    fn next_entry(&mut self, mut s: u32, out: &mut Entry) -> Result<bool, Error> {
         let total = self.total();
         s = s.max(CONFIG_SECTORS);
         while s < total {
-            if let Some(e) = self.entry_at(s, total)? {
-                return Ok(Some(e));
+            if self.entry_at(s, total, out)? {
+                return Ok(true);
             }
             s += 1;
         }
-        Ok(None)
+        Ok(false)
     }
 
-    fn entry_at(&mut self, s: u32, total: u32) -> Result<Option<Entry>, Error> {
+    /// Reads and checks the header at sector `s` into `out`; whether it is intact.
+    #[inline(always)]
+    fn entry_at(&mut self, s: u32, total: u32, out: &mut Entry) -> Result<bool, Error> {
         let mut b = [0u8; H_READ];
         self.rd(s * SECTOR, &mut b)?;
-        Ok(layout::parse_header(&b, s, total))
+        Ok(layout::parse_header(&b, s, total, out))
+    }
+
+    /// The digest field of `e`'s header (not kept in [`Entry`] to keep scans' stack frames small).
+    fn digest(&mut self, e: &Entry) -> Result<[u8; 32], Error> {
+        let mut d = [0; 32];
+        self.rd(e.base() + layout::H_DIGEST as u32, &mut d)?;
+        Ok(d)
+    }
+
+    fn file(&mut self, e: &Entry) -> Result<File, Error> {
+        Ok(File {
+            name: e.name,
+            size: e.size,
+            version: e.version,
+            digest: self.digest(e)?,
+            data_offset: e.data(),
+            generation: e.generation,
+        })
     }
 
     /// Whether candidate `e` is the one that counts for its name (no better candidate exists).
     fn wins(&mut self, e: &Entry, g: u32) -> Result<bool, Error> {
         let mut s = 0;
-        while let Some(x) = self.next_entry(s)? {
+        let mut x = Entry::EMPTY;
+        while self.next_entry(s, &mut x)? {
             s = x.end();
             if x.sector != e.sector && candidate(&x, g) && x.name == e.name && beats(&x, e) {
                 return Ok(false);
@@ -568,7 +591,8 @@ impl<F: NorFlash> Store<F> {
     fn winner(&mut self, name: &Name, g: u32) -> Result<Option<Entry>, Error> {
         let mut best: Option<Entry> = None;
         let mut s = 0;
-        while let Some(x) = self.next_entry(s)? {
+        let mut x = Entry::EMPTY;
+        while self.next_entry(s, &mut x)? {
             s = x.end();
             if candidate(&x, g) && x.name == *name && best.is_none_or(|b| beats(&x, &b)) {
                 best = Some(x);
@@ -589,7 +613,8 @@ impl<F: NorFlash> Store<F> {
         g: u32,
     ) -> Result<Option<Entry>, Error> {
         let mut s = 0;
-        while let Some(x) = self.next_entry(s)? {
+        let mut x = Entry::EMPTY;
+        while self.next_entry(s, &mut x)? {
             s = x.end();
             if staged(&x, g) && x.name == *name && x.tombstone == tombstone {
                 return Ok(Some(x));
@@ -626,16 +651,20 @@ impl<F: NorFlash> Store<F> {
     pub fn find(&mut self, name: &[u8]) -> Result<Option<File>, Error> {
         let name = Name::new(name)?;
         let g = self.generation()?;
-        Ok(self.live(&name, g)?.as_ref().map(file))
+        match self.live(&name, g)? {
+            Some(e) => self.file(&e).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The next live file after `cursor` (in flash order), advancing it; `None` at the end.
     pub fn next_file(&mut self, cursor: &mut Cursor) -> Result<Option<File>, Error> {
         let g = self.generation()?;
-        while let Some(e) = self.next_entry(cursor.sector)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(cursor.sector, &mut e)? {
             cursor.sector = e.end();
             if !e.tombstone && candidate(&e, g) && self.wins(&e, g)? {
-                return Ok(Some(file(&e)));
+                return self.file(&e).map(Some);
             }
         }
         cursor.sector = self.total();
@@ -645,7 +674,8 @@ impl<F: NorFlash> Store<F> {
     /// The next staged entry (file or tombstone) after `cursor`, advancing it; `None` at the end.
     pub fn next_staged(&mut self, cursor: &mut Cursor) -> Result<Option<Staged>, Error> {
         let g = self.generation()?;
-        while let Some(e) = self.next_entry(cursor.sector)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(cursor.sector, &mut e)? {
             cursor.sector = e.end();
             if staged(&e, g) {
                 return Ok(Some(Staged {
@@ -653,7 +683,7 @@ impl<F: NorFlash> Store<F> {
                     tombstone: e.tombstone,
                     size: e.size,
                     version: e.version,
-                    digest: e.digest,
+                    digest: self.digest(&e)?,
                     done: self.progress(&e)?,
                     verified: e.verified,
                 }));
@@ -686,19 +716,21 @@ impl<F: NorFlash> Store<F> {
     }
 
     /// Kills every staged entry named `name` except the first one `keep` accepts, which it returns.
+    #[inline(never)]
     fn kill_staged(
         &mut self,
         name: &Name,
         g: u32,
-        mut keep: impl FnMut(&Entry) -> bool,
+        mut keep: impl FnMut(&mut Self, &Entry) -> Result<bool, Error>,
     ) -> Result<(Option<Entry>, bool), Error> {
         let mut kept = None;
         let mut killed = false;
         let mut s = 0;
-        while let Some(e) = self.next_entry(s)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(s, &mut e)? {
             s = e.end();
             if staged(&e, g) && e.name == *name {
-                if kept.is_none() && keep(&e) {
+                if kept.is_none() && keep(self, &e)? {
                     kept = Some(e);
                 } else {
                     self.kill(&e)?;
@@ -716,9 +748,10 @@ impl<F: NorFlash> Store<F> {
         let mut run = None;
         let mut s = CONFIG_SECTORS;
         while s < total {
-            let (end, free) = match self.entry_at(s, total)? {
-                Some(e) => (e.end(), junk(&e, g)),
-                None => (s + 1, true),
+            let mut e = Entry::EMPTY;
+            let (end, free) = match self.entry_at(s, total, &mut e)? {
+                true => (e.end(), junk(&e, g)),
+                false => (s + 1, true),
             };
             if free {
                 let start = *run.get_or_insert(s);
@@ -760,6 +793,24 @@ impl<F: NorFlash> Store<F> {
             .ok_or(Error::TooLarge)?;
         let generation = g.checked_add(1).ok_or(Error::Corrupt)?;
         let start = self.alloc_or_gc(need, g)?;
+        self.write_header(start, kind, name, size, version, digest, generation, need)
+    }
+
+    /// Writes a header at `start` (kept out of [`Store::create`] so that its buffer is not on the
+    /// stack while garbage is collected) and reads it back.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn write_header(
+        &mut self,
+        start: u32,
+        kind: u8,
+        name: &Name,
+        size: u32,
+        version: u32,
+        digest: &[u8; 32],
+        generation: u32,
+        need: u32,
+    ) -> Result<Entry, Error> {
         let mut h = [0u8; H_READ];
         layout::encode_header(&mut h, kind, name, size, version, digest, generation, need);
         let len = if kind == KIND_TOMBSTONE {
@@ -769,7 +820,11 @@ impl<F: NorFlash> Store<F> {
             H_FIXED
         };
         self.program(start * SECTOR, &h[..len])?;
-        self.entry_at(start, total)?.ok_or(Error::Readback)
+        let mut e = Entry::EMPTY;
+        match self.entry_at(start, self.total(), &mut e)? {
+            true => Ok(e),
+            false => Err(Error::Readback),
+        }
     }
 
     /// Writes `data` at byte `pos` of staged file `e` (`pos + data.len() <= e.size`), reading each
@@ -798,18 +853,41 @@ impl<F: NorFlash> Store<F> {
         Ok(())
     }
 
+    /// SHA-256 of `len` bytes of flash from `off`, a block at a time straight into the compression
+    /// function (the hasher object with its own buffer would take twice the stack).
+    #[inline(never)]
+    fn hash(&mut self, off: u32, len: u32) -> Result<[u8; 32], Error> {
+        let mut state = SHA256_INIT;
+        let mut block = [0u8; 64];
+        let mut at = 0;
+        loop {
+            let n = (len - at).min(64) as usize;
+            self.rd(off + at, &mut block[..n])?;
+            at += n as u32;
+            if n < 64 {
+                // Padding: 0x80, zeros, bit length (big-endian) in the last 8 bytes of a block.
+                block[n] = 0x80;
+                block[n + 1..].fill(0);
+                if n >= 56 {
+                    compress256(&mut state, &[block.into()]);
+                    block.fill(0);
+                }
+                block[56..].copy_from_slice(&(u64::from(len) * 8).to_be_bytes());
+                compress256(&mut state, &[block.into()]);
+                break;
+            }
+            compress256(&mut state, &[block.into()]);
+        }
+        let mut out = [0u8; 32];
+        for (o, w) in out.as_chunks_mut::<4>().0.iter_mut().zip(state) {
+            o.copy_from_slice(&w.to_be_bytes());
+        }
+        Ok(out)
+    }
+
     /// Hashes `e`'s data from flash and marks it verified if it matches; kills it otherwise.
     fn verify(&mut self, e: &Entry) -> Result<(), Error> {
-        let mut h = Sha256::new();
-        let mut b = [0u8; BUF];
-        let mut at = 0;
-        while at < e.size {
-            let n = (e.size - at).min(BUF as u32) as usize;
-            self.rd(e.data() + at, &mut b[..n])?;
-            h.update(&b[..n]);
-            at += n as u32;
-        }
-        if h.finalize()[..] != e.digest[..] {
+        if self.hash(e.data(), e.size)? != self.digest(e)? {
             self.kill(e)?;
             return Err(Error::DigestMismatch);
         }
@@ -835,8 +913,8 @@ impl<F: NorFlash> Store<F> {
             return Err(Error::TooLarge);
         }
         let g = self.generation()?;
-        let (kept, _) = self.kill_staged(&name, g, |e| {
-            !e.tombstone && e.size == size && e.digest == *digest && e.version == version
+        let (kept, _) = self.kill_staged(&name, g, |st, e| {
+            Ok(!e.tombstone && e.size == size && e.version == version && st.digest(e)? == *digest)
         })?;
         let (e, done) = match kept {
             Some(e) => (e, self.progress(&e)?),
@@ -895,7 +973,7 @@ impl<F: NorFlash> Store<F> {
     pub fn stage_drop(&mut self, name: &[u8]) -> Result<(), Error> {
         let name = Name::new(name)?;
         let g = self.generation()?;
-        match self.kill_staged(&name, g, |_| false)? {
+        match self.kill_staged(&name, g, |_, _| Ok(false))? {
             (_, true) => Ok(()),
             _ => Err(Error::NotFound),
         }
@@ -905,7 +983,8 @@ impl<F: NorFlash> Store<F> {
     pub fn stage_abort(&mut self) -> Result<(), Error> {
         let g = self.generation()?;
         let mut s = 0;
-        while let Some(e) = self.next_entry(s)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(s, &mut e)? {
             s = e.end();
             if staged(&e, g) {
                 self.kill(&e)?;
@@ -919,7 +998,7 @@ impl<F: NorFlash> Store<F> {
     pub fn stage_delete(&mut self, name: &[u8]) -> Result<(), Error> {
         let name = Name::new(name)?;
         let g = self.generation()?;
-        let (kept, killed) = self.kill_staged(&name, g, |e| e.tombstone)?;
+        let (kept, killed) = self.kill_staged(&name, g, |_, e| Ok(e.tombstone))?;
         if kept.is_some() {
             return Ok(());
         }
@@ -940,11 +1019,12 @@ impl<F: NorFlash> Store<F> {
         }
         let g = self.generation()?;
         let src = self.live(&from, g)?.ok_or(Error::NotFound)?;
-        let (kept, _) = self.kill_staged(&to, g, |e| {
-            !e.tombstone && e.verified && e.size == src.size && e.digest == src.digest
+        let digest = self.digest(&src)?;
+        let (kept, _) = self.kill_staged(&to, g, |st, e| {
+            Ok(!e.tombstone && e.verified && e.size == src.size && st.digest(e)? == digest)
         })?;
         if kept.is_none() {
-            let dst = self.create(KIND_FILE, &to, src.size, src.version, &src.digest, g)?;
+            let dst = self.create(KIND_FILE, &to, src.size, src.version, &digest, g)?;
             let mut b = [0u8; BUF];
             let mut at = 0;
             while at < src.size {
@@ -959,7 +1039,7 @@ impl<F: NorFlash> Store<F> {
                 e => e,
             })?;
         }
-        let (kept, _) = self.kill_staged(&from, g, |e| e.tombstone)?;
+        let (kept, _) = self.kill_staged(&from, g, |_, e| Ok(e.tombstone))?;
         if kept.is_none() {
             self.create(KIND_TOMBSTONE, &from, 0, 0, &[0; 32], g)?;
         }
@@ -992,7 +1072,8 @@ impl<F: NorFlash> Store<F> {
         self.pos = None;
         // Pass 1: all but winning candidates and staged entries.
         let mut s = 0;
-        while let Some(e) = self.next_entry(s)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(s, &mut e)? {
             s = e.end();
             let erase = if staged(&e, g) {
                 false
@@ -1008,12 +1089,14 @@ impl<F: NorFlash> Store<F> {
         // Pass 2: winning tombstones once no older candidate of their name is left (erasing one
         // earlier could bring such a candidate back).
         let mut s = 0;
-        while let Some(e) = self.next_entry(s)? {
+        let mut e = Entry::EMPTY;
+        while self.next_entry(s, &mut e)? {
             s = e.end();
             if e.tombstone && candidate(&e, g) {
                 let mut alone = true;
                 let mut t = 0;
-                while let Some(x) = self.next_entry(t)? {
+                let mut x = Entry::EMPTY;
+                while self.next_entry(t, &mut x)? {
                     t = x.end();
                     if x.sector != e.sector && candidate(&x, g) && x.name == e.name {
                         alone = false;

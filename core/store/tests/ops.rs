@@ -451,3 +451,23 @@ fn data_that_looks_like_a_header_never_surfaces_when_reused() {
     }
     assert!(n >= 4, "the small file reused the dropped extent ({n} ops)");
 }
+
+#[test]
+fn digest_is_checked_for_every_padding_case() {
+    // Sizes around the SHA-256 block and padding boundaries (55, 56, 63, 64, ...).
+    let mut s = formatted(8, b"");
+    for len in (0..=130).chain([1023, 1024, 1025]) {
+        let data = bytes(len as u32, len);
+        stage(&mut s, b"f", &data, 1, 4096).unwrap();
+        s.stage_drop(b"f").unwrap();
+        s.stage_begin(b"f", len as u32, &sha(&[&data[..], b"x"].concat()), 1)
+            .unwrap();
+        s.stage_write(b"f", 0, &data).unwrap();
+        assert_eq!(
+            s.stage_finish(b"f"),
+            Err(Error::DigestMismatch),
+            "len {len}"
+        );
+        s.gc().unwrap();
+    }
+}
