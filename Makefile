@@ -18,8 +18,8 @@ ESPTOOL := $(VENV)/bin/esptool
 OVERLAYS := init tick provision app
 # The demo's update: a new application and a new `tick` overlay, built with ROTA_VERSION=2.
 UPDATED := app tick
-# Largest overlay image: the arena of both boards (linker/*.x).
-ARENA := 8192
+# Largest blob image: one that does not fit the 8 KB arena runs in place from flash (docs/overlay-format.md).
+IMAGE_LIMIT := 32768
 
 # Firmware for both ISAs is built from rust-src: the pinned nightly ships no prebuilt thumbv7m std.
 FW := --profile firmware -Zbuild-std=core,alloc
@@ -73,13 +73,13 @@ overlays: host-tools
 	@mkdir -p $(B)/thumbv7m/v2 $(B)/lx106/v2
 	@for o in $(OVERLAYS); do \
 	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
-	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/$$o.blob --limit $(ARENA) --report; \
+	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/$$o.blob --limit $(IMAGE_LIMIT) --report; \
 	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-$$o $(QUIET_XT); \
-	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/$$o.blob --limit $(ARENA) --report; \
+	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/$$o.blob --limit $(IMAGE_LIMIT) --report; \
 	done > $(B)/overlays.txt
 	@for o in $(UPDATED); do \
 	  ROTA_VERSION=2 $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
-	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/v2/$$o.blob --limit $(ARENA); \
+	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/v2/$$o.blob --limit $(IMAGE_LIMIT); \
 	done
 
 firmware:
