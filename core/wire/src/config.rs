@@ -8,6 +8,7 @@
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::Reader;
 use crate::{Error, MAX_NAME};
 
 /// Largest encoded config.
@@ -103,14 +104,51 @@ impl DeviceConfig {
         Ok(config)
     }
 
-    /// Checks a config the server sent (postcard bytes) for a device with `device_id` and `secret`:
-    /// it must decode, and keep both.
+    /// Checks a config the server sent (postcard bytes) for a device with `device_id` and `secret`: it
+    /// must be a record [`DeviceConfig::decode`] accepts, and keep both.
+    ///
+    /// Hand-written (it runs on the device, where serde's decoder would cost kilobytes); the tests
+    /// check it accepts exactly what [`DeviceConfig::decode`] accepts.
     pub fn check_update(bytes: &[u8], device_id: u32, secret: &[u8]) -> Result<(), ConfigError> {
-        let new = DeviceConfig::decode(bytes)?;
-        if new.device_id != device_id {
+        if bytes.len() > MAX_CONFIG {
+            return Err(ConfigError::TooLong);
+        }
+        let mut r = Reader::new(bytes);
+        let malformed = |_| ConfigError::Malformed;
+        let id = r.u32().map_err(malformed)?;
+        let new_secret = r.bytes(MAX_SECRET).map_err(malformed)?;
+        // server, port, leave, app, entry, ip, gateway, netmask, dns, protocol, chk, files.
+        let protocol = (|| {
+            r.take(4)?;
+            r.u16()?;
+            r.flag()?;
+            r.str(MAX_NAME)?;
+            r.str(MAX_NAME)?;
+            if r.flag()? {
+                r.take(4)?;
+            }
+            r.take(12)?;
+            let protocol = r.byte()?;
+            r.str(32)?;
+            let files = r.u32()?;
+            if files as usize > MAX_V1_FILES {
+                return Err(Error::Malformed);
+            }
+            for _ in 0..files {
+                r.str(MAX_NAME)?;
+                r.u32()?;
+            }
+            r.end()?;
+            Ok(protocol)
+        })()
+        .map_err(malformed)?;
+        if !matches!(protocol, 1 | 2) {
+            return Err(ConfigError::Protocol);
+        }
+        if id != device_id {
             return Err(ConfigError::DeviceId);
         }
-        if new.secret.as_slice() != secret {
+        if new_secret != secret {
             return Err(ConfigError::Secret);
         }
         Ok(())

@@ -254,7 +254,7 @@ impl<'s> DeviceSession<'s> {
     /// `hello.nonce`) into `out`; returns its length. Only once per session.
     pub fn hello(&mut self, hello: &Hello<'_>, out: &mut [u8]) -> Result<usize, Error> {
         let core = &mut self.core;
-        if core.state != State::New {
+        if !matches!(core.state, State::New) {
             return Err(Error::Unexpected(kind::HELLO));
         }
         if out.len() < MAX_FRAME {
@@ -263,8 +263,7 @@ impl<'s> DeviceSession<'s> {
         core.device_id = hello.device_id;
         core.nonce = hello.nonce;
         core.chan.key = Key::hello(core.secret, hello.device_id, hello.nonce);
-        let len = DeviceMsg::Hello(hello.clone())
-            .encode(&mut out[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD])
+        let len = crate::codec::encode_hello(hello, &mut out[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD])
             .map_err(|_| Error::TooLong(u16::MAX))?;
         let n = core.chan.seal(out, kind::HELLO, len)?;
         core.state = State::AwaitFirst;
@@ -357,7 +356,7 @@ impl Core<'_> {
     /// Ends the session on `error`: tells the server once (when a session key exists), then returns
     /// the error on every poll.
     fn fail(&mut self, error: Error, out: &mut [u8]) -> Result<Poll, Error> {
-        let running = self.state == State::Running;
+        let running = matches!(self.state, State::Running);
         self.state = State::Failed(error);
         self.file.active = false;
         self.upload.active = false;
@@ -376,7 +375,7 @@ impl Core<'_> {
     }
 
     fn handle(&mut self, bytes: &[u8], store: &mut dyn Ops, out: &mut [u8]) -> Result<Poll, Error> {
-        if self.state == State::AwaitFirst {
+        if matches!(self.state, State::AwaitFirst) {
             return self.first(bytes);
         }
         let frame = self.chan.open(bytes)?;

@@ -19,6 +19,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod codec;
 pub mod config;
 pub mod device;
 pub mod frame;

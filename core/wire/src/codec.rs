@@ -1,0 +1,249 @@
+//! Hand-written postcard for the device's side: encoding [`DeviceMsg`], decoding [`ServerMsg`] and
+//! checking a [`crate::DeviceConfig`] record.
+//!
+//! The wire format IS postcard (the server encodes and decodes with serde); these few loops replace
+//! serde's generated visitors on the device, where they cost several kilobytes of code. The tests check
+//! both implementations against each other, byte for byte.
+
+use crate::msg::{
+    Begin, Bytes, Commit, Data, DeviceMsg, Hello, Name, Rename, ServerMsg, Upload, Welcome,
+};
+use crate::{Error, MAX_CHUNK, MAX_NAME};
+
+/// Reads postcard values off a payload; every read is bounds-checked.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if n > self.buf.len() {
+            return Err(Error::Malformed);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    pub fn byte(&mut self) -> Result<u8, Error> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// A postcard varint of at most `max_bytes` bytes whose last byte is at most `last_max`.
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u32, Error> {
+        let mut out = 0u32;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            out |= u32::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_bytes - 1 && b > last_max {
+                    return Err(Error::Malformed);
+                }
+                return Ok(out);
+            }
+        }
+        Err(Error::Malformed)
+    }
+
+    pub fn u32(&mut self) -> Result<u32, Error> {
+        self.varint(5, 0x0f)
+    }
+
+    pub fn u16(&mut self) -> Result<u16, Error> {
+        Ok(self.varint(3, 0x03)? as u16)
+    }
+
+    /// A 0/1 byte (bool, option tag).
+    pub fn flag(&mut self) -> Result<bool, Error> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::Malformed),
+        }
+    }
+
+    /// A length-prefixed byte string of at most `max` bytes.
+    pub fn bytes(&mut self, max: usize) -> Result<&'a [u8], Error> {
+        let n = self.u32()? as usize;
+        if n > max {
+            return Err(Error::Malformed);
+        }
+        self.take(n)
+    }
+
+    /// A length-prefixed UTF-8 string of at most `max` bytes.
+    pub fn str(&mut self, max: usize) -> Result<&'a [u8], Error> {
+        let s = self.bytes(max)?;
+        core::str::from_utf8(s).map_err(|_| Error::Malformed)?;
+        Ok(s)
+    }
+
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    pub fn name(&mut self) -> Result<Name<'a>, Error> {
+        Name::new(self.bytes(MAX_NAME)?).ok_or(Error::Malformed)
+    }
+
+    /// Succeeds only when everything was read.
+    pub fn end(&self) -> Result<(), Error> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Malformed)
+        }
+    }
+}
+
+/// Writes postcard values into a buffer.
+pub(crate) struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
+    }
+
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let end = self.pos + bytes.len();
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+
+    pub fn u32(&mut self, mut v: u32) -> Result<(), Error> {
+        let mut tmp = [0u8; 5];
+        let mut n = 0;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                tmp[n] = b;
+                n += 1;
+                break;
+            }
+            tmp[n] = b | 0x80;
+            n += 1;
+        }
+        self.raw(&tmp[..n])
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.u32(bytes.len() as u32)?;
+        self.raw(bytes)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pos
+    }
+}
+
+/// The postcard encoding of a Hello.
+pub(crate) fn encode_hello(h: &Hello<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let mut w = Writer::new(out);
+    w.u32(h.device_id)?;
+    w.u32(h.nonce)?;
+    w.raw(&[h.protocol])?;
+    w.u32(h.app_version)?;
+    w.u32(h.config)?;
+    w.u32(h.files.len() as u32)?;
+    for f in &h.files {
+        w.bytes(f.name.as_bytes())?;
+        w.u32(f.size)?;
+        w.u32(f.version)?;
+        w.raw(&f.digest)?;
+    }
+    w.u32(h.staged.len() as u32)?;
+    for s in &h.staged {
+        w.bytes(s.name.as_bytes())?;
+        w.u32(s.size)?;
+        w.raw(&s.digest)?;
+        w.u32(s.done)?;
+    }
+    w.u32(h.heap.len() as u32)?;
+    for r in &h.heap {
+        w.raw(&[r.phase])?;
+        w.u32(r.used)?;
+        w.u32(r.peak)?;
+        w.u32(r.stack_peak)?;
+    }
+    Ok(w.len())
+}
+
+/// The postcard encoding of a device message (what serde would write).
+pub(crate) fn encode_device(msg: &DeviceMsg<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    if let DeviceMsg::Hello(h) = msg {
+        return encode_hello(h, out);
+    }
+    let mut w = Writer::new(out);
+    match msg {
+        DeviceMsg::Hello(_) => {}
+        DeviceMsg::Ready(r) => w.u32(r.offset)?,
+        DeviceMsg::Ack(a) => w.u32(a.offset)?,
+        DeviceMsg::Staged => {}
+        // An enum of unit variants is its index as a varint: one byte here.
+        DeviceMsg::Failed(f) => w.raw(&[f.reason as u8, f.detail])?,
+        DeviceMsg::FileData(d) => {
+            w.u32(d.offset)?;
+            w.bytes(d.bytes.0)?;
+        }
+        DeviceMsg::Committed(c) => w.u32(c.generation)?,
+    }
+    Ok(w.len())
+}
+
+/// Decodes a server message's payload (what serde would read, with the same bounds).
+pub(crate) fn decode_server(kind: u8, payload: &[u8]) -> Result<ServerMsg<'_>, Error> {
+    use crate::msg::kind as k;
+    let mut r = Reader::new(payload);
+    let msg = match kind {
+        k::WELCOME => ServerMsg::Welcome(Welcome {
+            server_nonce: r.array()?,
+        }),
+        k::NO_UPDATE => ServerMsg::NoUpdate,
+        k::BEGIN => ServerMsg::Begin(Begin {
+            name: r.name()?,
+            size: r.u32()?,
+            digest: r.array()?,
+            version: r.u32()?,
+        }),
+        k::DATA => ServerMsg::Data(Data {
+            offset: r.u32()?,
+            bytes: Bytes(r.bytes(MAX_CHUNK)?),
+        }),
+        k::FINISH => ServerMsg::Finish(r.name()?),
+        k::DROP => ServerMsg::Drop(r.name()?),
+        k::DELETE => ServerMsg::Delete(r.name()?),
+        k::RENAME => ServerMsg::Rename(Rename {
+            from: r.name()?,
+            to: r.name()?,
+        }),
+        k::UPLOAD => ServerMsg::Upload(Upload {
+            name: r.name()?,
+            offset: r.u32()?,
+            len: r.u32()?,
+        }),
+        k::COMMIT => ServerMsg::Commit(Commit {
+            config: if r.flag()? {
+                Some(Bytes(r.bytes(MAX_CHUNK)?))
+            } else {
+                None
+            },
+        }),
+        other => return Err(Error::UnknownKind(other)),
+    };
+    r.end()?;
+    Ok(msg)
+}
