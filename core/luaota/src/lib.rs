@@ -1,0 +1,2 @@
+//! luaOTA protocol v1, device side, sans-IO.
+#![no_std]
