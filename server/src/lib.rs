@@ -1,19 +1,27 @@
-//! rota's provisioning server: a byte-exact luaOTA (protocol v1) service that never falls over.
+//! rota's provisioning server: a byte-exact luaOTA (protocol v1) service that never falls over, and
+//! rota's own protocol v2 on the same port.
 //!
 //! - [`v1`]: framing, HMAC-MD5 tags and typed records (parse and emit);
 //! - [`repo`]: inventories, content-derived file numbers, the fingerprint, an optional git revision;
 //! - [`trim`]: `--SAFETRIM` by lexing Lua 5.1; [`luac`]: the Lua 5.1 compile check;
 //! - [`restart`]: the `restart` record, refused when it could brick a device;
+//! - [`v2`]: what a rota (protocol v2) device gets, decided from content digests; the frames and the
+//!   session state machine are `rota-wire`'s;
+//! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`);
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener;
-//! - [`sim`]: a NodeMCU luaOTA client simulator for tests and benchmarks.
+//! - [`sim`]: a NodeMCU luaOTA client simulator for tests and benchmarks; [`sim_v2`]: a rota (v2)
+//!   device simulator.
 //!
 //! How to run it, the repository layout, limits and measured figures: `docs/server.md`.
 
+pub mod fleet;
 pub mod listen;
 pub mod luac;
 pub mod repo;
 pub mod restart;
 pub mod session;
 pub mod sim;
+pub mod sim_v2;
 pub mod trim;
 pub mod v1;
+pub mod v2;

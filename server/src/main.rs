@@ -1,4 +1,5 @@
-//! `rota-server`: provisions NodeMCU luaOTA devices from a repository directory (or one git commit of it).
+//! `rota-server`: provisions NodeMCU luaOTA devices (protocol v1) and rota devices (protocol v2) from a
+//! repository directory (or one git commit of it).
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -8,19 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use rota_server::fleet::{self, Fleet};
 use rota_server::listen;
 use rota_server::repo::{Repo, RepoError};
 use rota_server::session::{Limits, Server};
 use tracing::level_filters::LevelFilter;
 
-/// Over-the-air provisioning server for NodeMCU luaOTA devices (protocol v1, byte-exact).
+/// Over-the-air provisioning server for NodeMCU luaOTA devices (protocol v1, byte-exact) and rota
+/// devices (protocol v2), on the same port.
 ///
 /// Each device connects, says HI with its chip id, and gets exactly the files its inventory names:
 /// ESP-<chipid>.json in the repository (or default.json), e.g.
 ///   {"files": ["init.lua", "lib/util.lua", "data.txt"], "secret": "the device's secret"}
 /// Files are sent only when their content changed; .lua files are compiled on the device (and must
 /// compile as Lua 5.1 here first); a source containing the comment --SAFETRIM is sent with comments and
-/// indentation removed. Logs go to stderr, one summary line per session.
+/// indentation removed. rota devices get the inventory's files compared by SHA-256, resumable, with
+/// the optional "config" object as their new config. Logs go to stderr, one summary line per session;
+/// each rota device's last check-in is kept in DIR/.rota/devices/ (see `rota-server fleet`).
 #[derive(Parser)]
 #[command(
     version,
@@ -54,6 +59,15 @@ enum Command {
         #[command(flatten)]
         repo: RepoArgs,
     },
+    /// Print every device's last check-in (DIR/.rota/devices/): versions, heap report, outcome.
+    Fleet {
+        /// Repository directory.
+        #[arg(value_name = "DIR")]
+        repo: PathBuf,
+        /// Print the records as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -70,6 +84,10 @@ struct RepoArgs {
     /// Longest session, in seconds (devices allow 30 s after the first command).
     #[arg(long, value_name = "SECS", default_value_t = 45.0)]
     session_timeout: f64,
+    /// Seconds to wait for any one read or write of a protocol v2 session (a silent rota device is
+    /// dropped after this).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    v2_idle_timeout: f64,
 }
 
 /// A command-line argument that cannot be used.
@@ -81,6 +99,8 @@ enum CliError {
     Seconds(&'static str),
     #[error("cannot use stdout: {0}")]
     Stdout(std::io::Error),
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -99,6 +119,7 @@ impl RepoArgs {
         let limits = Limits {
             idle: secs(self.idle_timeout, "idle-timeout")?,
             session: secs(self.session_timeout, "session-timeout")?,
+            v2_idle: secs(self.v2_idle_timeout, "v2-idle-timeout")?,
             ..Limits::default()
         };
         let repo = match &self.rev {
@@ -143,6 +164,18 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let io = tokio::io::join(tokio::io::stdin(), stdout);
             let report = server.serve(io, "stdio").await;
             Ok(report.is_some_and(|r| r.outcome.is_ok()))
+        }
+        Command::Fleet { repo, json } => {
+            let records = Fleet::for_repo(&repo).list()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+            } else {
+                print!("{}", fleet::table(&records));
+            }
+            Ok(true)
         }
     }
 }

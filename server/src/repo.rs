@@ -46,6 +46,9 @@ pub enum InventoryError {
     /// No `secret` string.
     #[error("`secret` must be a string")]
     Secret,
+    /// A `config` that is not an object.
+    #[error("`config` must be an object")]
+    Config,
 }
 
 /// A repository that cannot serve a device.
@@ -177,6 +180,8 @@ pub struct Inventory {
     pub files: Vec<String>,
     /// The device's HMAC key.
     pub secret: Vec<u8>,
+    /// The optional `config` object: a new device config for protocol v2 devices.
+    pub config: Option<Map<String, Value>>,
 }
 
 /// How a file is sent.
@@ -201,6 +206,8 @@ pub struct PlannedFile {
     pub action: Action,
     /// Whether `--SAFETRIM` was applied.
     pub trimmed: bool,
+    /// SHA-256 of `data` (protocol v2 compares and checks files by it).
+    pub digest: [u8; 32],
 }
 
 /// What a device should hold: every inventory file, numbered, and the fingerprint.
@@ -279,10 +286,16 @@ impl Inventory {
             .get("secret")
             .and_then(Value::as_str)
             .ok_or(error(InventoryError::Secret))?;
+        let config = match obj.get("config") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(config)) => Some(config.clone()),
+            Some(_) => return Err(error(InventoryError::Config)),
+        };
         Ok(Inventory {
             file: file.to_owned(),
             files,
             secret: secret.as_bytes().to_vec(),
+            config,
         })
     }
 }
@@ -356,6 +369,13 @@ impl Repo {
             prefix,
             dir,
         }))
+    }
+
+    /// The repository directory (for a git revision: the directory given, in the work tree).
+    pub fn dir(&self) -> &Path {
+        match &self.source {
+            Source::Dir(dir) | Source::Git { dir, .. } => dir,
+        }
     }
 
     /// What is served, for logs: the directory, or the commit and directory.
@@ -515,6 +535,7 @@ fn prepare(name: &str, raw: Vec<u8>) -> PlannedFile {
     PlannedFile {
         name: name.to_owned(),
         number: content_number(&data),
+        digest: rota_wire::sha256(&data),
         data,
         action: if is_lua {
             Action::Compile

@@ -138,6 +138,7 @@ mod tests {
                     data: vec![],
                     action: Action::Download,
                     trimmed: false,
+                    digest: [0; 32],
                 })
             })
             .collect();

@@ -1,8 +1,10 @@
 //! One device session, generic over any byte stream (TCP, stdin/stdout, an in-memory pipe).
 //!
-//! The first byte tells the protocol ([`Protocol::detect`]); v1 then runs strictly ping-pong: one record
-//! per write, each answered before the next. Every read and write has a deadline (the idle timeout, capped
-//! by the whole-session limit), so a slow or silent peer only ever holds its own session.
+//! The first byte tells the protocol ([`Protocol::detect`]): `{` is luaOTA v1, which then runs strictly
+//! ping-pong: one record per write, each answered before the next; `0xB2` is rota v2 (`rota-wire`
+//! frames; files stream with windowed acknowledgements). Every read and write has a deadline (the idle
+//! timeout, capped by the whole-session limit), so a slow or silent peer only ever holds its own
+//! session.
 
 use std::fmt;
 use std::io;
@@ -12,10 +14,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
+use rota_wire::server::{self as wire_server, Event, ServerSession};
+use rota_wire::{Header, HEADER_LEN, MAX_FRAME};
+
+use crate::fleet::{Fleet, FleetError};
 use crate::luac::{self, CompileError};
 use crate::repo::{Action, Plan, Repo, RepoError};
 use crate::restart::{self, RestartError};
 use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
+use crate::v2::{self as planner, PlanError};
 
 /// Timing limits of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +33,9 @@ pub struct Limits {
     pub session: Duration,
     /// Longest wait for the device to close after the last record.
     pub close_grace: Duration,
+    /// Longest wait for any one read or write of a protocol v2 session (its devices answer at once:
+    /// a silent one is dropped quickly).
+    pub v2_idle: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +44,7 @@ impl Default for Limits {
             idle: Duration::from_secs(15),
             session: Duration::from_secs(45),
             close_grace: Duration::from_secs(2),
+            v2_idle: Duration::from_secs(5),
         }
     }
 }
@@ -43,12 +54,27 @@ impl Default for Limits {
 pub enum Protocol {
     /// luaOTA v1: JSON lines, so the first byte is always `{`.
     V1,
+    /// rota v2: binary frames starting with [`rota_wire::MAGIC`] (`0xB2`).
+    V2,
 }
 
 impl Protocol {
     /// The protocol whose records start with `first`, if any.
     pub fn detect(first: u8) -> Option<Protocol> {
-        (first == b'{').then_some(Protocol::V1)
+        match first {
+            b'{' => Some(Protocol::V1),
+            rota_wire::MAGIC => Some(Protocol::V2),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::V1 => "v1",
+            Protocol::V2 => "v2",
+        })
     }
 }
 
@@ -80,7 +106,7 @@ pub enum SessionError {
     #[error("peer closed before sending anything")]
     Empty,
     /// The first byte is no known protocol's.
-    #[error("unknown protocol: first byte 0x{0:02x} (luaOTA v1 records start with '{{')")]
+    #[error("unknown protocol: first byte 0x{0:02x} (luaOTA v1 records start with '{{', rota v2 frames with 0xb2)")]
     UnknownProtocol(u8),
     /// A deadline passed.
     #[error("timed out {0}")]
@@ -117,6 +143,15 @@ pub enum SessionError {
     /// The restart record would not fit; nothing was sent.
     #[error(transparent)]
     Restart(#[from] RestartError),
+    /// A protocol v2 frame or session error (bad tag, sequence, message, or the device's `Failed`).
+    #[error("v2: {0}")]
+    V2(rota_wire::Error),
+    /// The inventory cannot serve a v2 device (name too long, bad `config`); nothing was sent.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The check-in could not be recorded, or replays an earlier Hello; nothing was sent.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// The device answered a command with another status than `OK`.
     #[error("device refused `{file}`: {status}{}", err.as_deref().map(|e| format!(" ({e})")).unwrap_or_default())]
     Refused {
@@ -152,6 +187,8 @@ impl fmt::Display for Outcome {
 pub struct SessionReport {
     /// Who connected.
     pub peer: String,
+    /// The protocol, once told by the first byte.
+    pub protocol: Option<Protocol>,
     /// The chip id from the HI, once known.
     pub device: Option<u64>,
     /// The outcome or the error.
@@ -164,21 +201,29 @@ pub struct SessionReport {
     pub duration: Duration,
 }
 
-/// The shared state of all sessions: the repository and the limits.
+/// The shared state of all sessions: the repository, its fleet state and the limits.
 pub struct Server {
     repo: Repo,
+    fleet: Fleet,
     limits: Limits,
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
 }
 
 impl Server {
-    /// A server for `repo` with `limits`.
+    /// A server for `repo` with `limits`; device check-ins are recorded in the repository's state
+    /// ([`Fleet::for_repo`]).
     pub fn new(repo: Repo, limits: Limits) -> Self {
         Server {
+            fleet: Fleet::for_repo(repo.dir()),
             repo,
             limits,
             reports: None,
         }
+    }
+
+    /// The fleet state the server records check-ins in.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
     }
 
     /// Also sends every session's report to the returned receiver (for tests and tools).
@@ -198,15 +243,33 @@ impl Server {
         let mut session = Session {
             io: LineReader::new(io),
             repo: &self.repo,
+            fleet: &self.fleet,
+            peer,
             limits: self.limits,
+            idle: self.limits.idle,
             deadline: start + self.limits.session,
+            protocol: None,
             device: None,
+            check_in: None,
             files: 0,
             bytes: 0,
         };
         let outcome = session.run().await;
+        if let Some((device, nonce)) = session.check_in {
+            let label = match &outcome {
+                Ok(o) => o.to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            let fleet = self.fleet.clone();
+            let done =
+                tokio::task::spawn_blocking(move || fleet.finish(device, nonce, &label)).await;
+            if let Ok(Err(error)) = done {
+                tracing::warn!(%device, %error, "cannot record the session's outcome");
+            }
+        }
         let report = SessionReport {
             peer: peer.to_owned(),
+            protocol: session.protocol,
             device: session.device,
             outcome,
             files: session.files,
@@ -295,6 +358,31 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
         Ok(Some(self.buf[self.start]))
     }
 
+    /// Makes at least `n` bytes available after `start` (`n` at most the buffer's size).
+    async fn want(&mut self, n: usize) -> Result<(), LineError> {
+        while self.end - self.start < n {
+            match self.fill().await {
+                Ok(0) => return Err(LineError::Eof),
+                Ok(_) => {}
+                Err(e) => return Err(LineError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next v2 frame. The header is checked (magic, length bound) before the rest is read, so an
+    /// oversized frame is refused without buffering it.
+    async fn read_frame(&mut self) -> Result<&[u8], FrameError> {
+        self.want(HEADER_LEN).await.map_err(FrameError::Read)?;
+        let header = Header::parse(&self.buf[self.start..self.start + HEADER_LEN])
+            .map_err(FrameError::Frame)?;
+        let len = header.frame_len();
+        self.want(len).await.map_err(FrameError::Read)?;
+        let frame = self.start..self.start + len;
+        self.start = frame.end;
+        Ok(&self.buf[frame])
+    }
+
     /// The next line, line feed included.
     async fn read_line(&mut self) -> Result<&[u8], LineError> {
         let mut scanned = 0;
@@ -318,12 +406,28 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
     }
 }
 
+/// What a v2 frame read can end in.
+enum FrameError {
+    Read(LineError),
+    Frame(rota_wire::Error),
+}
+
+// The v2 frame buffer is the line buffer.
+const _: () = assert!(MAX_FRAME <= v1::MAX_LINE);
+
 struct Session<'r, S> {
     io: LineReader<S>,
     repo: &'r Repo,
+    fleet: &'r Fleet,
+    peer: &'r str,
     limits: Limits,
+    /// The idle timeout in force (v1's, or v2's once told).
+    idle: Duration,
     deadline: Instant,
+    protocol: Option<Protocol>,
     device: Option<u64>,
+    /// The device and nonce of a recorded check-in, whose outcome is recorded at the end.
+    check_in: Option<(u64, Option<u32>)>,
     files: usize,
     bytes: u64,
 }
@@ -331,18 +435,110 @@ struct Session<'r, S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// The deadline of the next operation: the idle timeout, capped by the session's.
     fn next_deadline(&self) -> Instant {
-        (Instant::now() + self.limits.idle).min(self.deadline)
+        (Instant::now() + self.idle).min(self.deadline)
     }
 
     async fn run(&mut self) -> Result<Outcome, SessionError> {
         let first = timeout_at(self.next_deadline(), self.io.peek())
             .await
             .map_err(|_| SessionError::Timeout(Phase::Hi))??;
+        self.protocol = first.and_then(Protocol::detect);
         match first.map(Protocol::detect) {
             None => Err(SessionError::Empty),
             Some(None) => Err(SessionError::UnknownProtocol(first.unwrap_or_default())),
             Some(Some(Protocol::V1)) => self.run_v1().await,
+            Some(Some(Protocol::V2)) => {
+                self.idle = self.limits.v2_idle;
+                self.run_v2().await
+            }
         }
+    }
+
+    async fn read_frame(&mut self, phase: Phase) -> Result<&[u8], SessionError> {
+        let deadline = self.next_deadline();
+        match timeout_at(deadline, self.io.read_frame()).await {
+            Err(_) => Err(SessionError::Timeout(phase)),
+            Ok(Ok(frame)) => Ok(frame),
+            Ok(Err(FrameError::Frame(e))) => Err(SessionError::V2(e)),
+            Ok(Err(FrameError::Read(LineError::Eof))) => Err(SessionError::Closed(phase)),
+            Ok(Err(FrameError::Read(LineError::Io(e)))) => Err(e.into()),
+            Ok(Err(FrameError::Read(LineError::TooLong))) => Err(SessionError::LineTooLong),
+        }
+    }
+
+    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent.
+    async fn record_check_in(&mut self, record: crate::fleet::CheckIn) -> Result<(), SessionError> {
+        let fleet = self.fleet.clone();
+        let (device, nonce) = (record.device, record.nonce);
+        tokio::task::spawn_blocking(move || fleet.check_in(&record))
+            .await
+            .map_err(|e| SessionError::Io(io::Error::other(e)))??;
+        self.check_in = Some((device, nonce));
+        Ok(())
+    }
+
+    async fn run_v2(&mut self) -> Result<Outcome, SessionError> {
+        let hello_frame = self.read_frame(Phase::Hi).await?.to_vec();
+        let claimed = wire_server::peek_hello(&hello_frame).map_err(SessionError::V2)?;
+        let id = u64::from(claimed.device_id);
+        self.device = Some(id);
+        let inventory = self.repo.inventory(id)?;
+        let hello = match wire_server::open_hello(&hello_frame, &inventory.secret) {
+            Ok(hello) => hello,
+            Err(rota_wire::Error::BadTag) => {
+                return Err(SessionError::BadHiTag(inventory.file.clone()))
+            }
+            Err(e) => return Err(SessionError::V2(e)),
+        };
+        let plan = self.repo.plan(&inventory)?;
+        let todo = planner::decide(&plan, &inventory, hello.device_id, &hello)?;
+        let label = if todo.is_empty() {
+            Outcome::NoUpdate.to_string()
+        } else {
+            "updating".to_owned()
+        };
+        self.record_check_in(planner::check_in_record(&hello, self.peer, &label))
+            .await?;
+        let secret = &inventory.secret;
+        let mut out = vec![0u8; MAX_FRAME];
+
+        if todo.is_empty() {
+            let n = wire_server::no_update(secret, &hello, &mut out).map_err(SessionError::V2)?;
+            self.send(&out[..n]).await?;
+            self.wait_close().await;
+            return Ok(Outcome::NoUpdate);
+        }
+
+        let mut server_nonce = [0u8; rota_wire::SERVER_NONCE_LEN];
+        getrandom::fill(&mut server_nonce)
+            .map_err(|e| SessionError::Io(io::Error::other(e.to_string())))?;
+        let steps = todo.steps();
+        let (mut session, n) =
+            ServerSession::welcome(secret, &hello, server_nonce, &steps, &mut out)
+                .map_err(SessionError::V2)?;
+        let mut batch = out[..n].to_vec();
+        loop {
+            while let Some(n) = session.poll_transmit(&mut out).map_err(SessionError::V2)? {
+                batch.extend_from_slice(&out[..n]);
+            }
+            if !batch.is_empty() {
+                self.send(&batch).await?;
+                batch.clear();
+            }
+            if session.is_done() {
+                break;
+            }
+            let frame = self.read_frame(Phase::Reply).await?;
+            match session.handle(frame).map_err(SessionError::V2)? {
+                Event::Staged { .. } => self.files += 1,
+                Event::Ready { step, offset } if offset > 0 => {
+                    tracing::debug!(device = id, step, offset, "resuming a staged file");
+                }
+                _ => {}
+            }
+        }
+        self.wait_close().await;
+        Ok(Outcome::Updated)
     }
 
     async fn read_line(&mut self, phase: Phase) -> Result<Vec<u8>, SessionError> {

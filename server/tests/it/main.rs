@@ -4,3 +4,4 @@ mod common;
 mod defects;
 mod load;
 mod provision;
+mod v2;

@@ -1,0 +1,407 @@
+//! Protocol v2 on the server: what to send a rota device, decided from content digests.
+//!
+//! The frames, keys and the session state machine are `rota-wire`'s; this module turns a verified
+//! Hello and the device's inventory into the [`Step`]s of a session, and the inventory's `config`
+//! object into a [`DeviceConfig`] record.
+//!
+//! The rule (`docs/protocol.md`):
+//! - an inventory file is sent when the device has no file of that name with the same SHA-256;
+//! - a staged file with the same name, size and digest as one to send is resumed (the device's store
+//!   answers `Begin` with the offset it has); any other staged file is dropped;
+//! - a device file the inventory does not name is deleted, except the core overlays
+//!   ([`PROTECTED`]), which can be replaced but never removed (a device without them cannot check in);
+//! - the inventory's `config`, when present, is sent in `Commit` if its version differs from the one
+//!   the device reports;
+//! - nothing to do: `NoUpdate`.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use rota_wire::config::{config_version, DeviceConfig, MAX_CONFIG, MAX_SECRET};
+use rota_wire::msg::Hello;
+use rota_wire::server::{Outgoing, Step};
+use rota_wire::MAX_NAME;
+use serde_json::{Map, Value};
+
+use crate::fleet::{self, CheckIn, FileRecord, HeapRecord, StagedRecord};
+use crate::repo::{Inventory, Plan, PlannedFile};
+
+/// Device files never deleted for being absent from the inventory: the updater itself.
+pub const PROTECTED: [&str; 3] = ["init", "tick", "provision"];
+
+/// Why an inventory cannot serve a v2 device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A file name over the device's 31-byte limit.
+    #[error("`{0}` is longer than {MAX_NAME} bytes, the limit of a rota device's file names")]
+    NameTooLong(String),
+    /// The `config` object is unusable.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// What a v2 session will do, owning what the [`Step`]s borrow.
+#[derive(Debug, Default)]
+pub struct V2Plan {
+    /// Staged leftovers to discard.
+    pub drops: Vec<Vec<u8>>,
+    /// Device files to delete.
+    pub deletes: Vec<Vec<u8>>,
+    /// Files to send, in inventory order.
+    pub sends: Vec<Arc<PlannedFile>>,
+    /// A new config record, if it changes.
+    pub config: Option<Vec<u8>>,
+}
+
+impl V2Plan {
+    /// Nothing to do: the answer is `NoUpdate`.
+    pub fn is_empty(&self) -> bool {
+        self.drops.is_empty()
+            && self.deletes.is_empty()
+            && self.sends.is_empty()
+            && self.config.is_none()
+    }
+
+    /// The session's steps: drops, deletes, files, then `Commit`.
+    pub fn steps(&self) -> Vec<Step<'_>> {
+        let mut steps: Vec<Step<'_>> = Vec::new();
+        steps.extend(self.drops.iter().map(|n| Step::Drop(n)));
+        steps.extend(self.deletes.iter().map(|n| Step::Delete(n)));
+        steps.extend(self.sends.iter().map(|f| {
+            Step::Send(Outgoing {
+                name: f.name.as_bytes(),
+                version: f.number,
+                digest: f.digest,
+                data: &f.data,
+            })
+        }));
+        steps.push(Step::Commit(self.config.as_deref()));
+        steps
+    }
+}
+
+/// Decides what `hello`'s device needs to match `plan` (its inventory's files) and `inventory`'s
+/// config.
+pub fn decide(
+    plan: &Plan,
+    inventory: &Inventory,
+    device_id: u32,
+    hello: &Hello<'_>,
+) -> Result<V2Plan, PlanError> {
+    let mut out = V2Plan::default();
+    for f in &plan.files {
+        if f.name.len() > MAX_NAME {
+            return Err(PlanError::NameTooLong(f.name.clone()));
+        }
+    }
+    let wanted = |name: &[u8]| plan.files.iter().find(|f| f.name.as_bytes() == name);
+    for s in &hello.staged {
+        let keep = wanted(s.name.as_bytes())
+            .is_some_and(|f| f.digest == s.digest && f.data.len() as u64 == u64::from(s.size));
+        if !keep {
+            out.drops.push(s.name.as_bytes().to_vec());
+        }
+    }
+    for f in &hello.files {
+        let name = f.name.as_bytes();
+        let protected = PROTECTED.iter().any(|p| p.as_bytes() == name);
+        if wanted(name).is_none() && !protected {
+            out.deletes.push(name.to_vec());
+        }
+    }
+    for f in &plan.files {
+        let current = hello
+            .files
+            .iter()
+            .any(|d| d.name.as_bytes() == f.name.as_bytes() && d.digest == f.digest);
+        if !current {
+            out.sends.push(Arc::clone(f));
+        }
+    }
+    if let Some(config) = &inventory.config {
+        let record = config_record(config, device_id, &inventory.secret)?;
+        if config_version(&record) != hello.config {
+            out.config = Some(record);
+        }
+    }
+    Ok(out)
+}
+
+fn ipv4(config: &Map<String, Value>, key: &str) -> Result<Option<[u8; 4]>, PlanError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s
+            .parse::<Ipv4Addr>()
+            .map(|a| Some(a.octets()))
+            .map_err(|_| PlanError::Config(format!("`{key}` must be an IPv4 address, not {s:?}"))),
+        Some(other) => Err(PlanError::Config(format!(
+            "`{key}` must be an IPv4 address string, not {other}"
+        ))),
+    }
+}
+
+/// The device config record (postcard) an inventory's `config` object describes, for `device_id`
+/// with `secret` (neither of which the object may set).
+///
+/// Keys: `server` (IPv4, required), `port` (default 8266), `leave` (default false), `app` (default
+/// `app`), `entry` (default `main`), `ip` (static address; absent or null for DHCP), `gateway`,
+/// `netmask`, `dns` (default 0.0.0.0), `protocol` (default 2). Any other key is refused, so a typo
+/// is not silently ignored.
+pub fn config_record(
+    config: &Map<String, Value>,
+    device_id: u32,
+    secret: &[u8],
+) -> Result<Vec<u8>, PlanError> {
+    const KEYS: [&str; 10] = [
+        "server", "port", "leave", "app", "entry", "ip", "gateway", "netmask", "dns", "protocol",
+    ];
+    let bad = |m: String| PlanError::Config(m);
+    if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown key `{key}` (`device_id` and `secret` come from the inventory)"
+        )));
+    }
+    let server = ipv4(config, "server")?.ok_or_else(|| bad("`server` is required".into()))?;
+    let int = |key: &str, default: u64, max: u64| match config.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n <= max)
+            .ok_or_else(|| bad(format!("`{key}` must be an integer up to {max}"))),
+    };
+    let text = |key: &str, default: &str| -> Result<heapless::String<MAX_NAME>, PlanError> {
+        let s = match config.get(key) {
+            None => default,
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(bad(format!("`{key}` must be a string"))),
+        };
+        s.try_into()
+            .map_err(|_| bad(format!("`{key}` is longer than {MAX_NAME} bytes")))
+    };
+    let leave = match config.get("leave") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) if v.as_u64() == Some(0) => false,
+        Some(v) if v.as_u64() == Some(1) => true,
+        Some(_) => return Err(bad("`leave` must be a boolean".into())),
+    };
+    let protocol = int("protocol", 2, 2)? as u8;
+    if protocol == 0 {
+        return Err(bad("`protocol` must be 1 or 2".into()));
+    }
+    let record = DeviceConfig {
+        device_id,
+        secret: heapless::Vec::from_slice(secret).map_err(|_| {
+            bad(format!(
+                "the secret is {} bytes; a device config holds at most {MAX_SECRET}",
+                secret.len()
+            ))
+        })?,
+        server,
+        port: int("port", 8266, u64::from(u16::MAX))? as u16,
+        leave,
+        app: text("app", "app")?,
+        entry: text("entry", "main")?,
+        ip: ipv4(config, "ip")?,
+        gateway: ipv4(config, "gateway")?.unwrap_or_default(),
+        netmask: ipv4(config, "netmask")?.unwrap_or_default(),
+        dns: ipv4(config, "dns")?.unwrap_or_default(),
+        protocol,
+        chk: heapless::String::new(),
+        files: heapless::Vec::new(),
+    };
+    let mut buf = [0u8; MAX_CONFIG + 64];
+    let n = record
+        .encode(&mut buf)
+        .map_err(|e| bad(format!("record does not fit: {e}")))?;
+    Ok(buf[..n].to_vec())
+}
+
+/// The fleet record of a verified Hello.
+pub fn check_in_record(hello: &Hello<'_>, peer: &str, outcome: &str) -> CheckIn {
+    let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+    CheckIn {
+        device: u64::from(hello.device_id),
+        time: fleet::now(),
+        peer: peer.to_owned(),
+        protocol: 2,
+        nonce: Some(hello.nonce),
+        app_version: Some(hello.app_version),
+        files: hello
+            .files
+            .iter()
+            .map(|f| FileRecord {
+                name: name(f.name.as_bytes()),
+                size: f.size,
+                version: f.version,
+                digest: fleet::hex(&f.digest),
+            })
+            .collect(),
+        staged: hello
+            .staged
+            .iter()
+            .map(|s| StagedRecord {
+                name: name(s.name.as_bytes()),
+                size: s.size,
+                done: s.done,
+                digest: fleet::hex(&s.digest),
+            })
+            .collect(),
+        heap: hello
+            .heap
+            .iter()
+            .map(|h| HeapRecord {
+                phase: h.phase,
+                used: h.used,
+                peak: h.peak,
+                stack_peak: h.stack_peak,
+            })
+            .collect(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Action;
+    use rota_wire::msg::{FileInfo, Name, StagedInfo};
+
+    fn planned(name: &str, data: &[u8]) -> Arc<PlannedFile> {
+        Arc::new(PlannedFile {
+            name: name.into(),
+            number: crate::repo::content_number(data),
+            data: data.to_vec(),
+            action: Action::Download,
+            trimmed: false,
+            digest: rota_wire::sha256(data),
+        })
+    }
+
+    fn inventory(config: Option<Value>) -> Inventory {
+        Inventory {
+            file: "ESP-1.json".into(),
+            files: vec![],
+            secret: b"s".to_vec(),
+            config: config.and_then(|c| c.as_object().cloned()),
+        }
+    }
+
+    fn hello<'a>(files: &[(&'a str, &[u8])], staged: &[(&'a str, &[u8], u32)]) -> Hello<'a> {
+        let mut h = Hello {
+            device_id: 1,
+            nonce: 1,
+            protocol: 2,
+            app_version: 0,
+            config: 0,
+            files: Default::default(),
+            staged: Default::default(),
+            heap: Default::default(),
+        };
+        for (n, d) in files {
+            let info = FileInfo {
+                name: Name::new(n.as_bytes()).unwrap(),
+                size: d.len() as u32,
+                version: 0,
+                digest: rota_wire::sha256(d),
+            };
+            h.files.push(info).unwrap();
+        }
+        for (n, d, done) in staged {
+            let info = StagedInfo {
+                name: Name::new(n.as_bytes()).unwrap(),
+                size: d.len() as u32,
+                digest: rota_wire::sha256(d),
+                done: *done,
+            };
+            h.staged.push(info).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn decides_from_digests() {
+        let plan = Plan {
+            files: vec![planned("app", b"new app"), planned("data", b"same")],
+            chk: String::new(),
+        };
+        let inv = inventory(None);
+        // Up to date, plus a protected overlay the inventory does not name.
+        let h = hello(
+            &[("app", b"new app"), ("data", b"same"), ("init", b"x")],
+            &[],
+        );
+        assert!(decide(&plan, &inv, 1, &h).unwrap().is_empty());
+        // Changed, extra, and two staged files: one to resume, one stale.
+        let h = hello(
+            &[("app", b"old app"), ("data", b"same"), ("junk", b"j")],
+            &[("app", b"new app", 3), ("data", b"other", 1)],
+        );
+        let p = decide(&plan, &inv, 1, &h).unwrap();
+        assert_eq!(p.drops, [b"data".to_vec()]);
+        assert_eq!(p.deletes, [b"junk".to_vec()]);
+        assert_eq!(p.sends.len(), 1);
+        assert_eq!(p.sends[0].name, "app");
+        let steps = p.steps();
+        assert!(matches!(steps.last(), Some(Step::Commit(None))));
+        assert_eq!(steps.len(), 4);
+        // Names over 31 bytes are refused for v2.
+        let long = Plan {
+            files: vec![planned(&"n".repeat(32), b"x")],
+            chk: String::new(),
+        };
+        assert!(matches!(
+            decide(&long, &inv, 1, &hello(&[], &[])),
+            Err(PlanError::NameTooLong(_))
+        ));
+    }
+
+    #[test]
+    fn config_is_sent_only_when_it_changes() {
+        let plan = Plan {
+            files: vec![],
+            chk: String::new(),
+        };
+        let inv = inventory(Some(
+            serde_json::json!({"server": "10.0.2.2", "ip": "10.0.2.15", "leave": true}),
+        ));
+        let p = decide(&plan, &inv, 1, &hello(&[], &[])).unwrap();
+        let record = p.config.clone().unwrap();
+        let config = DeviceConfig::decode(&record).unwrap();
+        assert_eq!(config.server, [10, 0, 2, 2]);
+        assert_eq!(config.ip, Some([10, 0, 2, 15]));
+        assert_eq!(
+            (config.port, config.leave, config.protocol),
+            (8266, true, 2)
+        );
+        assert_eq!(config.secret.as_slice(), b"s");
+        assert_eq!(config.app.as_str(), "app");
+        let mut h = hello(&[], &[]);
+        h.config = config_version(&record);
+        assert!(decide(&plan, &inv, 1, &h).unwrap().is_empty());
+
+        for bad in [
+            serde_json::json!({"port": 1}),
+            serde_json::json!({"server": "example.com"}),
+            serde_json::json!({"server": "1.2.3.4", "secret": "x"}),
+            serde_json::json!({"server": "1.2.3.4", "port": 70000}),
+            serde_json::json!({"server": "1.2.3.4", "app": "a".repeat(32)}),
+            serde_json::json!({"server": "1.2.3.4", "protocol": 3}),
+        ] {
+            let inv = inventory(Some(bad.clone()));
+            assert!(
+                matches!(
+                    decide(&plan, &inv, 1, &hello(&[], &[])),
+                    Err(PlanError::Config(_))
+                ),
+                "{bad}"
+            );
+        }
+        let mut inv = inventory(Some(serde_json::json!({"server": "1.2.3.4"})));
+        inv.secret = vec![b'k'; 65];
+        assert!(matches!(
+            decide(&plan, &inv, 1, &hello(&[], &[])),
+            Err(PlanError::Config(_))
+        ));
+    }
+}
