@@ -350,3 +350,11 @@ fn out_of_place_commands_are_refused() {
     );
     assert_eq!(store.generation, 0);
 }
+
+#[test]
+fn the_device_session_stays_small() {
+    // One receive buffer and a few counters (on a 32-bit device the pointers are smaller still).
+    let size = std::mem::size_of::<DeviceSession<'static>>();
+    println!("DeviceSession: {size} bytes on this host");
+    assert!(size <= MAX_FRAME + 200, "{size} bytes");
+}

@@ -62,6 +62,10 @@ async fn update_then_no_update_and_the_fleet_record() {
     let check = device.check_in_tcp(server.addr).await.unwrap();
     assert_eq!(check.outcome, V2Outcome::Committed(1));
     v2_ok(&mut server, ServerOutcome::Updated).await;
+    println!(
+        "update of 3 files: {} bytes to the device, {} bytes from it",
+        check.bytes_received, check.bytes_sent
+    );
     assert_eq!(device.file("app"), Some(app().as_slice()));
     assert_eq!(device.file("data.txt"), Some(data_txt().as_slice()));
     assert_eq!(device.file("init"), Some(&b"init overlay v1"[..]));
