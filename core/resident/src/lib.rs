@@ -97,10 +97,10 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     let before = heap.stats().used;
     let mut ctx = Context::new();
     ctx.boot_ms = board.now_ms();
-    let mut stats = [PhaseStat::default(); 5];
+    let mut stats = [None; 5];
     let outcome = match record::start_boot(board, &mut ctx) {
         Ok(()) => {
-            stats[0] = phase_stat(0, heap, &stack);
+            stats[0] = Some(phase_stat(0, heap, &stack));
             report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
             let mut state = CoreState::new(board, heap);
             let outcome = run_phases(&mut state, arena, &stack, &mut ctx, &mut stats);
@@ -120,11 +120,11 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     report::write_signed(board, residue);
     board.print(b"\n");
     if outcome != Outcome::Unprovisioned {
-        stats[4] = PhaseStat {
+        stats[4] = Some(PhaseStat {
             phase: 4,
             used: residue as i32 as u32,
             ..PhaseStat::default()
-        };
+        });
         record::save_report(board, &ctx, &stats);
     }
     start_app(board, heap, arena, &stack, &mut ctx);
@@ -146,7 +146,7 @@ fn run_phases<B: Board>(
     arena: &mut [u32],
     stack: &Stack,
     ctx: &mut Context,
-    stats: &mut [PhaseStat; 5],
+    stats: &mut [Option<PhaseStat>; 5],
 ) -> Outcome {
     for (i, phase) in PHASES.into_iter().enumerate() {
         state.heap.reset_peak();
@@ -172,7 +172,7 @@ fn run_phases<B: Board>(
             state.net_down();
         }
         let used = forget(arena, &loaded);
-        stats[i + 1] = phase_stat(i as u8 + 1, state.heap, stack);
+        stats[i + 1] = Some(phase_stat(i as u8 + 1, state.heap, stack));
         report::heap_line(state.board, phase, state.heap.stats(), used, stack.peak());
         match verdict {
             status::OK | verdict::PROVISION => {}

@@ -58,10 +58,10 @@ pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota
 }
 
 /// Persists this boot's heap report when it differs from the last one (a flash write only on change).
-pub fn save_report<B: Board>(board: &mut B, ctx: &Context, stats: &[PhaseStat]) {
+pub fn save_report<B: Board>(board: &mut B, ctx: &Context, stats: &[Option<PhaseStat>]) {
     let mut report = [0u8; REPORT_MAX];
     let mut len = 0;
-    for s in stats {
+    for s in stats.iter().flatten() {
         if len + ENTRY > REPORT_MAX {
             break;
         }

@@ -1,12 +1,19 @@
-//! Runs rota firmware under QEMU with a storage image and reads what it prints.
+//! Runs rota firmware under QEMU with a storage image and reads what it prints; [`system`] runs the
+//! whole system (server, bridge, device with persistent flash), [`mitm`] tampers with it.
 //!
 //! The build products come from `make firmware images` in `$ROTA_BUILD` (default: `build/` at the
 //! workspace root). Tests that need them fail with a message naming the make target when they are missing.
 
 use std::io::Write;
+
+pub mod mitm;
+pub mod system;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// The emulator's exit status when the board cut its power on purpose (`cut=<n>`, see docs/boards.md).
+pub const POWER_CUT_EXIT: i32 = 86;
 
 /// A board the firmware runs on under emulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,17 +72,6 @@ pub fn artifact(rel: &str) -> PathBuf {
 /// A packed overlay of `machine`'s ISA.
 pub fn blob(machine: Machine, name: &str) -> Vec<u8> {
     std::fs::read(artifact(&format!("{}/{name}.blob", machine.isa_dir()))).expect("read blob")
-}
-
-/// A storage image with the given blobs in slot order (the layout of docs/flash-layout.md).
-pub fn storage(boot_count: u32, config: &[u8], blobs: &[Vec<u8>]) -> Vec<u8> {
-    use rota_core::layout;
-    let mut image = vec![0xFFu8; layout::REGION_SIZE as usize];
-    layout::encode_config(boot_count, config, &mut image[..4096]).expect("config fits");
-    for (b, slot) in blobs.iter().zip(layout::slots()) {
-        image[slot as usize..slot as usize + b.len()].copy_from_slice(b);
-    }
-    image
 }
 
 /// What one emulated boot printed, and how it ended.
@@ -156,7 +152,8 @@ impl HeapLine {
     }
 }
 
-/// Boots `machine` with `storage` loaded at its storage address; kills the guest after `limit`.
+/// Boots `machine` with `storage` loaded at its storage address (no network, nothing persists); kills
+/// the guest after `limit`.
 pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(storage).expect("write storage image");

@@ -14,6 +14,11 @@ pub fn write(bytes: &[u8]) {
     imp::write(bytes)
 }
 
+/// A byte typed on the console, if one arrived (never blocks).
+pub fn read() -> Option<u8> {
+    imp::read()
+}
+
 /// Writes `len` bytes that start at `ptr` in memory that may allow only aligned 32-bit loads
 /// (IRAM, the arena, memory-mapped flash: a byte load there raises LoadStoreError on the chip).
 /// Reads whole aligned words and writes their bytes through a small DRAM buffer.

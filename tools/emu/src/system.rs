@@ -1,0 +1,270 @@
+//! The whole system on this machine: a real `rota-server` on 127.0.0.1 serving a git repository, and
+//! an emulated mps2-an385 device with persistent storage that reaches it only through QEMU's
+//! `-nic user,restrict=on,guestfwd=...` and `rota-bridge`.
+
+use crate::{artifact, Machine, Run};
+use rota_image::FileSpec;
+use rota_wire::DeviceConfig;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The demo device's id (`ESP-1001.json` on the server).
+pub const DEVICE_ID: u32 = 1001;
+/// The demo device's secret.
+pub const SECRET: &str = "demo-secret-1001";
+/// Where the device sees the server (QEMU forwards it to the bridge).
+pub const SERVER_IN_GUEST: &str = "10.0.2.100:8266";
+/// The files of a release, in inventory order.
+pub const FILES: [&str; 4] = ["init", "tick", "provision", "app"];
+
+/// The demo device's config: static 10.0.2.15/24, server 10.0.2.100:8266, protocol v2.
+pub fn device_config(secret: &str) -> DeviceConfig {
+    DeviceConfig {
+        device_id: DEVICE_ID,
+        secret: heapless::Vec::from_slice(secret.as_bytes()).expect("secret fits"),
+        server: [10, 0, 2, 100],
+        port: 8266,
+        leave: false,
+        app: heapless::String::try_from("app").expect("fits"),
+        entry: heapless::String::new(),
+        ip: Some([10, 0, 2, 15]),
+        gateway: [10, 0, 2, 2],
+        netmask: [255, 255, 255, 0],
+        dns: [0; 4],
+        protocol: rota_wire::VERSION,
+        chk: heapless::String::new(),
+        files: heapless::Vec::new(),
+    }
+}
+
+/// A release's blobs for `machine`: version 1 is what `make overlays` builds; version 2 replaces the
+/// application and `tick` with their `ROTA_VERSION=2` builds.
+pub fn release(machine: Machine, version: u32) -> Vec<FileSpec> {
+    FILES
+        .iter()
+        .map(|&name| {
+            let updated = version == 2 && (name == "app" || name == "tick");
+            let rel = if updated {
+                format!("{}/v2/{name}.blob", machine.isa_dir())
+            } else {
+                format!("{}/{name}.blob", machine.isa_dir())
+            };
+            FileSpec {
+                name: name.to_string(),
+                data: std::fs::read(artifact(&rel)).expect("read blob"),
+                version: 1,
+            }
+        })
+        .collect()
+}
+
+/// A storage image holding `files` and the demo device config (with `secret`).
+pub fn storage_image(files: &[FileSpec], secret: &str) -> Vec<u8> {
+    rota_image::build(rota_image::REGION_SIZE, &device_config(secret), files).expect("image")
+}
+
+/// A host program built by `cargo build` in the profile directory that holds the running executable.
+pub fn host_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    exe.ancestors()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is missing: run `cargo build` (make test does)"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A running `rota-server serve` on 127.0.0.1 over a git repository; killed when dropped.
+pub struct Server {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The repository directory.
+    pub repo: tempfile::TempDir,
+    child: Child,
+}
+
+impl Server {
+    /// Commits `files` and the inventory of [`DEVICE_ID`] (with `secret`) to a new repository and serves it.
+    pub fn start(files: &[FileSpec], secret: &str) -> Server {
+        let repo = tempfile::tempdir().expect("repo dir");
+        for f in files {
+            std::fs::write(repo.path().join(&f.name), &f.data).expect("write file");
+        }
+        let names: Vec<_> = files.iter().map(|f| format!("\"{}\"", f.name)).collect();
+        std::fs::write(
+            repo.path().join(format!("ESP-{DEVICE_ID}.json")),
+            format!(
+                "{{\"files\": [{}], \"secret\": \"{secret}\"}}\n",
+                names.join(", ")
+            ),
+        )
+        .expect("write inventory");
+        git(repo.path(), &["init", "-q"]);
+        git(repo.path(), &["add", "."]);
+        git(
+            repo.path(),
+            &[
+                "-c",
+                "user.name=rota",
+                "-c",
+                "user.email=rota@localhost",
+                "commit",
+                "-qm",
+                "release",
+            ],
+        );
+        let port = free_port();
+        let child = Command::new(host_bin("rota-server"))
+            .args(["serve", "--repo"])
+            .arg(repo.path())
+            .args(["--rev", "HEAD", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rota-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rota-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { port, repo, child }
+    }
+
+    /// The device's last check-in as the server recorded it (JSON), if any.
+    pub fn last_check_in(&self) -> Option<String> {
+        std::fs::read_to_string(
+            self.repo
+                .path()
+                .join(".rota/devices")
+                .join(format!("{DEVICE_ID}.json")),
+        )
+        .ok()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .status()
+        .expect("run git")
+        .success();
+    assert!(ok, "git {args:?} failed");
+}
+
+/// How to boot the device.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    /// The TCP port on 127.0.0.1 the guest's 10.0.2.100:8266 reaches (`None`: nothing answers).
+    pub server: Option<u16>,
+    /// Cut power at this flash operation of the run.
+    pub cut: Option<u32>,
+    /// Bytes typed on the console right after start.
+    pub keys: Vec<u8>,
+    /// Kill the emulator after this long.
+    pub limit: Duration,
+}
+
+impl Boot {
+    /// With the server on `port`, no cut, no keys, a 60 s limit.
+    pub fn to(port: u16) -> Boot {
+        Boot {
+            server: Some(port),
+            cut: None,
+            keys: Vec::new(),
+            limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An emulated mps2-an385 whose storage lives in a host file across runs (power cuts included).
+pub struct Device {
+    storage: tempfile::NamedTempFile,
+}
+
+impl Device {
+    /// A device whose flash holds `image`.
+    pub fn new(image: &[u8]) -> Device {
+        let mut storage = tempfile::NamedTempFile::new().expect("storage file");
+        storage.write_all(image).expect("write storage");
+        Device { storage }
+    }
+
+    /// The flash contents now.
+    pub fn image(&self) -> Vec<u8> {
+        std::fs::read(self.storage.path()).expect("read storage")
+    }
+
+    /// Powers the device on until it exits (the app ran), a cut, or the time limit. A reboot inside
+    /// the run (after an update) keeps going in the same run, as on hardware.
+    pub fn boot(&self, b: &Boot) -> Run {
+        let mut semi = format!(
+            "enable=on,target=native,arg=rota,arg=storage={}",
+            self.storage.path().display()
+        );
+        if let Some(n) = b.cut {
+            semi.push_str(&format!(",arg=cut={n}"));
+        }
+        let mut nic = "user,restrict=on".to_string();
+        if let Some(port) = b.server {
+            nic.push_str(&format!(
+                ",guestfwd=tcp:{SERVER_IN_GUEST}-cmd:{} {port}",
+                host_bin("rota-bridge").display()
+            ));
+        }
+        let mut child = Command::new("timeout")
+            .arg(b.limit.as_secs().max(1).to_string())
+            .args(["qemu-system-arm", "-M", "mps2-an385", "-nographic"])
+            .args([
+                "-monitor",
+                "none",
+                "-semihosting-config",
+                &semi,
+                "-nic",
+                &nic,
+            ])
+            .arg("-kernel")
+            .arg(Machine::Mps2An385.firmware())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run qemu (make setup installs it)");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let keys = b.keys.clone();
+        // Typed every 100 ms through the first second: the UART drops what arrives before it is on.
+        let typist = std::thread::spawn(move || {
+            for _ in 0..10 {
+                if !keys.is_empty() && stdin.write_all(&keys).and_then(|()| stdin.flush()).is_err()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            stdin
+        });
+        let out = child.wait_with_output().expect("qemu output");
+        drop(typist.join());
+        let status = out.status.code().filter(|&c| c != 124);
+        let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
+        console.push_str(&String::from_utf8_lossy(&out.stderr));
+        Run { console, status }
+    }
+}

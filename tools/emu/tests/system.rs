@@ -1,0 +1,259 @@
+//! The whole system under QEMU: a real `rota-server` on 127.0.0.1, the mps2-an385 firmware with
+//! persistent flash, reaching the server only through `-nic user,restrict=on,guestfwd=...` and
+//! `rota-bridge`. Needs `make firmware images` (the Makefile's `test` target builds everything).
+use rota_emu::mitm::{Proxy, Tamper};
+use rota_emu::system::{release, storage_image, Boot, Device, Server, SECRET};
+use rota_emu::{Machine, Run};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+const M: Machine = Machine::Mps2An385;
+
+/// A device holding release 1 and a server offering release 2 (a new `app` and a new `tick`).
+fn setup() -> (Device, Server) {
+    let device = Device::new(&storage_image(&release(M, 1), SECRET));
+    (device, Server::start(&release(M, 2), SECRET))
+}
+
+/// The versions the application printed, in boot order.
+fn app_versions(run: &Run) -> Vec<u32> {
+    run.console
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("app: version ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+fn assert_no_fault(run: &Run) {
+    for bad in ["hard fault", "panic", "refused: "] {
+        assert!(
+            !run.console.contains(bad),
+            "unexpected `{bad}`:\n{}",
+            run.console
+        );
+    }
+}
+
+/// Boots once with a key pressed at once: the update is skipped, so this shows what is installed.
+fn installed_version(device: &Device) -> Vec<u32> {
+    let run = device.boot(&Boot {
+        server: None,
+        keys: b"x".to_vec(),
+        ..Boot::to(0)
+    });
+    assert!(
+        run.console.contains("tick: key pressed: update skipped"),
+        "{}",
+        run.console
+    );
+    app_versions(&run)
+}
+
+#[test]
+fn first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0() {
+    let (device, server) = setup();
+    let proxy = Proxy::start(server.port, Tamper::Record);
+    let run = device.boot(&Boot::to(proxy.port));
+    assert_no_fault(&run);
+    let c = &run.console;
+    assert!(c.contains("provision: update committed"), "{c}");
+    assert!(c.contains("update committed; restarting"), "{c}");
+    assert_eq!(c.matches("rota core on mps2-an385").count(), 2, "{c}");
+    assert!(c.contains("provision: no update"), "{c}");
+    assert_eq!(app_versions(&run), vec![2], "{c}");
+    assert!(c.contains("tick: 2; "), "the new tick overlay runs: {c}");
+    assert_eq!(run.residue(), Some(0), "{c}");
+    assert_eq!(run.status, Some(0), "{c}");
+    // The no-update session: exactly one frame from the server, the last one recorded.
+    let frames = proxy.frames();
+    let last = frames.last().expect("frames");
+    assert_eq!(last[1], rota_wire::msg::kind::NO_UPDATE, "{frames:?}");
+    let state = server.last_check_in().expect("check-in recorded");
+    assert!(state.contains("no-update"), "{state}");
+    // And again: nothing changes, nothing is written but the boot number.
+    let again = device.boot(&Boot::to(server.port));
+    assert!(
+        again.console.contains("provision: no update"),
+        "{}",
+        again.console
+    );
+    assert_eq!(app_versions(&again), vec![2]);
+}
+
+#[test]
+fn without_a_server_the_app_starts_within_the_deadlines() {
+    let (device, _server) = setup();
+    let start = Instant::now();
+    let run = device.boot(&Boot {
+        server: None,
+        ..Boot::to(0)
+    });
+    let took = start.elapsed();
+    assert_no_fault(&run);
+    assert!(
+        run.console
+            .contains("tick: no server answer in 3 s; starting app"),
+        "{}",
+        run.console
+    );
+    assert_eq!(app_versions(&run), vec![1]);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_silent_server_gets_three_seconds_then_the_app_starts() {
+    let (device, _server) = setup();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        // Accept and hold the connection open without a word.
+        let conn = silent.accept();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(conn);
+    });
+    let run = device.boot(&Boot::to(port));
+    assert_no_fault(&run);
+    assert!(
+        run.console.contains("provision: no server answer in 3 s"),
+        "{}",
+        run.console
+    );
+    assert_eq!(app_versions(&run), vec![1]);
+    holder.join().unwrap();
+}
+
+#[test]
+fn a_key_during_the_first_second_skips_the_update() {
+    let (device, server) = setup();
+    let run = device.boot(&Boot {
+        keys: b"s".to_vec(),
+        ..Boot::to(server.port)
+    });
+    assert!(run.console.contains("tick: key pressed: update skipped"));
+    assert_eq!(app_versions(&run), vec![1]);
+    assert!(server.last_check_in().is_none(), "no check-in happened");
+}
+
+/// Runs one tampered session: it must be refused, nothing committed, release 1 still boots; then a
+/// clean session completes the update.
+fn refused_then_recovers(device: &Device, server: &Server, tamper: Tamper) {
+    let proxy = Proxy::start(server.port, tamper.clone());
+    let run = device.boot(&Boot::to(proxy.port));
+    assert_no_fault(&run);
+    assert!(
+        !run.console.contains("update committed"),
+        "{tamper:?} was accepted:\n{}",
+        run.console
+    );
+    assert!(run.console.contains("nothing committed"), "{}", run.console);
+    assert_eq!(app_versions(&run), vec![1], "{tamper:?}");
+    let run = device.boot(&Boot::to(server.port));
+    assert_no_fault(&run);
+    assert_eq!(app_versions(&run), vec![2], "{}", run.console);
+}
+
+#[test]
+fn a_flipped_payload_byte_is_refused() {
+    let (device, server) = setup();
+    // Frame 0 is the Welcome, 1 the first Begin, 2 its first Data.
+    refused_then_recovers(&device, &server, Tamper::FlipPayload { frame: 2 });
+}
+
+#[test]
+fn reordered_frames_are_refused() {
+    let (device, server) = setup();
+    refused_then_recovers(&device, &server, Tamper::Swap { frame: 2 });
+}
+
+#[test]
+fn a_frame_replayed_from_an_earlier_session_is_refused_and_a_dropped_transfer_resumes() {
+    let (device, server) = setup();
+    // Session 1 is cut after two Data frames: nothing is committed, 2 KB of `tick` stay staged.
+    let cut = Proxy::start(server.port, Tamper::CutAt { frame: 4 });
+    let run = device.boot(&Boot::to(cut.port));
+    assert!(!run.console.contains("update committed"), "{}", run.console);
+    assert_eq!(app_versions(&run), vec![1]);
+    let earlier = cut.frames();
+    // Session 2 gets session 1's Begin in place of its own.
+    let replay = Tamper::Replay {
+        frame: 1,
+        replacement: earlier[1].clone(),
+    };
+    let proxy = Proxy::start(server.port, replay);
+    let run = device.boot(&Boot::to(proxy.port));
+    assert!(!run.console.contains("update committed"), "{}", run.console);
+    assert!(run.console.contains("nothing committed"), "{}", run.console);
+    let state = server.last_check_in().expect("check-in");
+    assert!(
+        state.contains("\"done\":2048") || state.contains("\"done\": 2048"),
+        "the check-in reports the staged 2 KB: {state}"
+    );
+    // A clean session resumes and completes.
+    let run = device.boot(&Boot::to(server.port));
+    assert_eq!(app_versions(&run), vec![2], "{}", run.console);
+}
+
+#[test]
+fn a_server_with_another_devices_secret_commits_nothing() {
+    let device = Device::new(&storage_image(&release(M, 1), SECRET));
+    let server = Server::start(&release(M, 2), "someone-elses-secret");
+    let run = device.boot(&Boot::to(server.port));
+    assert_no_fault(&run);
+    assert!(!run.console.contains("update committed"), "{}", run.console);
+    assert_eq!(app_versions(&run), vec![1]);
+}
+
+#[test]
+fn power_cut_at_spread_flash_operations_always_boots_old_or_new_and_then_completes() {
+    // Find how many flash operations the updating boot makes: the first cut point that no longer
+    // cuts (the run then completes the update and a no-update boot, which makes fewer operations).
+    let cuts = |n: u32| {
+        let (device, server) = setup();
+        let run = device.boot(&Boot {
+            cut: Some(n),
+            ..Boot::to(server.port)
+        });
+        (run, device, server)
+    };
+    let mut total = 16;
+    while cuts(total).0.status == Some(rota_emu::POWER_CUT_EXIT) {
+        total *= 2;
+        assert!(total < 1 << 14, "no end to the flash operations");
+    }
+    let points: Vec<u32> = (0..24).map(|i| i * total / 24).collect();
+    let check = |n: u32| {
+        let (run, device, server) = cuts(n);
+        if run.status != Some(rota_emu::POWER_CUT_EXIT) {
+            // Past the last operation of this install: it simply completed.
+            assert_eq!(app_versions(&run), vec![2], "cut {n}: {}", run.console);
+            return;
+        }
+        // Right after the cut: the old or the new release boots, never neither.
+        let versions = installed_version(&device);
+        assert!(
+            versions == vec![1] || versions == vec![2],
+            "cut {n}: booted {versions:?}"
+        );
+        // The next check-in completes the update.
+        let run = device.boot(&Boot::to(server.port));
+        assert_no_fault(&run);
+        assert_eq!(
+            app_versions(&run).last(),
+            Some(&2),
+            "cut {n}: {}",
+            run.console
+        );
+    };
+    // Two at a time: each point takes three short emulator runs.
+    let (first, second) = points.split_at(points.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| first.iter().for_each(|&n| check(n)));
+        second.iter().for_each(|&n| check(n));
+        other.join().unwrap();
+    });
+}
