@@ -247,6 +247,13 @@ impl<R: Regs> Lan9118<R> {
         self.mac_write(mac::MAC_CR, mac::CR_TXEN | mac::CR_RXEN | mac::CR_FDPX)
     }
 
+    /// The MAC address the chip holds now (after a reset, the one its EEPROM gives).
+    pub fn mac_address(&mut self) -> Result<[u8; 6], Error> {
+        let [a0, a1, a2, a3] = self.mac_read(mac::ADDRL)?.to_le_bytes();
+        let [a4, a5, _, _] = self.mac_read(mac::ADDRH)?.to_le_bytes();
+        Ok([a0, a1, a2, a3, a4, a5])
+    }
+
     /// Whether the PHY reports the link up (PHY basic status through MII).
     pub fn link_up(&mut self) -> Result<bool, Error> {
         self.mii_spin()?;
@@ -450,7 +457,8 @@ impl<R: Regs> phy::Device for Lan9118<R> {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MTU;
-        caps.max_burst_size = Some(1);
+        // No burst limit: the RX FIFO holds about 10 KB, several full frames (smoltcp would clamp the
+        // advertised TCP window to burst * MSS).
         caps
     }
 }

@@ -149,6 +149,7 @@ fn init_resets_programs_the_address_and_enables_rx_and_tx() {
     assert!(f.writes.contains(&(reg::TX_CFG, 1 << 1)), "TX_ON");
     assert!(f.writes.contains(&(reg::INT_EN, 0)), "interrupts off");
     assert!(nic.link_up().unwrap());
+    assert_eq!(nic.mac_address(), Ok([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]));
 }
 
 #[test]
@@ -279,4 +280,8 @@ fn capabilities_are_ethernet_with_mtu_1514() {
     let caps = nic.capabilities();
     assert_eq!(caps.medium, Medium::Ethernet);
     assert_eq!(caps.max_transmission_unit, 1514);
+    assert_eq!(
+        caps.max_burst_size, None,
+        "a burst limit would clamp the TCP window"
+    );
 }

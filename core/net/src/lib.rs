@@ -130,6 +130,7 @@ impl Net {
         tcp.set_timeout(Some(Duration::from_millis(TIMEOUT_MS)));
         // Protocol frames are small and answered at once: no Nagle delay.
         tcp.set_nagle_enabled(false);
+        tcp.set_ack_delay(None);
         let tcp = sockets.add(tcp);
         let dhcp = match cfg.ip {
             Some((ip, prefix)) => {
