@@ -1,2 +1,36 @@
-//! luaOTA protocol v1, device side, sans-IO.
+//! luaOTA protocol v1, device side: no `std`, no heap, no I/O.
+//!
+//! A rota device in v1 compatibility mode checks in with an original luaOTA server (or rota-server's v1
+//! service) exactly as NodeMCU's luaOTA client does, minus its defects:
+//!
+//! - [`Session`] sends the signed `HI` (never the secret), then answers the server's signed commands:
+//!   `pu`/`dl` build a file in a caller-provided buffer and hand it whole, with its SHA-256, to the
+//!   [`V1Store`]; `cm` (a Lua source) is answered `compile fail` and stores nothing; `ls`, `mv`, `ul`
+//!   and unknown commands are answered as the original does; every reply is signed;
+//! - records are reassembled from any split or join of TCP segments, lines are bounded by the line
+//!   buffer, JSON by a minimal parser of the flat objects the server sends; every malformed input gives
+//!   a typed [`Error`], never a panic;
+//! - the session ends with an [`Outcome`]: `NoUpdate` (a signed `OK!`; or, fail-safe, a first record
+//!   without a valid tag, reported as such) or `Restart` with the new [`Config`] (`chk`, `files`,
+//!   server, port, leave) for the caller to commit with the staged files.
+//!
+//! See `docs/luaota-device.md` for the design and `docs/luaota-protocol.md` for the wire protocol.
 #![no_std]
+#![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+mod config;
+mod json;
+mod session;
+mod sign;
+mod store;
+
+pub use config::{render_hi, Config, FileNumber, CHK_LEN, FILES_MAX, NAME_MAX, SERVER_MAX};
+pub use json::{JsonError, JsonFault};
+pub use session::{
+    Error, NoUpdate, Outcome, Refusal, Session, Step, FILE_LEN, LINE_LEN, MIN_JSON_LEN,
+};
+pub use sign::{Signer, TAG_LEN};
+pub use store::V1Store;
