@@ -31,6 +31,10 @@ use crate::{Digest, Error, HEADER_LEN, MAX_CHUNK, MAX_FRAME, MAX_NAME, MAX_PAYLO
 /// The device's file store, as the session drives it (mirrors `rota-store`'s staging API, method for
 /// method). Nothing staged is visible before [`FileStore::commit`], which applies every staged file,
 /// deletion and rename, and the new config, atomically.
+///
+/// Staged file data survives a reboot (the next Hello reports it and the transfer resumes); staged
+/// deletions and renames of a session that ended without a commit must not (no Hello reports them,
+/// so a later commit would apply changes the server did not ask for in that session).
 pub trait FileStore {
     /// The store's error.
     type Error;

@@ -593,3 +593,45 @@ fn hand_codec_agrees_with_serde() {
         );
     }
 }
+
+#[test]
+fn the_largest_hello_fits_one_frame() {
+    use rota_wire::msg::{FileInfo, HeapReport, StagedInfo, MAX_FILES, MAX_HEAP, MAX_STAGED};
+    let name = [b'n'; rota_wire::MAX_NAME];
+    let store = MemStore::default();
+    let mut hello = store.hello(u32::MAX);
+    hello.heap.clear();
+    (hello.device_id, hello.app_version, hello.config) = (u32::MAX, u32::MAX, u32::MAX);
+    for _ in 0..MAX_FILES {
+        let f = FileInfo {
+            name: Name::new(&name).unwrap(),
+            size: u32::MAX,
+            version: u32::MAX,
+            digest: [0xff; 32],
+        };
+        hello.files.push(f).unwrap();
+    }
+    for _ in 0..MAX_STAGED {
+        let s = StagedInfo {
+            name: Name::new(&name).unwrap(),
+            size: u32::MAX,
+            digest: [0xff; 32],
+            done: u32::MAX,
+        };
+        hello.staged.push(s).unwrap();
+    }
+    for _ in 0..MAX_HEAP {
+        let h = HeapReport {
+            phase: 255,
+            used: u32::MAX,
+            peak: u32::MAX,
+            stack_peak: u32::MAX,
+        };
+        hello.heap.push(h).unwrap();
+    }
+    let mut out = vec![0u8; MAX_FRAME];
+    let n = DeviceSession::new(SECRET).hello(&hello, &mut out).unwrap();
+    println!("largest Hello: {n} bytes");
+    assert!(n <= MAX_FRAME);
+    assert_eq!(server::open_hello(&out[..n], SECRET).unwrap(), hello);
+}
