@@ -1,4 +1,4 @@
-//! CMSDK APB UART0 of the MPS2 AN385, transmit only.
+//! CMSDK APB UART0 of the MPS2 AN385: polled transmit, non-blocking receive.
 
 const BASE: usize = 0x4000_4000;
 const DATA: *mut u32 = BASE as *mut u32;
@@ -7,21 +7,37 @@ const CTRL: *mut u32 = (BASE + 0x8) as *mut u32;
 const BAUDDIV: *mut u32 = (BASE + 0x10) as *mut u32;
 /// STATE bit: transmit buffer full.
 const TX_FULL: u32 = 1;
+/// STATE bit: receive buffer full (a byte is waiting).
+const RX_FULL: u32 = 1 << 1;
 /// CTRL bit: transmitter enable.
 const TX_ENABLE: u32 = 1;
+/// CTRL bit: receiver enable.
+const RX_ENABLE: u32 = 1 << 1;
 
-/// The transmit side of UART0.
+/// UART0, transmitter and receiver enabled.
 pub struct Uart;
 
 impl Uart {
-    /// Enables the transmitter (without it QEMU prints nothing).
+    /// Enables the transmitter (without it QEMU prints nothing) and the receiver.
     pub fn new() -> Self {
         // SAFETY: valid MMIO registers of this board.
         unsafe {
             BAUDDIV.write_volatile(16);
-            CTRL.write_volatile(TX_ENABLE);
+            CTRL.write_volatile(TX_ENABLE | RX_ENABLE);
         }
         Uart
+    }
+
+    /// The next received byte, if one is waiting (never blocks).
+    pub fn read(&mut self) -> Option<u8> {
+        // SAFETY: as above.
+        unsafe { (STATE.read_volatile() & RX_FULL != 0).then(|| DATA.read_volatile() as u8) }
+    }
+}
+
+impl Default for Uart {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
