@@ -445,7 +445,7 @@ impl<'b, S: V1Store> Session<'b, S> {
                     Error::BadTag
                 });
             }
-            let ok = line.windows(10).any(|w| w == br#""r":"OK!""#);
+            let ok = line.windows(9).any(|w| w == br#""r":"OK!""#);
             self.outcome = Some(Outcome::NoUpdate(if ok {
                 NoUpdate::Unsigned
             } else {
