@@ -91,6 +91,15 @@ firmware:
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
 
+.PHONY: tcp-copy
+# The plain TCP copy example (network baseline, docs/network.md) and the guestfwd bridge it needs.
+tcp-copy:
+	@mkdir -p $(B)/mps2-an385
+	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --example tcp_copy
+	cp $(ARM_OUT)/examples/tcp_copy $(B)/mps2-an385/tcp_copy.elf
+	$(CARGO) build -q -p rota-bridge
+	cp target/debug/rota-bridge $(B)/rota-bridge
+
 # Storage images: a file store with the device config and the overlays and app, version 1
 # (docs/flash-layout.md). The mps2 device reaches the server as 10.0.2.100:8266 through QEMU's guestfwd.
 DEVICE := --device-id 1001 --secret demo-secret-1001 --server 10.0.2.100 --port 8266 --ip 10.0.2.15/24 --gateway 10.0.2.2

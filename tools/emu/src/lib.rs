@@ -7,6 +7,7 @@
 use std::io::Write;
 
 pub mod mitm;
+pub mod net;
 pub mod system;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

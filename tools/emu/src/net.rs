@@ -1,0 +1,237 @@
+//! Running mps2-an385 firmware with the network and a persistent storage file.
+//!
+//! The guest reaches exactly one address, 10.0.2.100:8266, which QEMU's user-mode network forwards to
+//! `rota-bridge <port>`, which connects to 127.0.0.1:`<port>` (`restrict=on`: nothing else is reachable,
+//! and nothing but loopback is used on the host). The storage region lives in a host file named on the
+//! semihosting command line (`storage=<path>`), so it survives guest resets and separate runs; `cut=<n>`
+//! cuts power at flash operation `n` (the run then ends with [`POWER_CUT_EXIT`]). See docs/network.md.
+
+use crate::Run;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Exit status of a run ended by an injected power cut (the board's `POWER_CUT_EXIT`).
+pub const POWER_CUT_EXIT: i32 = 86;
+/// The address and port the guest connects to (forwarded to the bridge).
+pub const GUEST_SERVER: ([u8; 4], u16) = ([10, 0, 2, 100], 8266);
+
+/// The `rota-bridge` binary: `$ROTA_BRIDGE`, else next to the running test's target directory
+/// (`cargo test` builds it), else `<build>/rota-bridge` (`make tcp-copy`).
+pub fn bridge() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROTA_BRIDGE") {
+        return PathBuf::from(p);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // The test runs from somewhere under target/<profile>/ (deps/, or build/<pkg>/<hash>/out/);
+        // the bridge is target/<profile>/rota-bridge.
+        candidates.extend(exe.ancestors().skip(1).map(|d| d.join("rota-bridge")));
+    }
+    candidates.push(crate::build_dir().join("rota-bridge"));
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("rota-bridge is missing: run `cargo build -p rota-bridge` or `make tcp-copy`")
+}
+
+/// How to run one mps2-an385 guest.
+#[derive(Clone, Debug, Default)]
+pub struct Mps2Run {
+    /// The firmware ELF.
+    pub elf: PathBuf,
+    /// The storage file (created by the guest if missing); `None`: the region is plain memory.
+    pub storage: Option<PathBuf>,
+    /// Cut power at this flash operation (from 0).
+    pub cut: Option<u32>,
+    /// The host port on 127.0.0.1 that guest connections to 10.0.2.100:8266 reach; `None`: no forward
+    /// (the NIC is still there, on a restricted user network).
+    pub server_port: Option<u16>,
+    /// Further words for the semihosting command line (no commas or spaces).
+    pub args: Vec<String>,
+}
+
+impl Mps2Run {
+    /// A run of `elf` with no storage file, forward or arguments.
+    pub fn new(elf: impl Into<PathBuf>) -> Self {
+        Mps2Run {
+            elf: elf.into(),
+            ..Mps2Run::default()
+        }
+    }
+
+    /// The QEMU command line.
+    pub fn command(&self) -> Command {
+        let mut semi = String::from("enable=on,target=native,arg=rota");
+        let mut words: Vec<String> = Vec::new();
+        if let Some(s) = &self.storage {
+            words.push(format!("storage={}", s.display()));
+        }
+        if let Some(c) = self.cut {
+            words.push(format!("cut={c}"));
+        }
+        words.extend(self.args.iter().cloned());
+        for w in &words {
+            assert!(
+                !w.contains([',', ' ']),
+                "semihosting words cannot hold commas or spaces: {w:?}"
+            );
+            semi.push_str(",arg=");
+            semi.push_str(w);
+        }
+        let mut nic = String::from("user,restrict=on");
+        if let Some(port) = self.server_port {
+            let bridge = bridge();
+            let b = bridge.display().to_string();
+            assert!(!b.contains([',', ' ']), "bridge path unusable in -nic: {b}");
+            let ([a, b0, c, d], guest_port) = GUEST_SERVER;
+            nic.push_str(&format!(
+                ",guestfwd=tcp:{a}.{b0}.{c}.{d}:{guest_port}-cmd:{b} {port}"
+            ));
+        }
+        let mut cmd = Command::new("qemu-system-arm");
+        cmd.args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])
+            .args(["-semihosting-config", &semi])
+            .args(["-nic", &nic])
+            .arg("-kernel")
+            .arg(&self.elf);
+        cmd
+    }
+
+    /// Runs the guest until it exits or `limit` passes.
+    pub fn run(&self, limit: Duration) -> Run {
+        let cmd = self.command();
+        let out = Command::new("timeout")
+            .arg(format!("{}", limit.as_secs().max(1)))
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run qemu-system-arm (make setup installs it)");
+        let status = out.status.code().filter(|&c| c != 124);
+        let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
+        console.push_str(&String::from_utf8_lossy(&out.stderr));
+        Run { console, status }
+    }
+}
+
+/// A one-connection TCP server on 127.0.0.1: sends `reply` at once, then collects what the peer sends
+/// until it has `expect` bytes, the peer closes, or 30 s pass. Returns its port and the collector.
+pub fn serve_once(reply: Vec<u8>, expect: usize) -> (u16, JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("local addr").port();
+    let handle = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return Vec::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = s.write_all(&reply);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < expect {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        close(s);
+        got
+    });
+    (port, handle)
+}
+
+fn close(s: TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+/// FNV-1a (32-bit), the checksum `tcp_copy` prints.
+pub fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811C_9DC5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The `tcp_copy bytes=.. ms=.. fnv=0x.. net_heap=.. heap_peak=.. heap_after=..` line, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyLine {
+    /// Bytes received.
+    pub bytes: u64,
+    /// Milliseconds from connection to the last byte.
+    pub ms: u64,
+    /// FNV-1a of the bytes.
+    pub fnv: u32,
+    /// Heap bytes the network took while up.
+    pub net_heap: u64,
+    /// Peak heap use.
+    pub heap_peak: u64,
+    /// Heap bytes still used after the network was dropped (0 expected).
+    pub heap_after: u64,
+}
+
+impl CopyLine {
+    /// Finds and parses the line in `console`.
+    pub fn find(console: &str) -> Option<CopyLine> {
+        let line = console.lines().find_map(|l| l.strip_prefix("tcp_copy "))?;
+        let get = |key: &str| {
+            line.split(' ')
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        };
+        let num = |key: &str| get(key)?.parse::<u64>().ok();
+        Some(CopyLine {
+            bytes: num("bytes")?,
+            ms: num("ms")?,
+            fnv: u32::from_str_radix(get("fnv")?.strip_prefix("0x")?, 16).ok()?,
+            net_heap: num("net_heap")?,
+            heap_peak: num("heap_peak")?,
+            heap_after: num("heap_after")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_line_parses() {
+        let c = "x\ntcp_copy bytes=65536 ms=12 fnv=0x70909dc5 net_heap=6088 heap_peak=6100 heap_after=0\n";
+        assert_eq!(
+            CopyLine::find(c),
+            Some(CopyLine {
+                bytes: 65536,
+                ms: 12,
+                fnv: 0x7090_9dc5,
+                net_heap: 6088,
+                heap_peak: 6100,
+                heap_after: 0
+            })
+        );
+        assert_eq!(CopyLine::find("tcp_copy bytes=1 ms=2"), None);
+    }
+
+    #[test]
+    fn fnv_matches_the_reference_values() {
+        assert_eq!(fnv1a(b""), 0x811C_9DC5);
+        assert_eq!(fnv1a(b"a"), 0xE40C_292C);
+    }
+
+    #[test]
+    fn command_line_has_the_forward_storage_and_cut() {
+        let mut r = Mps2Run::new("/fw.elf");
+        r.storage = Some("/tmp/s.bin".into());
+        r.cut = Some(7);
+        r.args = vec!["write".into()];
+        let cmd = r.command();
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(
+            &"enable=on,target=native,arg=rota,arg=storage=/tmp/s.bin,arg=cut=7,arg=write".into()
+        ));
+        assert!(args.contains(&"user,restrict=on".into()));
+    }
+}

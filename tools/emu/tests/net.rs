@@ -1,0 +1,88 @@
+//! The LAN9118 driver, rota-net and the bridge under QEMU: `tcp_copy` receives bytes from a server on
+//! 127.0.0.1 through `-nic user,restrict=on,guestfwd=...`; the storage file persists and a cut run ends
+//! with the power-cut status. Needs `make tcp-copy` (build/mps2-an385/tcp_copy.elf).
+use rota_emu::net::{fnv1a, serve_once, CopyLine, Mps2Run, POWER_CUT_EXIT};
+use rota_emu::{artifact, Run};
+use std::time::Duration;
+
+fn tcp_copy() -> Mps2Run {
+    Mps2Run::new(artifact("mps2-an385/tcp_copy.elf"))
+}
+
+fn data(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 13 + 7) as u8).collect()
+}
+
+/// Serves `len` (4 bytes LE) then the data; runs `run`; returns the run, its copy line and what the
+/// device sent back.
+fn copy(mut run: Mps2Run, payload: &[u8]) -> (Run, Option<CopyLine>, Vec<u8>) {
+    let mut reply = (payload.len() as u32).to_le_bytes().to_vec();
+    reply.extend_from_slice(payload);
+    let (port, server) = serve_once(reply, 2);
+    run.server_port = Some(port);
+    let out = run.run(Duration::from_secs(60));
+    let line = CopyLine::find(&out.console);
+    // A server that never saw a connection would wait for one: connect to release it.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    let got = server.join().unwrap();
+    (out, line, got)
+}
+
+#[test]
+fn tcp_copy_receives_64_kib_intact() {
+    let payload = data(64 * 1024);
+    let (out, line, got) = copy(tcp_copy(), &payload);
+    assert_eq!(out.status, Some(0), "{}", out.console);
+    let line = line.expect("tcp_copy line");
+    assert_eq!(line.bytes, payload.len() as u64);
+    assert_eq!(line.fnv, fnv1a(&payload), "checksum of the received bytes");
+    assert_eq!(got, b"OK", "the device acknowledges the end");
+    assert!(line.net_heap > 0 && line.net_heap < 10 * 1024, "{line:?}");
+    assert_eq!(line.heap_after, 0, "the network gives its heap back");
+    println!("{line:?}");
+}
+
+#[test]
+fn tcp_copy_works_with_dhcp() {
+    let payload = data(10_000);
+    let mut run = tcp_copy();
+    run.args.push("ip=dhcp".into());
+    let (out, line, _) = copy(run, &payload);
+    assert_eq!(out.status, Some(0), "{}", out.console);
+    assert_eq!(line.expect("tcp_copy line").fnv, fnv1a(&payload));
+}
+
+#[test]
+fn storage_file_persists_and_a_cut_stops_half_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("storage.bin");
+    let payload = data(8 * 1024);
+
+    // Operations: 0 = erase sector 0, then one 512-byte write each; op 5 writes 2048..2560 and is
+    // cut after its first half.
+    let mut run = tcp_copy();
+    run.storage = Some(file.clone());
+    run.args.push("write".into());
+    run.cut = Some(5);
+    let (out, line, _) = copy(run.clone(), &payload);
+    assert_eq!(out.status, Some(POWER_CUT_EXIT), "{}", out.console);
+    assert!(line.is_none(), "the run ended at the cut");
+    let image = std::fs::read(&file).unwrap();
+    assert_eq!(image.len(), 512 * 1024, "the file holds the whole region");
+    assert_eq!(
+        &image[..2304],
+        &payload[..2304],
+        "ops 1..4 and half of op 5"
+    );
+    assert!(
+        image[2304..4096].iter().all(|&b| b == 0xFF),
+        "rest of the erased sector"
+    );
+
+    // The next run starts from the file (not from a fresh region) and completes the write.
+    run.cut = None;
+    let (out, _, _) = copy(run, &payload);
+    assert_eq!(out.status, Some(0), "{}", out.console);
+    let image = std::fs::read(&file).unwrap();
+    assert_eq!(&image[..payload.len()], &payload[..]);
+}
