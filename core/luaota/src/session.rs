@@ -35,6 +35,8 @@ pub enum NoUpdate {
 }
 
 /// How a session ended successfully.
+// No heap to box the config in: the outcome exists once, inside the session.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing to install: start the application (discard anything staged).

@@ -36,9 +36,9 @@ impl Signer {
     pub fn tag(&self, json: &[u8]) -> [u8; TAG_LEN] {
         let mac = self.hmac(json);
         let mut out = [0u8; TAG_LEN];
-        for (pair, b) in out.chunks_exact_mut(2).zip(&mac[13..]) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 15)];
+        for (i, b) in mac[13..].iter().enumerate() {
+            out[2 * i] = HEX[usize::from(b >> 4)];
+            out[2 * i + 1] = HEX[usize::from(b & 15)];
         }
         out
     }

@@ -399,8 +399,10 @@ fn a_file_over_the_buffer_gets_write_failed_and_is_not_stored() {
     );
 
     // The store refusing a file: write failed too, and a later restart is refused.
-    let mut store = MemStore::default();
-    store.fail_put = true;
+    let store = MemStore {
+        fail_put: true,
+        ..Default::default()
+    };
     let mut input = record(r#"{"a":"dl","data":1,"name":"f"}"#, b"x");
     input.extend(line(&format!(
         r#"{{"a":"restart","chk":"{CHK}","files":{{}}}}"#
