@@ -32,9 +32,12 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
             Some(v) => v.as_bytes(),
             None => b"1",
         });
-        svc.write(b"; press a key within 1 s to skip the update\n");
+        svc.write(b" at ");
+        svc.write_dec(since_boot);
+        svc.write(b" ms; press a key within 1 s to skip the update\n");
     }
-    if since_boot < ABORT_WINDOW_MS && svc.read_key().is_some() {
+    // A key that arrived before the first tick was typed during boot too.
+    if (ctx.ticks == 1 || since_boot < ABORT_WINDOW_MS) && svc.read_key().is_some() {
         return give_up(svc, b"key pressed: update skipped");
     }
     let bits = svc.net_poll();

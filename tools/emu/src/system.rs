@@ -5,7 +5,7 @@
 use crate::{artifact, Machine, Run};
 use rota_image::FileSpec;
 use rota_wire::DeviceConfig;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -248,22 +248,31 @@ impl Device {
             .spawn()
             .expect("run qemu (make setup installs it)");
         let mut stdin = child.stdin.take().expect("stdin");
+        let mut stdout = child.stdout.take().expect("stdout");
         let keys = b.keys.clone();
-        // Typed every 100 ms through the first second: the UART drops what arrives before it is on.
-        let typist = std::thread::spawn(move || {
-            for _ in 0..10 {
-                if !keys.is_empty() && stdin.write_all(&keys).and_then(|()| stdin.flush()).is_err()
-                {
+        // Keys are typed when `tick` asks for them (the UART drops what arrives before it is on).
+        let reader = std::thread::spawn(move || {
+            let mut console = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let mut prompts = 0;
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                console.extend_from_slice(&chunk[..n]);
+                let seen = String::from_utf8_lossy(&console)
+                    .matches("press a key")
+                    .count();
+                if !keys.is_empty() && seen > prompts {
+                    let _ = stdin.write_all(&keys).and_then(|()| stdin.flush());
+                }
+                prompts = seen;
             }
-            stdin
+            console
         });
         let out = child.wait_with_output().expect("qemu output");
-        drop(typist.join());
         let status = out.status.code().filter(|&c| c != 124);
-        let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut console = String::from_utf8_lossy(&reader.join().expect("reader")).into_owned();
         console.push_str(&String::from_utf8_lossy(&out.stderr));
         Run { console, status }
     }

@@ -66,7 +66,7 @@ fn first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0()
     assert_eq!(c.matches("rota core on mps2-an385").count(), 2, "{c}");
     assert!(c.contains("provision: no update"), "{c}");
     assert_eq!(app_versions(&run), vec![2], "{c}");
-    assert!(c.contains("tick: 2; "), "the new tick overlay runs: {c}");
+    assert!(c.contains("tick: 2 at "), "the new tick overlay runs: {c}");
     assert_eq!(run.residue(), Some(0), "{c}");
     assert_eq!(run.status, Some(0), "{c}");
     // The no-update session: exactly one frame from the server, the last one recorded.
