@@ -106,28 +106,65 @@ impl DeviceConfig {
 
     /// Checks a config the server sent (postcard bytes) for a device with `device_id` and `secret`: it
     /// must be a record [`DeviceConfig::decode`] accepts, and keep both.
-    ///
-    /// Hand-written (it runs on the device, where serde's decoder would cost kilobytes); the tests
-    /// check it accepts exactly what [`DeviceConfig::decode`] accepts.
     pub fn check_update(bytes: &[u8], device_id: u32, secret: &[u8]) -> Result<(), ConfigError> {
+        let view = ConfigView::parse(bytes)?;
+        if view.device_id != device_id {
+            return Err(ConfigError::DeviceId);
+        }
+        if view.secret != secret {
+            return Err(ConfigError::Secret);
+        }
+        Ok(())
+    }
+}
+
+/// The fields of an encoded [`DeviceConfig`] the device needs, borrowed from the record.
+///
+/// Hand-written (it runs on the device, where serde's decoder costs kilobytes of code and of stack);
+/// the tests check it accepts exactly what [`DeviceConfig::decode`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigView<'a> {
+    /// See [`DeviceConfig::device_id`].
+    pub device_id: u32,
+    /// See [`DeviceConfig::secret`].
+    pub secret: &'a [u8],
+    /// See [`DeviceConfig::server`].
+    pub server: [u8; 4],
+    /// See [`DeviceConfig::port`].
+    pub port: u16,
+    /// See [`DeviceConfig::ip`].
+    pub ip: Option<[u8; 4]>,
+    /// See [`DeviceConfig::gateway`].
+    pub gateway: [u8; 4],
+    /// See [`DeviceConfig::netmask`].
+    pub netmask: [u8; 4],
+    /// See [`DeviceConfig::protocol`].
+    pub protocol: u8,
+}
+
+impl<'a> ConfigView<'a> {
+    /// Parses a config record's payload with the same checks as [`DeviceConfig::decode`].
+    pub fn parse(bytes: &'a [u8]) -> Result<ConfigView<'a>, ConfigError> {
         if bytes.len() > MAX_CONFIG {
             return Err(ConfigError::TooLong);
         }
         let mut r = Reader::new(bytes);
-        let malformed = |_| ConfigError::Malformed;
-        let id = r.u32().map_err(malformed)?;
-        let new_secret = r.bytes(MAX_SECRET).map_err(malformed)?;
-        // server, port, leave, app, entry, ip, gateway, netmask, dns, protocol, chk, files.
-        let protocol = (|| {
-            r.take(4)?;
-            r.u16()?;
+        let view = (|| {
+            let device_id = r.u32()?;
+            let secret = r.bytes(MAX_SECRET)?;
+            let server = r.array::<4>()?;
+            let port = r.u16()?;
             r.flag()?;
             r.str(MAX_NAME)?;
             r.str(MAX_NAME)?;
-            if r.flag()? {
-                r.take(4)?;
-            }
-            r.take(12)?;
+            let ip = if r.flag()? {
+                Some(r.array::<4>()?)
+            } else {
+                None
+            };
+            let gateway = r.array::<4>()?;
+            let netmask = r.array::<4>()?;
+            r.take(4)?;
             let protocol = r.byte()?;
             r.str(32)?;
             let files = r.u32()?;
@@ -139,19 +176,22 @@ impl DeviceConfig {
                 r.u32()?;
             }
             r.end()?;
-            Ok(protocol)
+            Ok(ConfigView {
+                device_id,
+                secret,
+                server,
+                port,
+                ip,
+                gateway,
+                netmask,
+                protocol,
+            })
         })()
-        .map_err(malformed)?;
-        if !matches!(protocol, 1 | 2) {
+        .map_err(|_| ConfigError::Malformed)?;
+        if !matches!(view.protocol, 1 | 2) {
             return Err(ConfigError::Protocol);
         }
-        if id != device_id {
-            return Err(ConfigError::DeviceId);
-        }
-        if new_secret != secret {
-            return Err(ConfigError::Secret);
-        }
-        Ok(())
+        Ok(view)
     }
 }
 

@@ -591,6 +591,22 @@ fn hand_codec_agrees_with_serde() {
             reference.is_ok(),
             "{m:?}: {hand:?} vs {reference:?}"
         );
+        // The device's borrowed view reads exactly the fields serde decodes.
+        let view = rota_wire::ConfigView::parse(&m);
+        match DeviceConfig::decode(&m) {
+            Ok(c) => {
+                let v = view.expect("the view accepts what decode accepts");
+                assert_eq!(
+                    (v.device_id, v.secret, v.server, v.port, v.ip),
+                    (c.device_id, c.secret.as_slice(), c.server, c.port, c.ip)
+                );
+                assert_eq!(
+                    (v.gateway, v.netmask, v.protocol),
+                    (c.gateway, c.netmask, c.protocol)
+                );
+            }
+            Err(_) => assert!(view.is_err(), "{m:?}"),
+        }
     }
 }
 

@@ -4,12 +4,12 @@
 #![no_main]
 
 use rota_abi::{status, verdict, Context, NetParams, Services};
-use rota_wire::DeviceConfig;
+use rota_wire::ConfigView;
 
 rota_abi::overlay!(run);
 
 fn run(svc: &Services, ctx: &mut Context) -> i32 {
-    let cfg = match DeviceConfig::decode(ctx.config()) {
+    let cfg = match ConfigView::parse(ctx.config()) {
         Ok(c) => c,
         Err(_) => {
             svc.write(b"init: no valid device config; starting app\n");

@@ -16,7 +16,7 @@ use io::{Link, SvcStore};
 use rota_abi::report::{PhaseStat, ENTRY};
 use rota_abi::{verdict, Context, Services};
 use rota_wire::msg::{FileInfo, HeapReport, Hello, StagedInfo, MAX_FILES, MAX_STAGED};
-use rota_wire::{DeviceConfig, DeviceSession, Poll, MAX_FRAME};
+use rota_wire::{ConfigView, DeviceSession, Poll, MAX_FRAME};
 
 rota_abi::overlay!(run);
 
@@ -27,7 +27,7 @@ struct Work<'s> {
 }
 
 fn run(svc: &Services, ctx: &mut Context) -> i32 {
-    let Ok(cfg) = DeviceConfig::decode(ctx.config()) else {
+    let Ok(cfg) = ConfigView::parse(ctx.config()) else {
         svc.write(b"provision: no valid device config\n");
         return verdict::APP;
     };
@@ -41,21 +41,19 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         svc.write(b"provision: out of memory\n");
         return verdict::APP;
     }
-    // SAFETY: `p` is a fresh, aligned block of the right size; it is written before use and freed
-    // exactly once below, after its last use.
-    let v = unsafe {
-        p.write(Work {
-            session: DeviceSession::new(&cfg.secret),
-            out: [0; MAX_FRAME],
-        });
+    // SAFETY: `p` is a fresh, aligned block of the right size. Each field is written in place (a
+    // `Work` built on the stack first would double the RAM it takes), before use; the block is freed
+    // exactly once, after its last use.
+    unsafe {
+        core::ptr::addr_of_mut!((*p).session).write(DeviceSession::new(cfg.secret));
+        core::ptr::addr_of_mut!((*p).out).write_bytes(0, 1);
         let v = session(svc, ctx, &cfg, &link, &mut *p);
         svc.free(p as *mut u8, size_of::<Work>(), align_of::<Work>());
         v
-    };
-    v
+    }
 }
 
-fn session(svc: &Services, ctx: &Context, cfg: &DeviceConfig, link: &Link, w: &mut Work) -> i32 {
+fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut Work) -> i32 {
     let n = match hello(svc, ctx, cfg, w) {
         Ok(n) => n,
         Err(_) => return fail(svc, b"check-in does not fit one frame"),
@@ -107,7 +105,7 @@ fn session(svc: &Services, ctx: &Context, cfg: &DeviceConfig, link: &Link, w: &m
 fn hello(
     svc: &Services,
     ctx: &Context,
-    cfg: &DeviceConfig,
+    cfg: &ConfigView,
     w: &mut Work,
 ) -> Result<usize, rota_wire::Error> {
     let mut live = [None; MAX_FILES];

@@ -11,7 +11,7 @@
 #![no_main]
 
 use rota_abi::{net, verdict, Context, Services};
-use rota_wire::DeviceConfig;
+use rota_wire::ConfigView;
 
 rota_abi::overlay!(run);
 
@@ -51,7 +51,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         return verdict::CONTINUE;
     }
     if ctx.connect_ms == 0 {
-        let Ok(cfg) = DeviceConfig::decode(ctx.config()) else {
+        let Ok(cfg) = ConfigView::parse(ctx.config()) else {
             return give_up(svc, b"config unreadable");
         };
         if svc.net_connect(&cfg.server, cfg.port) < 0 {

@@ -103,7 +103,7 @@ fn main() -> ! {
     };
     let clock = Clock::start();
     let mut uart = Uart::new();
-    let mut line = [0u8; 512];
+    let mut line = [0u8; 160];
     let cmdline = semihosting::cmdline(&mut line).unwrap_or(&[]);
     let (flash, origin) = storage::open(region, cmdline);
     if origin == storage::Origin::Failed {
