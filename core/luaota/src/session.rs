@@ -35,14 +35,19 @@ pub enum NoUpdate {
 }
 
 /// How a session ended successfully.
-// No heap to box the config in: the outcome exists once, inside the session.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'s> {
     /// Nothing to install: start the application (discard anything staged).
     NoUpdate(NoUpdate),
     /// The server's `restart`: commit the staged files, store this new config, reboot.
-    Restart(Config),
+    Restart(&'s Config),
+}
+
+/// How the session ended (the new config stays in [`Session`]'s own copy: no second one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    NoUpdate(NoUpdate),
+    Restart,
 }
 
 /// A command the device answered with a failure status (the server is expected to abort).
@@ -184,7 +189,7 @@ pub struct Session<'b, S: V1Store> {
     file_len: usize,
     file_over: bool,
     refusal: Option<Refusal>,
-    outcome: Option<Outcome>,
+    done: Option<Done>,
     aborted: bool,
 }
 
@@ -219,7 +224,7 @@ impl<'b, S: V1Store> Session<'b, S> {
             file_len: 0,
             file_over: false,
             refusal: None,
-            outcome: None,
+            done: None,
             aborted: false,
         })
     }
@@ -230,7 +235,7 @@ impl<'b, S: V1Store> Session<'b, S> {
             Step::Aborted
         } else if self.tx.is_some() {
             Step::Transmit
-        } else if self.outcome.is_some() {
+        } else if self.done.is_some() {
             Step::Done
         } else {
             Step::Receive
@@ -238,8 +243,11 @@ impl<'b, S: V1Store> Session<'b, S> {
     }
 
     /// How the session ended, once [`Step::Done`].
-    pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.as_ref()
+    pub fn outcome(&self) -> Option<Outcome<'_>> {
+        Some(match self.done? {
+            Done::NoUpdate(why) => Outcome::NoUpdate(why),
+            Done::Restart => Outcome::Restart(&self.config),
+        })
     }
 
     /// The last command this device refused in this session, if any (a server aborts on it).
@@ -328,7 +336,7 @@ impl<'b, S: V1Store> Session<'b, S> {
 
     fn feed_inner(&mut self, input: &[u8]) -> Result<usize, Error<S::Error>> {
         let mut used = 0;
-        while used < input.len() && self.tx.is_none() && self.outcome.is_none() {
+        while used < input.len() && self.tx.is_none() && self.done.is_none() {
             let rest = &input[used..];
             match self.rx {
                 Rx::Line(len) => {
@@ -448,7 +456,7 @@ impl<'b, S: V1Store> Session<'b, S> {
                 });
             }
             let ok = line.windows(9).any(|w| w == br#""r":"OK!""#);
-            self.outcome = Some(Outcome::NoUpdate(if ok {
+            self.done = Some(Done::NoUpdate(if ok {
                 NoUpdate::Unsigned
             } else {
                 NoUpdate::BadTag
@@ -461,7 +469,7 @@ impl<'b, S: V1Store> Session<'b, S> {
             _ => None,
         };
         if first && text(Key::R) == Some(b"OK!") {
-            self.outcome = Some(Outcome::NoUpdate(NoUpdate::Signed));
+            self.done = Some(Done::NoUpdate(NoUpdate::Signed));
             return Ok(());
         }
         let cmd = match text(Key::A).unwrap_or_default() {
@@ -513,8 +521,8 @@ impl<'b, S: V1Store> Session<'b, S> {
                 }
             }
             Cmd::Restart => {
-                let config = self.restart(&f)?;
-                self.outcome = Some(Outcome::Restart(config));
+                self.restart(&f)?;
+                self.done = Some(Done::Restart);
             }
             Cmd::Other => self.reply(Body::Static(OK)),
         }
@@ -551,12 +559,13 @@ impl<'b, S: V1Store> Session<'b, S> {
 
     /// The new config of a `restart`: `chk` and `files` replace the old ones; `server`, `port` and
     /// `leave` change when present; other fields (`ssid`, `app`, ...) mean nothing to this device.
-    fn restart(&self, f: &json::Fields) -> Result<Config, Error<S::Error>> {
+    /// Applied in place: on an error the session is aborted and its config is never used.
+    fn restart(&mut self, f: &json::Fields) -> Result<(), Error<S::Error>> {
         if let Some(why) = self.refusal {
             return Err(Error::Refused(why));
         }
         let line = &*self.line;
-        let mut config = self.config.clone();
+        let config = &mut self.config;
         let chk = json::text(line, string(f, Key::Chk)?);
         let mut c = [0u8; CHK_LEN];
         if chk.len() != CHK_LEN || !chk.iter().all(u8::is_ascii_hexdigit) {
@@ -602,7 +611,7 @@ impl<'b, S: V1Store> Session<'b, S> {
             Some(Val::Bool(b)) => config.leave = u32::from(b),
             Some(_) => return Err(Error::Field("leave")),
         }
-        Ok(config)
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use rota_luaota::{Outcome, FILES_MAX, LINE_LEN, NAME_MAX};
+use rota_luaota::{FILES_MAX, LINE_LEN, NAME_MAX};
 
 /// Real server records of a full session, as (json, payload).
 fn records() -> Vec<(String, Vec<u8>)> {

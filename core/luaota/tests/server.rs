@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rota_luaota::{Config, Error, FileNumber, NoUpdate, Outcome, Refusal, Session, Step};
+use rota_luaota::{Config, Error, FileNumber, NoUpdate, Refusal, Session, Step};
 use rota_server::repo::{content_number, fingerprint, Repo};
 use rota_server::session::{Limits, Outcome as ServerOutcome, Server, SessionError, SessionReport};
 use tokio::runtime::Runtime;
@@ -115,7 +115,7 @@ fn check_in(addr: SocketAddr, config: &Config, store: MemStore, piece: usize) ->
                     Err(e) => break Err(e),
                 }
             }
-            Step::Done => break Ok(s.outcome().cloned()),
+            Step::Done => break Ok(s.outcome().map(Outcome::from)),
             Step::Aborted => unreachable!(),
         }
     };

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use rota_luaota::{
-    render_hi, Config, Error, FileNumber, JsonError, NoUpdate, Outcome, Refusal, Signer, FILES_MAX,
+    render_hi, Config, Error, FileNumber, JsonError, NoUpdate, Refusal, Signer, FILES_MAX,
     LINE_LEN, NAME_MAX, SERVER_MAX,
 };
 
@@ -614,4 +614,13 @@ fn after_an_error_the_session_stays_aborted() {
     assert_eq!(s.feed(b"x"), Err(Error::Aborted));
     assert_eq!(s.transmit(&mut out), Err(Error::Aborted));
     assert_eq!(s.outcome(), None);
+}
+
+#[test]
+fn the_session_is_small() {
+    // Everything but the caller's two buffers; the device keeps it on its stack or in its context.
+    let size = std::mem::size_of::<rota_luaota::Session<'static, MemStore>>()
+        - std::mem::size_of::<MemStore>();
+    println!("Session: {size} bytes");
+    assert!(size < 900, "{size} bytes");
 }

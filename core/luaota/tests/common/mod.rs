@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rota_luaota::{Config, Error, Outcome, Refusal, Session, Signer, Step, V1Store};
+use rota_luaota::{Config, Error, NoUpdate, Refusal, Session, Signer, Step, V1Store};
 use sha2::{Digest, Sha256};
 
 pub const SECRET: &[u8] = b"supersekrit";
@@ -97,6 +97,23 @@ pub fn config() -> Config {
     Config::new(b"127.0.0.1", 8266).unwrap()
 }
 
+/// An owned [`rota_luaota::Outcome`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    NoUpdate(NoUpdate),
+    Restart(Config),
+}
+
+impl From<rota_luaota::Outcome<'_>> for Outcome {
+    fn from(o: rota_luaota::Outcome<'_>) -> Self {
+        match o {
+            rota_luaota::Outcome::NoUpdate(why) => Outcome::NoUpdate(why),
+            rota_luaota::Outcome::Restart(c) => Outcome::Restart(c.clone()),
+        }
+    }
+}
+
 /// What a session did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -160,7 +177,7 @@ pub fn run_with(
                     Err(e) => break Err(e),
                 }
             }
-            Step::Done => break Ok(s.outcome().cloned()),
+            Step::Done => break Ok(s.outcome().map(Outcome::from)),
             Step::Aborted => unreachable!("errors are returned first"),
         }
     };
