@@ -133,15 +133,6 @@ pub type StageRenameFn =
 /// Commits every verified staged file at once, with a new device config if `len > 0`; returns the
 /// store's new generation, or an error.
 pub type CommitFn = unsafe extern "C" fn(core: *mut c_void, config: *const u8, len: usize) -> i32;
-/// HMAC-SHA256 of the concatenation of `parts` (`count` slices) under `key`, into `out`.
-pub type HmacFn = unsafe extern "C" fn(
-    core: *mut c_void,
-    key: *const u8,
-    key_len: usize,
-    parts: *const Bytes,
-    count: usize,
-    out: *mut [u8; 32],
-);
 
 /// The service table the core hands to every overlay.
 #[repr(C)]
@@ -192,28 +183,6 @@ pub struct Services {
     pub stage_rename: StageRenameFn,
     /// See [`CommitFn`].
     pub commit: CommitFn,
-    /// See [`HmacFn`].
-    pub hmac_sha256: HmacFn,
-}
-
-/// A borrowed byte slice across the ABI.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Bytes {
-    /// First byte.
-    pub ptr: *const u8,
-    /// Length in bytes.
-    pub len: usize,
-}
-
-impl Bytes {
-    /// Borrows `s`.
-    pub fn new(s: &[u8]) -> Self {
-        Self {
-            ptr: s.as_ptr(),
-            len: s.len(),
-        }
-    }
 }
 
 /// Longest file name in bytes.
@@ -470,23 +439,6 @@ impl Services {
         // SAFETY: `config` is a valid slice.
         unsafe { (self.commit)(self.core, config.as_ptr(), config.len()) }
     }
-
-    /// HMAC-SHA256 of the concatenated `parts` under `key`.
-    pub fn hmac(&self, key: &[u8], parts: &[Bytes]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        // SAFETY: every pointer is valid for its length while this call runs.
-        unsafe {
-            (self.hmac_sha256)(
-                self.core,
-                key.as_ptr(),
-                key.len(),
-                parts.as_ptr(),
-                parts.len(),
-                &mut out,
-            )
-        };
-        out
-    }
 }
 
 /// The heap report the core persists at the end of the update phases and `provision` sends in the
@@ -604,8 +556,8 @@ mod tests {
         assert_eq!(offset_of!(Services, core), w);
         assert_eq!(offset_of!(Services, console_write), 2 * w);
         assert_eq!(offset_of!(Services, net_up), 8 * w);
-        assert_eq!(offset_of!(Services, hmac_sha256), 23 * w);
-        assert_eq!(size_of::<Services>(), 24 * w);
+        assert_eq!(offset_of!(Services, commit), 22 * w);
+        assert_eq!(size_of::<Services>(), 23 * w);
         assert_eq!(size_of::<Name>(), 32);
         assert_eq!(size_of::<FileInfo>(), 76);
         assert_eq!(size_of::<NetParams>(), 9);

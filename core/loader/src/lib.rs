@@ -1,13 +1,13 @@
 //! The overlay loader of rota's resident core.
 //!
-//! [`find`] scans fixed flash slots for a blob by name; [`load`] reads that blob through
-//! `embedded-storage`, verifying the header, every relocation and the digest while it copies the image
-//! into the arena, and only then patches the relocations for the arena's address. A refused blob leaves a
-//! typed [`LoadError`] and nothing to execute. Arena writes are whole aligned 32-bit words, as the
-//! ESP8266's IRAM requires.
+//! [`load`] reads a blob (found by the file store) through `embedded-storage`, verifying the header,
+//! every relocation and the digest while it copies the image into the arena, and only then patches the
+//! relocations for the arena's address. A refused blob leaves a typed [`LoadError`] and nothing to
+//! execute. Arena writes are whole aligned 32-bit words, as the ESP8266's IRAM requires.
 //!
-//! Placement is a RAM arena today. Execute-in-place from flash fits the same format: the blob would be
-//! relocated for its flash address once, at install time, and [`load`] would then only verify it.
+//! [`verify_in_place`] checks a relocation-free blob completely so that it can run where the flash is
+//! mapped, costing no RAM. Blobs with relocations could run in place too if relocated for their flash
+//! address at install time; that is not done yet.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -17,7 +17,7 @@ use rota_blob::{HeaderRepr, Isa, Verifier, HEADER_SIZE};
 /// Why an overlay was not loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
-    /// No slot holds a valid header with that name.
+    /// The store holds no file with that name.
     NotFound,
     /// The flash driver failed to read at this offset.
     Flash(u32),
@@ -64,50 +64,6 @@ pub struct Loaded {
     pub base: u32,
     /// Address to call (Thumb bit set on Thumb).
     pub entry: u32,
-}
-
-/// The outcome of examining one slot during [`find`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SlotState {
-    /// The slot is erased (all 0xFF header).
-    Empty,
-    /// The slot holds a header that parses.
-    Blob(HeaderRepr),
-    /// The slot holds bytes that are not a valid header.
-    Corrupt(LoadError),
-}
-
-/// Reads and parses the header in the slot at `offset`.
-pub fn probe<F: ReadNorFlash>(flash: &mut F, offset: u32) -> SlotState {
-    let mut buf = [0u8; HEADER_SIZE];
-    if flash.read(offset, &mut buf).is_err() {
-        return SlotState::Corrupt(LoadError::Flash(offset));
-    }
-    if buf.iter().all(|&b| b == 0xFF) {
-        return SlotState::Empty;
-    }
-    match rota_blob::Header::new_checked(&buf[..]).and_then(|h| HeaderRepr::parse(&h)) {
-        Ok(h) => SlotState::Blob(h),
-        Err(e) => SlotState::Corrupt(LoadError::Blob(e)),
-    }
-}
-
-/// Finds the first slot whose header parses and carries `name`. `on_corrupt` hears of every slot that
-/// is neither empty nor valid, so one corrupt slot is reported but never hides the next.
-pub fn find<F: ReadNorFlash>(
-    flash: &mut F,
-    slots: impl IntoIterator<Item = u32>,
-    name: &[u8],
-    mut on_corrupt: impl FnMut(u32, LoadError),
-) -> Result<u32, LoadError> {
-    for offset in slots {
-        match probe(flash, offset) {
-            SlotState::Blob(h) if h.name.as_bytes() == name => return Ok(offset),
-            SlotState::Corrupt(e) => on_corrupt(offset, e),
-            _ => {}
-        }
-    }
-    Err(LoadError::NotFound)
 }
 
 /// Chunk size for flash reads; a multiple of 4 so image chunks are whole words.

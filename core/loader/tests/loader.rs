@@ -1,13 +1,12 @@
 //! The loader over an in-memory NOR flash, with synthetic blobs (real overlays: tools/emu/tests).
 use rota_blob::{emit_blob, Error, Isa};
-use rota_loader::{find, load, probe, LoadError, SlotState, Target};
+use rota_loader::{load, LoadError, Target};
 use rota_memflash::MemFlash;
 
 const T: Target = Target {
     isa: Isa::Lx106,
     abi_version: 1,
 };
-const SLOTS: [u32; 3] = [0, 4096, 8192];
 
 fn image() -> Vec<u8> {
     (0..64u32)
@@ -63,25 +62,6 @@ fn thumb_entry_has_the_thumb_bit() {
     // SAFETY: as above.
     let l = unsafe { load(&mut f, 0, t, arena.as_mut_ptr(), 64, 0x2000_0000) }.unwrap();
     assert_eq!(l.entry, 0x2000_0007);
-}
-
-#[test]
-fn find_skips_corrupt_and_empty_slots_and_reports_them() {
-    let good = emit_blob(Isa::Lx106, 1, "tick", &image(), 0, &[]).unwrap();
-    let mut corrupt = emit_blob(Isa::Lx106, 1, "init", &image(), 0, &[]).unwrap();
-    corrupt[0] = b'X';
-    let mut f = flash_with(&[(0, corrupt), (8192, good)]);
-    assert_eq!(probe(&mut f, 4096), SlotState::Empty);
-    let mut reported = Vec::new();
-    assert_eq!(
-        find(&mut f, SLOTS, b"tick", |at, e| reported.push((at, e))),
-        Ok(8192)
-    );
-    assert_eq!(reported, vec![(0, LoadError::Blob(Error::BadMagic))]);
-    assert_eq!(
-        find(&mut f, SLOTS, b"init", |_, _| {}),
-        Err(LoadError::NotFound)
-    );
 }
 
 #[test]

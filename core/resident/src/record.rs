@@ -41,7 +41,7 @@ pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota
     ctx.boot_count = store.bump_boot()?;
     let mut payload = [0u8; PAYLOAD_MAX];
     let info = store.config(&mut payload)?;
-    let payload = &payload[..(info.len as usize).min(PAYLOAD_MAX)];
+    let payload = &payload[..info.len.min(PAYLOAD_MAX)];
     match split(payload) {
         Some((config, report)) => {
             ctx.config[..config.len()].copy_from_slice(config);

@@ -10,8 +10,7 @@ use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use core::slice;
-use hmac::{Hmac, Mac};
-use rota_abi::{net, status, Bytes, FileInfo, Name, NetParams, Services, ABI_VERSION};
+use rota_abi::{net, status, FileInfo, Name, NetParams, Services, ABI_VERSION};
 use rota_net::{Net, NetConfig, TcpState};
 use rota_store::{Cursor, Store};
 
@@ -92,7 +91,6 @@ pub fn table<B: Board>(state: &mut CoreState<'_, B>) -> Services {
         stage_delete: stage_delete::<B>,
         stage_rename: stage_rename::<B>,
         commit: commit::<B>,
-        hmac_sha256: hmac_sha256::<B>,
     }
 }
 
@@ -406,29 +404,4 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
         }
         Err(e) => store_status(e),
     }
-}
-
-unsafe extern "C" fn hmac_sha256<B: Board>(
-    _core: *mut c_void,
-    key: *const u8,
-    key_len: usize,
-    parts: *const Bytes,
-    count: usize,
-    out: *mut [u8; 32],
-) {
-    let Some(out) = out.as_mut() else {
-        return;
-    };
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(bytes(key, key_len)) else {
-        return;
-    };
-    let parts: &[Bytes] = if parts.is_null() {
-        &[]
-    } else {
-        slice::from_raw_parts(parts, count)
-    };
-    for p in parts {
-        mac.update(bytes(p.ptr, p.len));
-    }
-    out.copy_from_slice(&mac.finalize().into_bytes());
 }

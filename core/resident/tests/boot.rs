@@ -94,7 +94,7 @@ fn config_of(flash: Vec<u8>) -> (u32, Vec<u8>) {
     let mut store = Store::new(MemFlash::new(flash));
     let mut payload = [0u8; record::PAYLOAD_MAX];
     let info = store.config(&mut payload).unwrap();
-    (info.boot_count, payload[..info.len as usize].to_vec())
+    (info.boot_count, payload[..info.len].to_vec())
 }
 
 #[test]
