@@ -85,15 +85,29 @@ pub struct Memory {
     pub arena: &'static mut [u32],
     /// The stack, for painting.
     pub stack: Stack,
+    /// Bytes of RAM the firmware's statics take (`.data`, `.bss`, and `.rodata` where it lives in RAM).
+    pub statics: usize,
 }
 
 /// Runs the boot: the update phases, then the application. Returns how the phases ended (after the
 /// application returns); an installed update resets the device instead of returning.
 pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) -> Outcome {
-    let Memory { arena, stack } = mem;
+    let Memory {
+        arena,
+        stack,
+        statics,
+    } = mem;
     // SAFETY: painting stays below the current frame.
     unsafe { stack.paint() };
     heap.reset_peak();
+    let s = heap.stats();
+    report::ram_line(
+        board,
+        statics,
+        arena.len() * 4,
+        s.used + s.free,
+        stack.size(),
+    );
     let before = heap.stats().used;
     let mut ctx = Context::new();
     ctx.boot_ms = board.now_ms();

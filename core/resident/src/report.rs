@@ -1,6 +1,7 @@
 //! Console output without `core::fmt`: the heap report lines and refusal messages.
 //!
-//! The heap line format is parsed by tests and tools; keep it exactly:
+//! The `ram` and heap line formats are parsed by tests and tools; keep them exactly:
+//! `ram statics=<bytes> arena=<bytes> heap=<bytes> stack=<bytes>` (once per boot), and
 //! `heap phase=<boot|init|tick|provision|app> used=<bytes> free=<bytes> peak=<bytes> arena=<bytes> stack_peak=<bytes>`
 
 use crate::heap::HeapStats;
@@ -39,6 +40,22 @@ pub fn write_signed(c: &mut impl Console, n: i64) {
         c.print(b"-");
     }
     write_dec(c, n.unsigned_abs().min(u64::from(u32::MAX)) as u32);
+}
+
+/// Prints the RAM map once per boot: `ram statics=<bytes> arena=<bytes> heap=<bytes> stack=<bytes>`.
+/// A phase's whole-device peak is `statics + arena + its heap peak + its stack peak`.
+pub fn ram_line(c: &mut impl Console, statics: usize, arena: usize, heap: usize, stack: usize) {
+    c.print(b"ram");
+    for (key, value) in [
+        (&b" statics="[..], statics),
+        (b" arena=", arena),
+        (b" heap=", heap),
+        (b" stack=", stack),
+    ] {
+        c.print(key);
+        write_dec(c, value as u32);
+    }
+    c.print(b"\n");
 }
 
 /// Prints one heap report line.

@@ -35,6 +35,11 @@ impl Stack {
         }
     }
 
+    /// Bytes of the whole stack region.
+    pub fn size(&self) -> usize {
+        self.top as usize - self.bottom as usize
+    }
+
     /// Deepest stack use since the last [`Stack::paint`], in bytes from the top.
     pub fn peak(&self) -> u32 {
         let mut p = self.bottom;

@@ -67,7 +67,12 @@ fn boot(storage: Vec<u8>) -> (Outcome, String, Vec<u8>) {
         flash: MemFlash::new(storage),
         out: RefCell::new(String::new()),
     };
-    let outcome = rota_core::run(&mut board, &HEAP, Memory { arena, stack });
+    let mem = Memory {
+        arena,
+        stack,
+        statics: 100,
+    };
+    let outcome = rota_core::run(&mut board, &HEAP, mem);
     let flash = board.flash.contents().to_vec();
     (outcome, board.out.into_inner(), flash)
 }
@@ -104,6 +109,10 @@ fn an_unprovisioned_device_starts_its_app_path_without_touching_flash() {
     assert!(out.contains("store: no valid config record"), "{out}");
     assert!(out.contains("heap residue=0\n"), "{out}");
     assert!(out.contains("app: not found; nothing to run\n"), "{out}");
+    assert!(
+        out.starts_with("ram statics=100 arena=8192 heap=8192 stack=0\n"),
+        "{out}"
+    );
     assert!(flash.iter().all(|&b| b == 0xFF), "nothing may be written");
 }
 

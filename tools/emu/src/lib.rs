@@ -95,6 +95,22 @@ impl Run {
         self.heap_lines().into_iter().find(|l| l.phase == phase)
     }
 
+    /// The RAM map from the first `ram statics=.. arena=.. heap=.. stack=..` line.
+    pub fn ram(&self) -> Option<Ram> {
+        self.console.lines().find_map(Ram::parse)
+    }
+
+    /// The highest whole-device RAM use of `phase` over every boot of the run: statics, arena, the
+    /// phase's heap peak and its stack peak.
+    pub fn peak_ram(&self, phase: &str) -> Option<u64> {
+        let ram = self.ram()?;
+        self.heap_lines()
+            .iter()
+            .filter(|l| l.phase == phase)
+            .map(|l| ram.statics + ram.arena + l.peak + l.stack_peak)
+            .max()
+    }
+
     /// The `heap residue=<n>` value.
     pub fn residue(&self) -> Option<i64> {
         self.console
@@ -108,6 +124,39 @@ impl Run {
         self.console.lines().find_map(|l| {
             let hex = l.strip_prefix(&prefix)?.split_whitespace().next()?;
             u32::from_str_radix(hex, 16).ok()
+        })
+    }
+}
+
+/// The `ram ...` line: how the board's RAM is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ram {
+    /// Bytes of statics.
+    pub statics: u64,
+    /// Bytes of the overlay arena.
+    pub arena: u64,
+    /// Bytes of heap.
+    pub heap: u64,
+    /// Bytes of stack.
+    pub stack: u64,
+}
+
+impl Ram {
+    /// Parses `ram statics=<n> arena=<n> heap=<n> stack=<n>` exactly.
+    pub fn parse(line: &str) -> Option<Ram> {
+        let mut it = line.trim_end().strip_prefix("ram ")?.split(' ');
+        let mut num = |key: &str| -> Option<u64> {
+            it.next()?
+                .strip_prefix(key)?
+                .strip_prefix('=')?
+                .parse()
+                .ok()
+        };
+        Some(Ram {
+            statics: num("statics")?,
+            arena: num("arena")?,
+            heap: num("heap")?,
+            stack: num("stack")?,
         })
     }
 }
@@ -228,5 +277,15 @@ mod tests {
             HeapLine::parse("heap phase=init used=x free=2 peak=3 arena=4 stack_peak=5").is_none()
         );
         assert!(HeapLine::parse("heap residue=0").is_none());
+        assert_eq!(
+            Ram::parse("ram statics=1 arena=2 heap=3 stack=4"),
+            Some(Ram {
+                statics: 1,
+                arena: 2,
+                heap: 3,
+                stack: 4
+            })
+        );
+        assert_eq!(Ram::parse("ram statics=1 arena=2 heap=3"), None);
     }
 }

@@ -69,6 +69,9 @@ fn first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0()
     assert!(c.contains("tick: 2 at "), "the new tick overlay runs: {c}");
     assert_eq!(run.residue(), Some(0), "{c}");
     assert_eq!(run.status, Some(0), "{c}");
+    // The whole device, network up, during the update and during the no-update check-in.
+    let peak = run.peak_ram("provision").expect("provision ran");
+    assert!(peak <= 24 * 1024, "provision peaks at {peak} bytes: {c}");
     // The no-update session: exactly one frame from the server, the last one recorded.
     let frames = proxy.frames();
     let last = frames.last().expect("frames");

@@ -38,6 +38,7 @@ pub fn main() -> ! {
     let mem = Memory {
         arena: board.arena(),
         stack: board.stack(),
+        statics: rt::symbols::heap_start() - rt::symbols::ram_start(),
     };
     board.print(b"rota core on esp8266 (");
     board.print(MACHINE.as_bytes());

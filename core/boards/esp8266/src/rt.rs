@@ -262,6 +262,7 @@ pub fn ccount() -> u32 {
 pub mod symbols {
     extern "C" {
         static _vector_table: u8;
+        static _ram_start: u8;
         static _arena_start: u8;
         static _arena_end: u8;
         static _heap_start: u8;
@@ -286,6 +287,11 @@ pub mod symbols {
         /// VECBASE: the exception vector table (start of IRAM).
         vector_table,
         _vector_table
+    );
+    addr!(
+        /// First byte of DRAM (`.data`, `.rodata`, `.bss`, then the heap).
+        ram_start,
+        _ram_start
     );
     addr!(
         /// First byte of the overlay arena (IRAM, executable).

@@ -19,6 +19,7 @@ use rota_core::{Board, Memory, Outcome};
 static HEAP: AccountingHeap = AccountingHeap::empty();
 
 extern "C" {
+    static _ram_start: u8;
     static mut _arena_start: u32;
     static mut _arena_end: u32;
     static mut _heap_start: u8;
@@ -122,7 +123,14 @@ fn main() -> ! {
         clock,
     };
     board.print(b"rota core on mps2-an385\n");
-    let outcome = rota_core::run(&mut board, &HEAP, Memory { arena, stack });
+    // `.data`, `.bss` and `.uninit` lie between the start of RAM and the arena.
+    let statics = arena.as_ptr() as usize - core::ptr::addr_of!(_ram_start) as usize;
+    let mem = Memory {
+        arena,
+        stack,
+        statics,
+    };
+    let outcome = rota_core::run(&mut board, &HEAP, mem);
     exit(match outcome {
         Outcome::App | Outcome::Unprovisioned | Outcome::Refused(..) => 0,
         Outcome::Failed(..) => 1,
