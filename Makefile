@@ -35,7 +35,7 @@ PACK := target/debug/rota-pack
 IMAGE := target/debug/rota-image
 SIZE := target/debug/rota-size
 
-QEMU_ARM := qemu-system-arm -M mps2-an385 -nographic -monitor none -semihosting-config enable=on,target=native
+QEMU_ARM := qemu-system-arm -M mps2-an385 -nographic -monitor none -semihosting-config enable=on,target=native -nic user,restrict=on
 QEMU_XT := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
 ESP_FLASH_WINDOW := 0x40280000
 ESP_CHIP_STORAGE := 0x80000
@@ -145,11 +145,11 @@ endif
 	  0x10000 $(B)/esp8266/rota-chip-0x10000.bin $(ESP_CHIP_STORAGE) $(B)/esp8266/storage.bin
 
 ## ---------- the main job and the tests ----------
+# The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 updated end to end through QEMU's
+# guestfwd and rota-bridge, the heap report, the fleet; then the ESP8266 core under the Xtensa sim.
 demo: setup firmware images
-	@echo "=== mps2-an385 (Cortex-M3, qemu-system-arm) ==="
-	@$(MAKE) -s run-qemu BOARD=mps2-an385
-	@echo "=== esp8266 (Xtensa LX106, qemu-system-xtensa -M sim) ==="
-	@$(MAKE) -s run-qemu BOARD=esp8266
+	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
+	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-demo
 
 # Round-trip fixtures: `init` linked at 0 and, by the linker itself, at other bases, so tests can compare
 # the loader's relocation with the linker's output.
@@ -173,7 +173,8 @@ lint:
 	$(CARGO) clippy -q $(FW) $(ARM) -p rota-board-mps2-an385 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings $(QUIET_XT)
 
-test: setup firmware images fixtures esp-image-check lint
+test: setup firmware images fixtures tcp-copy esp-image-check lint
+	$(CARGO) build -q
 	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
 
 clean:

@@ -193,6 +193,8 @@ fn run_phases<B: Board>(
             verdict::APP => return Outcome::App,
             verdict::RESTART => {
                 state.net_down();
+                // The next check-in reports this boot's figures too.
+                record::save_report(state.board, ctx, stats);
                 state.board.print(b"update committed; restarting\n");
                 state.board.reset()
             }

@@ -13,9 +13,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The emulator's exit status when the board cut its power on purpose (`cut=<n>`, see docs/boards.md).
-pub const POWER_CUT_EXIT: i32 = 86;
-
 /// A board the firmware runs on under emulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Machine {

@@ -2,6 +2,7 @@
 //! an emulated mps2-an385 device with persistent storage that reaches it only through QEMU's
 //! `-nic user,restrict=on,guestfwd=...` and `rota-bridge`.
 
+use crate::net::Mps2Run;
 use crate::{artifact, Machine, Run};
 use rota_image::FileSpec;
 use rota_wire::DeviceConfig;
@@ -15,8 +16,6 @@ use std::time::{Duration, Instant};
 pub const DEVICE_ID: u32 = 1001;
 /// The demo device's secret.
 pub const SECRET: &str = "demo-secret-1001";
-/// Where the device sees the server (QEMU forwards it to the bridge).
-pub const SERVER_IN_GUEST: &str = "10.0.2.100:8266";
 /// The files of a release, in inventory order.
 pub const FILES: [&str; 4] = ["init", "tick", "provision", "app"];
 
@@ -215,33 +214,15 @@ impl Device {
     /// Powers the device on until it exits (the app ran), a cut, or the time limit. A reboot inside
     /// the run (after an update) keeps going in the same run, as on hardware.
     pub fn boot(&self, b: &Boot) -> Run {
-        let mut semi = format!(
-            "enable=on,target=native,arg=rota,arg=storage={}",
-            self.storage.path().display()
-        );
-        if let Some(n) = b.cut {
-            semi.push_str(&format!(",arg=cut={n}"));
-        }
-        let mut nic = "user,restrict=on".to_string();
-        if let Some(port) = b.server {
-            nic.push_str(&format!(
-                ",guestfwd=tcp:{SERVER_IN_GUEST}-cmd:{} {port}",
-                host_bin("rota-bridge").display()
-            ));
-        }
+        let mut qemu = Mps2Run::new(Machine::Mps2An385.firmware());
+        qemu.storage = Some(self.storage.path().to_path_buf());
+        qemu.cut = b.cut;
+        qemu.server_port = b.server;
+        let cmd = qemu.command();
         let mut child = Command::new("timeout")
             .arg(b.limit.as_secs().max(1).to_string())
-            .args(["qemu-system-arm", "-M", "mps2-an385", "-nographic"])
-            .args([
-                "-monitor",
-                "none",
-                "-semihosting-config",
-                &semi,
-                "-nic",
-                &nic,
-            ])
-            .arg("-kernel")
-            .arg(Machine::Mps2An385.firmware())
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

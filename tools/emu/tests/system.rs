@@ -224,14 +224,14 @@ fn power_cut_at_spread_flash_operations_always_boots_old_or_new_and_then_complet
         (run, device, server)
     };
     let mut total = 16;
-    while cuts(total).0.status == Some(rota_emu::POWER_CUT_EXIT) {
+    while cuts(total).0.status == Some(rota_emu::net::POWER_CUT_EXIT) {
         total *= 2;
         assert!(total < 1 << 14, "no end to the flash operations");
     }
     let points: Vec<u32> = (0..24).map(|i| i * total / 24).collect();
     let check = |n: u32| {
         let (run, device, server) = cuts(n);
-        if run.status != Some(rota_emu::POWER_CUT_EXIT) {
+        if run.status != Some(rota_emu::net::POWER_CUT_EXIT) {
             // Past the last operation of this install: it simply completed.
             assert_eq!(app_versions(&run), vec![2], "cut {n}: {}", run.console);
             return;
