@@ -5,9 +5,10 @@
 
 use crate::report::Console;
 use crate::Board;
+use embedded_storage::nor_flash::NorFlash;
 use rota_abi::report::{PhaseStat, ENTRY};
 use rota_abi::{Context, CONFIG_MAX, REPORT_MAX};
-use rota_store::Store;
+use rota_store::{Cursor, Store};
 
 /// Bytes of the payload's own header.
 const HEADER: usize = 2;
@@ -39,6 +40,7 @@ pub fn join(config: &[u8], report: &[u8], out: &mut [u8; PAYLOAD_MAX]) -> Option
 pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota_store::Error> {
     let mut store = Store::new(&mut *board.flash());
     ctx.boot_count = store.bump_boot()?;
+    tidy_staged(&mut store)?;
     let mut payload = [0u8; PAYLOAD_MAX];
     let info = store.config(&mut payload)?;
     let payload = &payload[..info.len.min(PAYLOAD_MAX)];
@@ -55,6 +57,32 @@ pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota
     crate::report::write_dec(board, ctx.boot_count);
     board.print(b"\n");
     Ok(())
+}
+
+/// Staged files kept across a reboot for resuming: as many as one check-in reports (rota-wire's
+/// `MAX_STAGED`).
+pub const KEPT_STAGED: usize = 2;
+
+/// Drops staged deletions and renames, and staged files beyond [`KEPT_STAGED`]: a check-in reports
+/// only that many staged files, and nothing the server was not told about may ever be committed.
+fn tidy_staged<F: NorFlash>(store: &mut Store<F>) -> Result<(), rota_store::Error> {
+    loop {
+        let mut cursor = Cursor::default();
+        let mut kept = 0;
+        let mut victim = None;
+        while let Some(s) = store.next_staged(&mut cursor)? {
+            if s.tombstone || kept == KEPT_STAGED {
+                victim = Some(s.name);
+                break;
+            }
+            kept += 1;
+        }
+        match victim {
+            // Each pass drops at least one entry, so this ends.
+            Some(name) => store.stage_drop(name.as_bytes())?,
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Persists this boot's heap report when it differs from the last one (a flash write only on change).

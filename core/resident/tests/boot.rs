@@ -163,3 +163,27 @@ fn a_blob_for_another_abi_is_refused() {
         "{outcome:?}"
     );
 }
+
+#[test]
+fn staged_deletions_and_surplus_staged_files_are_dropped_at_boot() {
+    let mut store = Store::new(MemFlash::new(provisioned(&[("a", vec![1; 10])])));
+    for name in ["x", "y", "z"] {
+        store
+            .stage_begin(name.as_bytes(), 2048, &[7; 32], 1)
+            .unwrap();
+        store.stage_write(name.as_bytes(), 0, &[0; 1024]).unwrap();
+    }
+    store.stage_delete(b"a").unwrap();
+    let (_, _, flash) = boot(store.into_inner().contents().to_vec());
+    let mut store = Store::new(MemFlash::new(flash));
+    let mut cursor = rota_store::Cursor::default();
+    let mut staged = Vec::new();
+    while let Some(s) = store.next_staged(&mut cursor).unwrap() {
+        assert!(!s.tombstone, "the staged deletion is gone");
+        assert_eq!(s.done, 1024, "kept for resuming");
+        staged.push(s.name.as_bytes().to_vec());
+    }
+    assert_eq!(staged.len(), record::KEPT_STAGED, "{staged:?}");
+    store.commit(None).unwrap();
+    assert!(store.find(b"a").unwrap().is_some(), "nothing deletes `a`");
+}

@@ -20,6 +20,11 @@ impl<'a> Reader<'a> {
         Reader { buf }
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if n > self.buf.len() {
             return Err(Error::Malformed);

@@ -8,7 +8,7 @@
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::Reader;
+use crate::codec::{Reader, Writer};
 use crate::{Error, MAX_NAME};
 
 /// Largest encoded config.
@@ -140,6 +140,14 @@ pub struct ConfigView<'a> {
     pub netmask: [u8; 4],
     /// See [`DeviceConfig::protocol`].
     pub protocol: u8,
+    /// See [`DeviceConfig::chk`].
+    pub chk: &'a [u8],
+    /// The v1 `files` map as encoded (read it with [`ConfigView::v1_files`]).
+    files: &'a [u8],
+    /// Where `chk` starts in the record.
+    v1_at: usize,
+    /// The whole record.
+    record: &'a [u8],
 }
 
 impl<'a> ConfigView<'a> {
@@ -166,7 +174,9 @@ impl<'a> ConfigView<'a> {
             let netmask = r.array::<4>()?;
             r.take(4)?;
             let protocol = r.byte()?;
-            r.str(32)?;
+            let v1_at = bytes.len() - r.remaining();
+            let chk = r.str(32)?;
+            let files_at = bytes.len() - r.remaining();
             let files = r.u32()?;
             if files as usize > MAX_V1_FILES {
                 return Err(Error::Malformed);
@@ -185,6 +195,10 @@ impl<'a> ConfigView<'a> {
                 gateway,
                 netmask,
                 protocol,
+                chk,
+                files: &bytes[files_at..],
+                v1_at,
+                record: bytes,
             })
         })()
         .map_err(|_| ConfigError::Malformed)?;
@@ -192,6 +206,43 @@ impl<'a> ConfigView<'a> {
             return Err(ConfigError::Protocol);
         }
         Ok(view)
+    }
+
+    /// The v1 `files` map: names and the numbers the v1 server gave them (already checked by
+    /// [`ConfigView::parse`]).
+    pub fn v1_files(&self) -> impl Iterator<Item = (&'a [u8], u32)> {
+        let mut r = Reader::new(self.files);
+        let count = r.u32().unwrap_or(0);
+        (0..count).map_while(move |_| Some((r.str(MAX_NAME).ok()?, r.u32().ok()?)))
+    }
+
+    /// This record with the v1 state (`chk` and `files`) replaced, written into `out`; returns its
+    /// length. What a v1 `restart` leaves: everything else is kept.
+    pub fn with_v1_state<'f>(
+        &self,
+        chk: &[u8],
+        files: impl ExactSizeIterator<Item = (&'f [u8], u32)>,
+        out: &mut [u8],
+    ) -> Result<usize, ConfigError> {
+        if chk.len() > 32 || files.len() > MAX_V1_FILES {
+            return Err(ConfigError::TooLong);
+        }
+        let mut w = Writer::new(out);
+        let too_long = |_| ConfigError::TooLong;
+        w.raw(&self.record[..self.v1_at]).map_err(too_long)?;
+        w.bytes(chk).map_err(too_long)?;
+        w.u32(files.len() as u32).map_err(too_long)?;
+        for (name, number) in files {
+            if name.is_empty() || name.len() > MAX_NAME {
+                return Err(ConfigError::Malformed);
+            }
+            w.bytes(name).map_err(too_long)?;
+            w.u32(number).map_err(too_long)?;
+        }
+        if w.len() > MAX_CONFIG {
+            return Err(ConfigError::TooLong);
+        }
+        Ok(w.len())
     }
 }
 

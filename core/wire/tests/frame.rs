@@ -651,3 +651,51 @@ fn the_largest_hello_fits_one_frame() {
     assert!(n <= MAX_FRAME);
     assert_eq!(server::open_hello(&out[..n], SECRET).unwrap(), hello);
 }
+
+#[test]
+fn the_v1_state_of_a_config_is_read_and_replaced_by_hand_as_serde_would() {
+    let mut config = DeviceConfig {
+        device_id: 9,
+        secret: heapless::Vec::from_slice(b"s").unwrap(),
+        server: [127, 0, 0, 1],
+        port: 8266,
+        leave: false,
+        app: "app".try_into().unwrap(),
+        entry: "".try_into().unwrap(),
+        ip: None,
+        gateway: [0; 4],
+        netmask: [0; 4],
+        dns: [0; 4],
+        protocol: 1,
+        chk: "".try_into().unwrap(),
+        files: heapless::Vec::new(),
+    };
+    let mut buf = [0u8; 600];
+    let n = config.encode(&mut buf).unwrap();
+    let view = rota_wire::ConfigView::parse(&buf[..n]).unwrap();
+    assert_eq!((view.chk, view.v1_files().count()), (&b""[..], 0));
+    let files = [(&b"main.lc"[..], 17u32), (b"data.txt", 4)];
+    let mut out = [0u8; 600];
+    let m = view
+        .with_v1_state(
+            b"0123456789abcdef0123456789abcdef",
+            files.iter().copied(),
+            &mut out,
+        )
+        .unwrap();
+    config.chk = "0123456789abcdef0123456789abcdef".try_into().unwrap();
+    for (name, number) in files {
+        let name = core::str::from_utf8(name).unwrap().try_into().unwrap();
+        config
+            .files
+            .push(rota_wire::config::V1File { name, number })
+            .unwrap();
+    }
+    assert_eq!(DeviceConfig::decode(&out[..m]).unwrap(), config);
+    let again = rota_wire::ConfigView::parse(&out[..m]).unwrap();
+    assert_eq!(again.v1_files().collect::<Vec<_>>(), files.to_vec());
+    let nine = [(&b"f"[..], 1u32); 9];
+    assert!(view
+        .with_v1_state(b"", nine.iter().copied(), &mut out)
+        .is_err());
+}
