@@ -19,7 +19,7 @@ OVERLAYS := init tick provision app
 # The demo's update: a new application and a new `tick` overlay, built with ROTA_VERSION=2.
 UPDATED := app tick
 # Largest blob image: one that does not fit the 8 KB arena runs in place from flash (docs/overlay-format.md).
-IMAGE_LIMIT := 32768
+IMAGE_LIMIT := 65536
 
 # Firmware for both ISAs is built from rust-src: the pinned nightly ships no prebuilt thumbv7m std.
 FW := --profile firmware -Zbuild-std=core,alloc

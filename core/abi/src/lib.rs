@@ -244,6 +244,8 @@ pub struct NetParams {
     pub prefix: u8,
     /// Default gateway (static addressing).
     pub gateway: [u8; 4],
+    /// TCP receive window in bytes; 0 for the core's default (sized for streaming).
+    pub rx_window: u16,
 }
 
 /// Largest device config (postcard bytes) the context holds.
@@ -560,7 +562,7 @@ mod tests {
         assert_eq!(size_of::<Services>(), 23 * w);
         assert_eq!(size_of::<Name>(), 32);
         assert_eq!(size_of::<FileInfo>(), 76);
-        assert_eq!(size_of::<NetParams>(), 9);
+        assert_eq!(size_of::<NetParams>(), 12);
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
         assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);

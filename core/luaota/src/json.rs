@@ -69,26 +69,36 @@ pub(crate) enum Key {
     Files,
 }
 
-const KEYS: [(&[u8], Key); 13] = [
-    (b"a", Key::A),
-    (b"r", Key::R),
-    (b"data", Key::Data),
-    (b"name", Key::Name),
-    (b"from", Key::From),
-    (b"to", Key::To),
-    (b"offset", Key::Offset),
-    (b"len", Key::Len),
-    (b"chk", Key::Chk),
-    (b"server", Key::Server),
-    (b"port", Key::Port),
-    (b"leave", Key::Leave),
-    (b"files", Key::Files),
-];
+/// Number of [`Key`]s.
+const KEY_COUNT: usize = 13;
+
+impl Key {
+    /// The key named `name`. A `match` rather than a table of slices: a table of pointers would need
+    /// relocating, and this code runs in place from flash where nothing can be patched.
+    fn from_name(name: &[u8]) -> Option<Key> {
+        Some(match name {
+            b"a" => Key::A,
+            b"r" => Key::R,
+            b"data" => Key::Data,
+            b"name" => Key::Name,
+            b"from" => Key::From,
+            b"to" => Key::To,
+            b"offset" => Key::Offset,
+            b"len" => Key::Len,
+            b"chk" => Key::Chk,
+            b"server" => Key::Server,
+            b"port" => Key::Port,
+            b"leave" => Key::Leave,
+            b"files" => Key::Files,
+            _ => return None,
+        })
+    }
+}
 
 /// The known fields of one record (the last occurrence of a key wins).
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
-    vals: [Option<Val>; KEYS.len()],
+    vals: [Option<Val>; KEY_COUNT],
     /// The entries of the `files` object, in order (at most [`FILES_MAX`]).
     pub files: heapless::Vec<(Span, Val), FILES_MAX>,
     /// `files` had more than [`FILES_MAX`] entries.
@@ -122,7 +132,7 @@ pub(crate) fn parse(buf: &mut [u8]) -> R<Fields> {
     let mut p = Parser { b: buf, r: 0, w: 0 };
     let mut f = Fields::default();
     p.object(|p, key| {
-        let key = KEYS.iter().find(|(k, _)| *k == text(p.b, key)).map(|k| k.1);
+        let key = Key::from_name(text(p.b, key));
         p.ws();
         if key == Some(Key::Files) && p.peek() == Some(b'{') {
             f.files.clear();

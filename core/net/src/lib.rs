@@ -22,8 +22,10 @@ use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
-/// TCP receive buffer (and so the advertised window) in bytes.
+/// Default TCP receive buffer (and so the advertised window) in bytes.
 pub const RX_BUFFER: usize = 4096;
+/// Smallest receive buffer [`Net::new`] makes (a smaller request is raised to it).
+pub const MIN_RX_BUFFER: usize = 1024;
 /// TCP transmit buffer in bytes.
 pub const TX_BUFFER: usize = 1024;
 /// A connection attempt or unacknowledged data older than this aborts the connection.
@@ -40,6 +42,9 @@ pub struct NetConfig {
     pub ip: Option<([u8; 4], u8)>,
     /// The default gateway for a static address (`0.0.0.0`: none, only the local subnet is reached).
     pub gateway: [u8; 4],
+    /// TCP receive buffer in bytes ([`RX_BUFFER`] streams well; a strictly ping-pong protocol such
+    /// as luaOTA's needs only its largest record).
+    pub rx_buffer: usize,
 }
 
 /// Why a network call failed.
@@ -124,7 +129,7 @@ impl Net {
         let mut iface = Interface::new(config, dev, Instant::from_millis(clock_ms));
         let mut sockets = SocketSet::new(Vec::with_capacity(2));
         let mut tcp = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; RX_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; cfg.rx_buffer.max(MIN_RX_BUFFER)]),
             tcp::SocketBuffer::new(vec![0; TX_BUFFER]),
         );
         tcp.set_timeout(Some(Duration::from_millis(TIMEOUT_MS)));

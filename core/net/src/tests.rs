@@ -174,6 +174,7 @@ fn static_cfg() -> NetConfig {
         mac: A_MAC,
         ip: Some((A_IP, 24)),
         gateway: [0; 4],
+        rx_buffer: RX_BUFFER,
     }
 }
 

@@ -186,6 +186,10 @@ unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParam
         mac: s.board.mac(),
         ip: (p.ip != [0; 4]).then_some((p.ip, p.prefix.min(32))),
         gateway: p.gateway,
+        rx_buffer: match p.rx_window {
+            0 => rota_net::RX_BUFFER,
+            n => usize::from(n),
+        },
     };
     let now = s.board.now_ms();
     let Some(nic) = s.board.nic() else {

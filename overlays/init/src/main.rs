@@ -27,6 +27,8 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         ip: cfg.ip.unwrap_or([0; 4]),
         prefix: cfg.netmask.iter().map(|b| b.count_ones() as u8).sum(),
         gateway: cfg.gateway,
+        // luaOTA's protocol is strictly ping-pong with records of at most 1460 bytes.
+        rx_window: if cfg.protocol == 1 { 2048 } else { 0 },
     };
     let rc = svc.net_up(&params);
     if rc == status::ENODEV {

@@ -2,7 +2,8 @@
 //! connection `tick` opened and carries out the server's commands: files are staged in the store beside
 //! the live ones, verified against their digests, and committed all at once; then the core reboots.
 //!
-//! Protocol v2 (`docs/protocol.md`) runs [`rota_wire::DeviceSession`].
+//! Protocol v2 (`docs/protocol.md`) runs [`rota_wire::DeviceSession`]; a config with `protocol == 1`
+//! speaks luaOTA's own protocol instead ([`v1`], `docs/luaota-device.md`).
 //!
 //! Deadlines: the server's first frame must arrive within 3 s of the connect; the whole session within
 //! 30 s. Every buffer comes from the heap and goes back to it before returning.
@@ -10,6 +11,7 @@
 #![no_main]
 
 mod io;
+mod v1;
 
 use core::mem::{align_of, size_of};
 use io::{Link, SvcStore};
@@ -32,9 +34,8 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         return verdict::APP;
     };
     let link = Link::new(svc, ctx.connect_ms);
-    if cfg.protocol != rota_wire::VERSION {
-        svc.write(b"provision: only protocol v2 is built in; starting app\n");
-        return verdict::APP;
+    if cfg.protocol == 1 {
+        return v1::run(svc, &cfg, &link);
     }
     let p = svc.alloc(size_of::<Work>(), align_of::<Work>()) as *mut Work;
     if p.is_null() {
@@ -53,6 +54,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     }
 }
 
+#[inline(never)]
 fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut Work) -> i32 {
     let n = match hello(svc, ctx, cfg, w) {
         Ok(n) => n,

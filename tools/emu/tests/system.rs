@@ -260,3 +260,35 @@ fn power_cut_at_spread_flash_operations_always_boots_old_or_new_and_then_complet
         other.join().unwrap();
     });
 }
+
+#[test]
+fn a_device_in_v1_mode_is_provisioned_by_the_luaota_protocol() {
+    let mut config = rota_emu::system::device_config(SECRET);
+    config.protocol = 1;
+    let image = rota_image::build(rota_image::REGION_SIZE, &config, &release(M, 1)).unwrap();
+    let device = Device::new(&image);
+    // The luaOTA inventory names only what it provisions: the new application and a data file.
+    let mut files: Vec<_> = release(M, 2)
+        .into_iter()
+        .filter(|f| f.name == "app")
+        .collect();
+    files.push(rota_image::FileSpec {
+        name: "data.txt".into(),
+        data: (0..3000u32).map(|i| (i % 251) as u8).collect(),
+        version: 1,
+    });
+    let server = Server::start(&files, SECRET);
+    let run = device.boot(&Boot::to(server.port));
+    assert_no_fault(&run);
+    let c = &run.console;
+    assert!(c.contains("protocol v1"), "{c}");
+    assert!(c.contains("provision: v1 update committed"), "{c}");
+    assert!(
+        c.contains("provision: v1 no update"),
+        "the second check-in sends chk: {c}"
+    );
+    assert_eq!(app_versions(&run), vec![2], "{c}");
+    assert_eq!(run.residue(), Some(0), "{c}");
+    let peak = run.peak_ram("provision").expect("provision ran");
+    assert!(peak <= 24 * 1024, "v1 provision peaks at {peak} bytes: {c}");
+}
