@@ -1,0 +1,154 @@
+//! The connection and the store as `provision` sees them, both through the core's services.
+
+use core::cell::Cell;
+use rota_abi::{status, Name, Services};
+use rota_wire::{Digest, FileStore};
+
+/// The server must answer within this long after the connect.
+pub const FIRST_ANSWER_MS: u32 = 3000;
+/// A whole session must end within this long.
+pub const SESSION_MS: u32 = 30_000;
+/// Longest wait for queued bytes to leave before a reboot.
+const FLUSH_MS: u32 = 200;
+
+/// The TCP connection `tick` opened, with the session's deadlines.
+pub struct Link<'a> {
+    svc: &'a Services,
+    connect_ms: u32,
+    answered: Cell<bool>,
+}
+
+impl<'a> Link<'a> {
+    /// The connection started at `connect_ms`.
+    pub fn new(svc: &'a Services, connect_ms: u32) -> Self {
+        Self {
+            svc,
+            connect_ms,
+            answered: Cell::new(false),
+        }
+    }
+
+    /// Whether the deadline that applies now has passed.
+    fn late(&self) -> bool {
+        let limit = if self.answered.get() {
+            SESSION_MS
+        } else {
+            FIRST_ANSWER_MS
+        };
+        self.svc.time_ms().wrapping_sub(self.connect_ms) > limit
+    }
+
+    /// Sends all of `bytes`; false if the connection closed or the deadline passed.
+    pub fn send_all(&self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            let n = self.svc.net_send(bytes);
+            if n < 0 || self.late() {
+                return false;
+            }
+            bytes = &bytes[(n as usize).min(bytes.len())..];
+        }
+        true
+    }
+
+    /// Receives at least one byte into `buf` (which must not be empty).
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, &'static [u8]> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.svc.net_recv(buf);
+            if n > 0 {
+                self.answered.set(true);
+                return Ok(n as usize);
+            }
+            if n < 0 {
+                return Err(b"server closed the connection");
+            }
+            if self.late() {
+                return Err(if self.answered.get() {
+                    b"session over 30 s"
+                } else {
+                    b"no server answer in 3 s"
+                });
+            }
+        }
+    }
+
+    /// Gives queued bytes a moment to leave before the device reboots.
+    pub fn flush(&self) {
+        let start = self.svc.time_ms();
+        while self.svc.time_ms().wrapping_sub(start) < FLUSH_MS {
+            if self.svc.net_poll() < 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// The core's store services as the session's [`FileStore`]; errors are service status codes.
+pub struct SvcStore<'a>(pub &'a Services);
+
+fn name(n: &[u8]) -> Result<Name, i32> {
+    Name::new(n).ok_or(status::EINVAL)
+}
+
+fn check(rc: i32) -> Result<(), i32> {
+    if rc < 0 {
+        Err(rc)
+    } else {
+        Ok(())
+    }
+}
+
+impl FileStore for SvcStore<'_> {
+    type Error = i32;
+
+    fn stage_begin(
+        &mut self,
+        n: &[u8],
+        size: u32,
+        digest: &Digest,
+        version: u32,
+    ) -> Result<u32, i32> {
+        let rc = self.0.stage_begin(&name(n)?, size, digest, version);
+        check(rc).map(|()| rc as u32)
+    }
+
+    fn stage_write(&mut self, n: &[u8], offset: u32, data: &[u8]) -> Result<(), i32> {
+        check(self.0.stage_write(&name(n)?, offset, data))
+    }
+
+    fn stage_finish(&mut self, n: &[u8]) -> Result<(), i32> {
+        // SAFETY: a valid name reference.
+        check(unsafe { (self.0.stage_finish)(self.0.core, &name(n)?) })
+    }
+
+    fn stage_drop(&mut self, n: &[u8]) -> Result<(), i32> {
+        // SAFETY: as above.
+        check(unsafe { (self.0.stage_drop)(self.0.core, &name(n)?) })
+    }
+
+    fn stage_delete(&mut self, n: &[u8]) -> Result<(), i32> {
+        // SAFETY: as above.
+        check(unsafe { (self.0.stage_delete)(self.0.core, &name(n)?) })
+    }
+
+    fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), i32> {
+        // SAFETY: valid name references.
+        check(unsafe { (self.0.stage_rename)(self.0.core, &name(from)?, &name(to)?) })
+    }
+
+    fn read(&mut self, n: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, i32> {
+        let rc = self.0.file_read(&name(n)?, offset, buf);
+        check(rc).map(|()| rc as usize)
+    }
+
+    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, i32> {
+        let rc = self.0.commit(config.unwrap_or(&[]));
+        check(rc).map(|()| rc as u32)
+    }
+
+    fn error_code(error: &i32) -> u8 {
+        error.unsigned_abs().min(255) as u8
+    }
+}
