@@ -246,6 +246,10 @@ pub struct NetParams {
     pub gateway: [u8; 4],
     /// TCP receive window in bytes; 0 for the core's default (sized for streaming).
     pub rx_window: u16,
+    /// A number that differs on every boot (the boot number): the local port and initial TCP
+    /// sequence numbers derive from it, so a reconnect after a reboot is never mistaken for the old
+    /// connection.
+    pub seed: u32,
 }
 
 /// Largest device config (postcard bytes) the context holds.
@@ -562,7 +566,7 @@ mod tests {
         assert_eq!(size_of::<Services>(), 23 * w);
         assert_eq!(size_of::<Name>(), 32);
         assert_eq!(size_of::<FileInfo>(), 76);
-        assert_eq!(size_of::<NetParams>(), 12);
+        assert_eq!(size_of::<NetParams>(), 16);
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
         assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);

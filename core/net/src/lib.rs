@@ -45,6 +45,10 @@ pub struct NetConfig {
     /// TCP receive buffer in bytes ([`RX_BUFFER`] streams well; a strictly ping-pong protocol such
     /// as luaOTA's needs only its largest record).
     pub rx_buffer: usize,
+    /// Differs on every boot (the persisted boot number): it picks the local port and smoltcp's
+    /// initial sequence numbers, so a connection after a reboot never looks like the previous boot's
+    /// to a peer that still holds that one open.
+    pub seed: u32,
 }
 
 /// Why a network call failed.
@@ -118,12 +122,10 @@ impl Net {
     /// Brings the interface up on `dev` with `cfg` (a static address, or DHCPv4 when `cfg.ip` is `None`).
     pub fn new<D: Device>(dev: &mut D, cfg: &NetConfig, now_ms: u32) -> Net {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
-        let seed = cfg
-            .mac
-            .iter()
-            .fold(u64::from(now_ms) ^ 0x9E37_79B9_7F4A_7C15, |h, &b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
-            });
+        let seed = cfg.mac.iter().fold(
+            (u64::from(cfg.seed) << 32 | u64::from(now_ms)) ^ 0x9E37_79B9_7F4A_7C15,
+            |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3),
+        );
         config.random_seed = seed;
         let clock_ms = i64::from(now_ms);
         let mut iface = Interface::new(config, dev, Instant::from_millis(clock_ms));

@@ -175,6 +175,7 @@ fn static_cfg() -> NetConfig {
         ip: Some((A_IP, 24)),
         gateway: [0; 4],
         rx_buffer: RX_BUFFER,
+        seed: 1,
     }
 }
 

@@ -193,6 +193,9 @@ fn run_phases<B: Board>(
             verdict::APP => return Outcome::App,
             verdict::RESTART => {
                 state.net_down();
+                // Space of the files this update replaced, now that none of them runs; a failure or a
+                // power cut here loses nothing (the store collects again when it needs room).
+                let _ = Store::new(&mut *state.board.flash()).gc();
                 // The next check-in reports this boot's figures too.
                 record::save_report(state.board, ctx, stats);
                 state.board.print(b"update committed; restarting\n");

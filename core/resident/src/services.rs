@@ -13,6 +13,7 @@ use core::slice;
 use rota_abi::{net, status, FileInfo, Name, NetParams, Services, ABI_VERSION};
 use rota_net::{Net, NetConfig, TcpState};
 use rota_store::{Cursor, Store};
+use sha2::Digest;
 
 /// What the services reach through the `core` pointer.
 pub struct CoreState<'a, B: Board> {
@@ -22,6 +23,16 @@ pub struct CoreState<'a, B: Board> {
     pub heap: &'static AccountingHeap,
     /// The network, while it is up (allocated from the heap, freed by [`CoreState::net_down`]).
     net: Option<Box<Net>>,
+    /// SHA-256 of the file being staged, over the bytes the store wrote and read back so far.
+    running: Option<RunningDigest>,
+}
+
+/// The digest of a staged file, computed as it is written (so finishing it needs no second pass
+/// over flash). Only for a transfer that started at offset 0 and went on without a gap.
+struct RunningDigest {
+    name: Name,
+    next: u32,
+    hasher: sha2::Sha256,
 }
 
 impl<'a, B: Board> CoreState<'a, B> {
@@ -31,6 +42,7 @@ impl<'a, B: Board> CoreState<'a, B> {
             board,
             heap,
             net: None,
+            running: None,
         }
     }
 
@@ -190,6 +202,7 @@ unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParam
             0 => rota_net::RX_BUFFER,
             n => usize::from(n),
         },
+        seed: p.seed,
     };
     let now = s.board.now_ms();
     let Some(nic) = s.board.nic() else {
@@ -337,12 +350,22 @@ unsafe extern "C" fn stage_begin<B: Board>(
     version: u32,
 ) -> i32 {
     let s = state::<B>(core);
-    let (Some(name), Some(digest)) = (name_arg(name), digest.as_ref()) else {
+    s.running = None;
+    let (Some(n), Some(digest)) = (name_arg(name), digest.as_ref()) else {
         return status::EINVAL;
     };
-    store(s)
-        .stage_begin(name, size, digest, version)
-        .map_or_else(store_status, |at| count(at as usize))
+    let at = match store(s).stage_begin(n, size, digest, version) {
+        Ok(at) => at,
+        Err(e) => return store_status(e),
+    };
+    if at == 0 {
+        s.running = Some(RunningDigest {
+            name: *name,
+            next: 0,
+            hasher: sha2::Sha256::new(),
+        });
+    }
+    count(at as usize)
 }
 
 unsafe extern "C" fn stage_write<B: Board>(
@@ -353,15 +376,35 @@ unsafe extern "C" fn stage_write<B: Board>(
     len: usize,
 ) -> i32 {
     let s = state::<B>(core);
-    let Some(name) = name_arg(name) else {
+    let Some(n) = name_arg(name) else {
         return status::EINVAL;
     };
-    done(store(s).stage_write(name, offset, bytes(buf, len)))
+    let data = bytes(buf, len);
+    let r = store(s).stage_write(n, offset, data);
+    // The store has read these bytes back from flash and compared them: hashing them is hashing flash.
+    match (&r, s.running.as_mut()) {
+        (Ok(()), Some(d)) if d.name.as_bytes() == n && d.next == offset => {
+            d.hasher.update(data);
+            d.next += len as u32;
+        }
+        _ => s.running = None,
+    }
+    done(r)
 }
 
 unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
     let s = state::<B>(core);
-    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_finish(n)))
+    let Some(n) = name_arg(name) else {
+        return status::EINVAL;
+    };
+    match s.running.take() {
+        Some(d) if d.name.as_bytes() == n => {
+            let content: [u8; 32] = d.hasher.finalize().into();
+            done(store(s).stage_finish_hashed(n, &content))
+        }
+        // Resumed or interrupted: the store hashes the file from flash.
+        _ => done(store(s).stage_finish(n)),
+    }
 }
 
 unsafe extern "C" fn stage_drop<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
@@ -400,12 +443,8 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
             None => return status::EINVAL,
         }
     };
-    match st.commit(new_payload) {
-        Ok(generation) => {
-            // Space from replaced files is reclaimed now; a failure here loses nothing.
-            let _ = st.gc();
-            count(generation as usize)
-        }
-        Err(e) => store_status(e),
-    }
+    // No garbage collection here: the caller may be running in place from the very extent this
+    // commit just superseded. The core collects after the phase (see `run_phases`).
+    st.commit(new_payload)
+        .map_or_else(store_status, |generation| count(generation as usize))
 }

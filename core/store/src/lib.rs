@@ -969,6 +969,28 @@ impl<F: NorFlash> Store<F> {
         self.verify(&e)
     }
 
+    /// Completes staged file `name` like [`Store::stage_finish`], but takes the SHA-256 of its content
+    /// from the caller instead of reading it back: for a caller that hashed exactly the bytes it passed
+    /// to [`Store::stage_write`], each of which that call read back from flash and compared. A digest
+    /// other than the announced one drops the entry ([`Error::DigestMismatch`]).
+    pub fn stage_finish_hashed(&mut self, name: &[u8], content: &[u8; 32]) -> Result<(), Error> {
+        let name = Name::new(name)?;
+        let g = self.generation()?;
+        let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
+        if e.verified {
+            return Ok(());
+        }
+        if self.progress(&e)? < e.size {
+            return Err(Error::Incomplete);
+        }
+        self.pos = None;
+        if *content != self.digest(&e)? {
+            self.kill(&e)?;
+            return Err(Error::DigestMismatch);
+        }
+        self.program(e.base() + H_VERIFIED, &[0; 4])
+    }
+
     /// Drops every staged entry named `name` ([`Error::NotFound`] if there is none).
     pub fn stage_drop(&mut self, name: &[u8]) -> Result<(), Error> {
         let name = Name::new(name)?;

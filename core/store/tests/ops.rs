@@ -519,3 +519,27 @@ fn drivers_with_aligned_reads_work() {
     s.bump_boot().unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b"payload!!"));
 }
+
+#[test]
+fn a_caller_hashed_finish_checks_completeness_and_the_announced_digest() {
+    let mut s = formatted(16, b"");
+    let data = bytes(6, 2000);
+    s.stage_begin(b"f", 2000, &sha(&data), 1).unwrap();
+    s.stage_write(b"f", 0, &data[..1000]).unwrap();
+    assert_eq!(
+        s.stage_finish_hashed(b"f", &sha(&data)),
+        Err(Error::Incomplete)
+    );
+    s.stage_write(b"f", 1000, &data[1000..]).unwrap();
+    // A content hash other than the announced digest drops the file.
+    assert_eq!(
+        s.stage_finish_hashed(b"f", &sha(b"other")),
+        Err(Error::DigestMismatch)
+    );
+    assert!(staged_list(&mut s).is_empty());
+    s.stage_begin(b"f", 2000, &sha(&data), 1).unwrap();
+    s.stage_write(b"f", 0, &data).unwrap();
+    s.stage_finish_hashed(b"f", &sha(&data)).unwrap();
+    s.commit(None).unwrap();
+    assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
+}

@@ -48,9 +48,12 @@ pub const MAX_PAYLOAD: usize = 1100;
 pub const MAX_FRAME: usize = HEADER_LEN + MAX_PAYLOAD + TAG_LEN;
 /// Most file bytes in one [`msg::Data`] or [`msg::FileData`].
 pub const MAX_CHUNK: usize = 1024;
-/// The device acknowledges every `WINDOW` bytes of a file (and its end); the server keeps at most
-/// `2 * WINDOW` bytes unacknowledged.
+/// The device acknowledges every `WINDOW` bytes of a file (and its end).
 pub const WINDOW: u32 = 4096;
+/// The server keeps at most this many bytes of a file unacknowledged. More than the device's TCP
+/// window, so TCP's own flow control paces the stream and the acknowledgements never stall it (each
+/// one would cost a round trip through the emulator's network, measured in docs/sizes.md).
+pub const IN_FLIGHT: u32 = 8 * WINDOW;
 /// Longest file name, in bytes.
 pub const MAX_NAME: usize = 31;
 /// Bytes of a content digest (SHA-256).

@@ -6,7 +6,7 @@
 //!    over. Otherwise it lists [`Step`]s (ending with one [`Step::Commit`]) and starts a
 //!    [`ServerSession`] with [`ServerSession::welcome`].
 //! 3. It then alternates: send every frame [`ServerSession::poll_transmit`] gives (files stream up to
-//!    `2 * WINDOW` unacknowledged bytes; drops, deletes and renames are pipelined, they have no
+//!    [`IN_FLIGHT`] unacknowledged bytes; drops, deletes and renames are pipelined, they have no
 //!    reply), and feed each received frame to [`ServerSession::handle`], until
 //!    [`ServerSession::is_done`].
 
@@ -16,7 +16,7 @@ use crate::msg::{
     Welcome,
 };
 use crate::{
-    Digest, Error, HEADER_LEN, MAX_CHUNK, MAX_FRAME, MAX_PAYLOAD, SERVER_NONCE_LEN, WINDOW,
+    Digest, Error, HEADER_LEN, IN_FLIGHT, MAX_CHUNK, MAX_FRAME, MAX_PAYLOAD, SERVER_NONCE_LEN,
 };
 
 /// A file to send.
@@ -299,7 +299,7 @@ impl<'a> ServerSession<'a> {
                     self.phase = Phase::AwaitStaged;
                     ServerMsg::Finish(name(f.name)?)
                 } else {
-                    let limit = self.acked.saturating_add(2 * WINDOW).min(size);
+                    let limit = self.acked.saturating_add(IN_FLIGHT).min(size);
                     if self.sent >= limit {
                         return Ok(None);
                     }

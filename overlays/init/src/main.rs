@@ -29,6 +29,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         gateway: cfg.gateway,
         // luaOTA's protocol is strictly ping-pong with records of at most 1460 bytes.
         rx_window: if cfg.protocol == 1 { 2048 } else { 0 },
+        seed: ctx.boot_count,
     };
     let rc = svc.net_up(&params);
     if rc == status::ENODEV {

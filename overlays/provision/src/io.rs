@@ -16,6 +16,10 @@ pub struct Link<'a> {
     svc: &'a Services,
     connect_ms: u32,
     answered: Cell<bool>,
+    /// When the server's first bytes arrived.
+    first_ms: Cell<u32>,
+    /// Bytes received so far.
+    received: Cell<u32>,
 }
 
 impl<'a> Link<'a> {
@@ -25,7 +29,26 @@ impl<'a> Link<'a> {
             svc,
             connect_ms,
             answered: Cell::new(false),
+            first_ms: Cell::new(0),
+            received: Cell::new(0),
         }
+    }
+
+    /// Bytes received so far and the time now: a mark to measure a transfer from.
+    pub fn mark(&self) -> (u32, u32) {
+        (self.received.get(), self.svc.time_ms())
+    }
+
+    /// Prints what arrived since `mark` (or since the first byte) and how long it took.
+    pub fn report(&self, what: &[u8], mark: Option<(u32, u32)>) {
+        let (bytes, ms) = mark.unwrap_or((0, self.first_ms.get()));
+        self.svc.write(b"provision: ");
+        self.svc.write(what);
+        self.svc.write(b" ");
+        self.svc.write_dec(self.received.get().wrapping_sub(bytes));
+        self.svc.write(b" bytes in ");
+        self.svc.write_dec(self.svc.time_ms().wrapping_sub(ms));
+        self.svc.write(b" ms\n");
     }
 
     /// Whether the deadline that applies now has passed.
@@ -58,7 +81,11 @@ impl<'a> Link<'a> {
         loop {
             let n = self.svc.net_recv(buf);
             if n > 0 {
-                self.answered.set(true);
+                if !self.answered.replace(true) {
+                    self.first_ms.set(self.svc.time_ms());
+                }
+                self.received
+                    .set(self.received.get().wrapping_add(n as u32));
                 return Ok(n as usize);
             }
             if n < 0 {

@@ -17,7 +17,7 @@ use core::mem::{align_of, size_of};
 use io::{Link, SvcStore};
 use rota_abi::report::{PhaseStat, ENTRY};
 use rota_abi::{verdict, Context, Services};
-use rota_wire::msg::{FileInfo, HeapReport, Hello, StagedInfo, MAX_FILES, MAX_STAGED};
+use rota_wire::msg::{kind, FileInfo, HeapReport, Hello, StagedInfo, MAX_FILES, MAX_STAGED};
 use rota_wire::{ConfigView, DeviceSession, Poll, MAX_FRAME};
 
 rota_abi::overlay!(run);
@@ -64,6 +64,8 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
         return fail(svc, b"server closed the connection");
     }
     let mut store = SvcStore(svc);
+    // Where the current file's transfer started (its Ready), to report the rate of each file.
+    let mut file_start = None;
     loop {
         match w.session.poll(&mut store, &mut w.out) {
             Ok(Poll::Receive) => {
@@ -74,6 +76,11 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
                 }
             }
             Ok(Poll::Send(n)) => {
+                match w.out[1] {
+                    kind::READY => file_start = Some(link.mark()),
+                    kind::STAGED => link.report(b"file staged:", file_start.take()),
+                    _ => {}
+                }
                 if !link.send_all(&w.out[..n]) {
                     return fail(svc, b"server closed the connection");
                 }
@@ -83,6 +90,7 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
                 return verdict::APP;
             }
             Ok(Poll::Committed(generation)) => {
+                link.report(b"session received", None);
                 link.flush();
                 svc.write(b"provision: update committed, generation ");
                 svc.write_dec(generation);

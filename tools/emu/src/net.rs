@@ -143,6 +143,21 @@ pub fn serve_once(reply: Vec<u8>, expect: usize) -> (u16, JoinHandle<Vec<u8>>) {
     (port, handle)
 }
 
+/// Serves `len` (4 bytes LE) then `payload` to `run` (a `tcp_copy` guest); returns the run, its copy
+/// line and what the device sent back.
+pub fn copy(mut run: Mps2Run, payload: &[u8]) -> (Run, Option<CopyLine>, Vec<u8>) {
+    let mut reply = (payload.len() as u32).to_le_bytes().to_vec();
+    reply.extend_from_slice(payload);
+    let (port, server) = serve_once(reply, 2);
+    run.server_port = Some(port);
+    let out = run.run(Duration::from_secs(60));
+    let line = CopyLine::find(&out.console);
+    // A server that never saw a connection would wait for one: connect to release it.
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    let got = server.join().unwrap_or_default();
+    (out, line, got)
+}
+
 fn close(s: TcpStream) {
     let _ = s.shutdown(std::net::Shutdown::Both);
 }

@@ -1,9 +1,8 @@
 //! The LAN9118 driver, rota-net and the bridge under QEMU: `tcp_copy` receives bytes from a server on
 //! 127.0.0.1 through `-nic user,restrict=on,guestfwd=...`; the storage file persists and a cut run ends
 //! with the power-cut status. Needs `make tcp-copy` (build/mps2-an385/tcp_copy.elf).
-use rota_emu::net::{fnv1a, serve_once, CopyLine, Mps2Run, POWER_CUT_EXIT};
-use rota_emu::{artifact, Run};
-use std::time::Duration;
+use rota_emu::artifact;
+use rota_emu::net::{copy, fnv1a, Mps2Run, POWER_CUT_EXIT};
 
 fn tcp_copy() -> Mps2Run {
     Mps2Run::new(artifact("mps2-an385/tcp_copy.elf"))
@@ -11,21 +10,6 @@ fn tcp_copy() -> Mps2Run {
 
 fn data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 13 + 7) as u8).collect()
-}
-
-/// Serves `len` (4 bytes LE) then the data; runs `run`; returns the run, its copy line and what the
-/// device sent back.
-fn copy(mut run: Mps2Run, payload: &[u8]) -> (Run, Option<CopyLine>, Vec<u8>) {
-    let mut reply = (payload.len() as u32).to_le_bytes().to_vec();
-    reply.extend_from_slice(payload);
-    let (port, server) = serve_once(reply, 2);
-    run.server_port = Some(port);
-    let out = run.run(Duration::from_secs(60));
-    let line = CopyLine::find(&out.console);
-    // A server that never saw a connection would wait for one: connect to release it.
-    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
-    let got = server.join().unwrap();
-    (out, line, got)
 }
 
 #[test]

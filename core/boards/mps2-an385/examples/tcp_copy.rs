@@ -110,6 +110,7 @@ fn main() -> ! {
         ip: (!dhcp).then_some(([10, 0, 2, 15], 24)),
         gateway: [10, 0, 2, 2],
         rx_buffer: rota_net::RX_BUFFER,
+        seed: 0,
     };
     let mut net = Box::new(Net::new(dev, &cfg, clock.now_ms()));
     let net_heap = HEAP.stats().used - before;
