@@ -16,8 +16,9 @@ B := build
 VENV := .venv
 ESPTOOL := $(VENV)/bin/esptool
 OVERLAYS := init tick provision app
-# The demo's update: a new application and a new `tick` overlay, built with ROTA_VERSION=2.
-UPDATED := app tick
+# The demo's update: a new application and new `tick` and `provision` overlays (provision replaces
+# itself while it runs in place), built with ROTA_VERSION=2.
+UPDATED := app tick provision
 # Largest blob image: one that does not fit the 8 KB arena runs in place from flash (docs/overlay-format.md).
 IMAGE_LIMIT := 65536
 
@@ -40,7 +41,7 @@ QEMU_XT := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semiho
 ESP_FLASH_WINDOW := 0x40280000
 ESP_CHIP_STORAGE := 0x80000
 
-.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size flash esp-images \
+.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size bench flash esp-images \
         esp-image-check demo test lint fixtures clean
 
 ## ---------- set-up (idempotent; quick when already done) ----------
@@ -121,6 +122,11 @@ else ifeq ($(BOARD),esp8266)
 else
 	@echo "unknown BOARD=$(BOARD) (mps2-an385 or esp8266)"; exit 2
 endif
+
+# Update throughput (64 KB install against a plain TCP copy, same run) and no-update check-in bytes.
+bench: setup firmware images tcp-copy
+	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
+	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-bench
 
 size: setup firmware images
 	@$(CARGO) build -q -p rota-pack

@@ -33,6 +33,12 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
         svc.write(b"provision: no valid device config\n");
         return verdict::APP;
     };
+    svc.write(b"provision: version ");
+    svc.write(match option_env!("ROTA_VERSION") {
+        Some(v) => v.as_bytes(),
+        None => b"1",
+    });
+    svc.write(b"\n");
     let link = Link::new(svc, ctx.connect_ms);
     if cfg.protocol == 1 {
         return v1::run(svc, &cfg, &link);

@@ -40,12 +40,12 @@ pub fn device_config(secret: &str) -> DeviceConfig {
 }
 
 /// A release's blobs for `machine`: version 1 is what `make overlays` builds; version 2 replaces the
-/// application and `tick` with their `ROTA_VERSION=2` builds.
+/// application, `tick` and `provision` with their `ROTA_VERSION=2` builds.
 pub fn release(machine: Machine, version: u32) -> Vec<FileSpec> {
     FILES
         .iter()
         .map(|&name| {
-            let updated = version == 2 && (name == "app" || name == "tick");
+            let updated = version == 2 && matches!(name, "app" | "tick" | "provision");
             let rel = if updated {
                 format!("{}/v2/{name}.blob", machine.isa_dir())
             } else {

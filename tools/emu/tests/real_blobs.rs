@@ -19,10 +19,11 @@ fn target(isa: Isa) -> Target {
     }
 }
 
-/// Loads `bytes` (as a flash device of exactly that content) into a fresh 8 KB arena at `base`.
+/// Loads `bytes` (as a flash device of exactly that content) into a fresh 64 KB arena at `base` (room
+/// for `provision`, which the boards run in place).
 fn load_from(bytes: Vec<u8>, isa: Isa, base: u32) -> (Result<Loaded, LoadError>, Vec<u32>) {
     let mut flash = MemFlash::new(bytes);
-    let mut arena = vec![0u32; 2048];
+    let mut arena = vec![0u32; 16 * 1024];
     // SAFETY: the arena is a live, exclusively borrowed buffer of that many words.
     let r = unsafe {
         load(
@@ -119,7 +120,7 @@ fn relocated_image_equals_the_linkers_own_output_at_each_base() {
 #[test]
 fn every_single_byte_corruption_of_header_and_relocations_is_refused() {
     for (machine, isa, prefix) in ISAS {
-        for name in ["init", "tick", "provision"] {
+        for name in ["init", "tick", "provision", "app"] {
             let good = blob(machine, name);
             let relocs = Blob::parse(&good).unwrap().header.reloc_count as usize;
             assert!(load_from(good.clone(), isa, 0x1000).0.is_ok());
@@ -163,7 +164,8 @@ fn truncation_at_every_length_is_refused() {
 #[test]
 fn relocation_past_the_image_is_refused() {
     for (machine, isa, _) in ISAS {
-        let mut bad = blob(machine, "init");
+        // The application has relocations on both ISAs.
+        let mut bad = blob(machine, "app");
         let h = Blob::parse(&bad).unwrap().header;
         let last = HEADER_SIZE + 4 * (h.reloc_count as usize - 1);
         for offset in [h.image_size, h.image_size - 2, u32::MAX - 3] {

@@ -67,6 +67,10 @@ fn first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0()
     assert!(c.contains("provision: no update"), "{c}");
     assert_eq!(app_versions(&run), vec![2], "{c}");
     assert!(c.contains("tick: 2 at "), "the new tick overlay runs: {c}");
+    assert!(
+        c.contains("provision: version 2"),
+        "provision replaced itself while running in place: {c}"
+    );
     assert_eq!(run.residue(), Some(0), "{c}");
     assert_eq!(run.status, Some(0), "{c}");
     // The whole device, network up, during the update and during the no-update check-in.
