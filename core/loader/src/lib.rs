@@ -75,6 +75,21 @@ fn read<F: ReadNorFlash>(flash: &mut F, offset: u32, buf: &mut [u8]) -> Result<(
         .map_err(|_| LoadError::Flash(offset))
 }
 
+/// Reads and checks the header at `offset`: a verifier fed with it, and the header.
+fn start<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    buf: &mut [u8; CHUNK],
+) -> Result<(Verifier, HeaderRepr), LoadError> {
+    let mut v = Verifier::new();
+    read(flash, offset, &mut buf[..HEADER_SIZE])?;
+    v.feed(&buf[..HEADER_SIZE])?;
+    let header = *v
+        .header()
+        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
+    Ok((v, header))
+}
+
 /// Loads the blob at `offset` into `arena`, to run at address `base`.
 ///
 /// On target `base` is the arena's own address; host tests pass any base to compare against a linker's
@@ -91,14 +106,8 @@ pub unsafe fn load<F: ReadNorFlash>(
     arena_words: usize,
     base: u32,
 ) -> Result<Loaded, LoadError> {
-    let mut v = Verifier::new();
     let mut buf = [0u8; CHUNK];
-
-    read(flash, offset, &mut buf[..HEADER_SIZE])?;
-    v.feed(&buf[..HEADER_SIZE])?;
-    let header = *v
-        .header()
-        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
+    let (mut v, header) = start(flash, offset, &mut buf)?;
     let limit = u32::try_from(arena_words * 4).unwrap_or(u32::MAX);
     header.check_compatible(target.isa, target.abi_version, limit)?;
 
@@ -167,13 +176,8 @@ pub fn verify_in_place<F: ReadNorFlash>(
     target: Target,
     mapped_base: u32,
 ) -> Result<Loaded, LoadError> {
-    let mut v = Verifier::new();
     let mut buf = [0u8; CHUNK];
-    read(flash, offset, &mut buf[..HEADER_SIZE])?;
-    v.feed(&buf[..HEADER_SIZE])?;
-    let header = *v
-        .header()
-        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
+    let (mut v, header) = start(flash, offset, &mut buf)?;
     header.check_compatible(target.isa, target.abi_version, u32::MAX)?;
     let base = mapped_base
         .checked_add(offset)

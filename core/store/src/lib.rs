@@ -956,17 +956,26 @@ impl<F: NorFlash> Store<F> {
     /// their SHA-256, computed from flash, must be the announced digest, and the file is marked
     /// verified. On a mismatch the entry is dropped and [`Error::DigestMismatch`] returned.
     pub fn stage_finish(&mut self, name: &[u8]) -> Result<(), Error> {
+        match self.complete_entry(name)? {
+            Some(e) => self.verify(&e),
+            None => Ok(()),
+        }
+    }
+
+    /// The staged entry `name` if it is completely written and not verified yet; `None` if it is
+    /// verified already. Forgets the write position (the file takes no more bytes).
+    fn complete_entry(&mut self, name: &[u8]) -> Result<Option<Entry>, Error> {
         let name = Name::new(name)?;
         let g = self.generation()?;
         let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
         if e.verified {
-            return Ok(());
+            return Ok(None);
         }
         if self.progress(&e)? < e.size {
             return Err(Error::Incomplete);
         }
         self.pos = None;
-        self.verify(&e)
+        Ok(Some(e))
     }
 
     /// Completes staged file `name` like [`Store::stage_finish`], but takes the SHA-256 of its content
@@ -974,16 +983,9 @@ impl<F: NorFlash> Store<F> {
     /// to [`Store::stage_write`], each of which that call read back from flash and compared. A digest
     /// other than the announced one drops the entry ([`Error::DigestMismatch`]).
     pub fn stage_finish_hashed(&mut self, name: &[u8], content: &[u8; 32]) -> Result<(), Error> {
-        let name = Name::new(name)?;
-        let g = self.generation()?;
-        let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
-        if e.verified {
+        let Some(e) = self.complete_entry(name)? else {
             return Ok(());
-        }
-        if self.progress(&e)? < e.size {
-            return Err(Error::Incomplete);
-        }
-        self.pos = None;
+        };
         if *content != self.digest(&e)? {
             self.kill(&e)?;
             return Err(Error::DigestMismatch);

@@ -237,6 +237,11 @@ pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
     cmd.args(["-nographic", "-monitor", "none", "-kernel"])
         .arg(fw)
         .args(["-device", &loader]);
+    run_limited(&cmd, limit)
+}
+
+/// Runs an emulator command under `timeout`, with nothing on its console input; kills it after `limit`.
+pub fn run_limited(cmd: &Command, limit: Duration) -> Run {
     let out = Command::new("timeout")
         .arg(format!("{}", limit.as_secs().max(1)))
         .arg(cmd.get_program())

@@ -10,7 +10,7 @@ use crate::Run;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -103,18 +103,7 @@ impl Mps2Run {
 
     /// Runs the guest until it exits or `limit` passes.
     pub fn run(&self, limit: Duration) -> Run {
-        let cmd = self.command();
-        let out = Command::new("timeout")
-            .arg(format!("{}", limit.as_secs().max(1)))
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run qemu-system-arm (make setup installs it)");
-        let status = out.status.code().filter(|&c| c != 124);
-        let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
-        console.push_str(&String::from_utf8_lossy(&out.stderr));
-        Run { console, status }
+        crate::run_limited(&self.command(), limit)
     }
 }
 

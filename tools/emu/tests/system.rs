@@ -295,5 +295,8 @@ fn a_device_in_v1_mode_is_provisioned_by_the_luaota_protocol() {
     assert_eq!(run.residue(), Some(0), "{c}");
     let peak = run.peak_ram("provision").expect("provision ran");
     assert!(peak <= 24 * 1024, "v1 provision peaks at {peak} bytes: {c}");
-    println!("v1 provision: whole-device peak {peak} B, {:?}", run.phase("provision"));
+    println!(
+        "v1 provision: whole-device peak {peak} B, {:?}",
+        run.phase("provision")
+    );
 }
