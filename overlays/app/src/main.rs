@@ -21,7 +21,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     svc.write(b" running, boot ");
     svc.write_dec(ctx.boot_count);
     svc.write(b"\n");
-    for entry in ctx.report().chunks_exact(ENTRY) {
+    for entry in ctx.report().as_chunks::<ENTRY>().0 {
         let Some(s) = PhaseStat::decode(entry) else {
             continue;
         };

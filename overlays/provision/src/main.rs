@@ -167,7 +167,7 @@ fn hello(
             done: f.done,
         });
     }
-    for entry in ctx.report().chunks_exact(ENTRY) {
+    for entry in ctx.report().as_chunks::<ENTRY>().0 {
         if let Some(s) = PhaseStat::decode(entry) {
             let _ = msg.heap.push(HeapReport {
                 phase: s.phase,
