@@ -157,21 +157,18 @@ demo: setup firmware images
 	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
 	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-demo
 
-# Round-trip fixtures: `init` linked at 0 and, by the linker itself, at other bases, so tests can compare
-# the loader's relocation with the linker's output.
-ARM_BASES := 0x00012340 0x20001000
-XT_BASES := 0x00003000 0x40107000
+# Round-trip fixtures: the app (it has relocations on both ISAs) linked at 0 and, by the linker itself,
+# at other bases, so tests can compare the loader's relocation with the linker's output.
+ARM_BASES := 0 0x00012340 0x20001000
+XT_BASES := 0 0x00003000 0x40107000
 fixtures: overlays
 	@mkdir -p $(B)/fixtures
 	@for b in $(ARM_BASES); do \
-	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-init -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=$$b; \
-	  cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-$$b.elf; done
+	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-app -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=$$b; \
+	  cp $(ARM_OUT)/app $(B)/fixtures/thumbv7m-app-at-$$b.elf; done
 	@for b in $(XT_BASES); do \
-	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-init -- -C link-arg=-Wl,--defsym=rota_link_base=$$b $(QUIET_XT); \
-	  cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-$$b.elf; done
-	@$(MAKE) -s overlays
-	cp $(ARM_OUT)/init $(B)/fixtures/thumbv7m-init-at-0.elf
-	cp $(XT_OUT)/init $(B)/fixtures/lx106-init-at-0.elf
+	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-app -- -C link-arg=-Wl,--defsym=rota_link_base=$$b $(QUIET_XT); \
+	  cp $(XT_OUT)/app $(B)/fixtures/lx106-app-at-$$b.elf; done
 
 lint:
 	$(CARGO) fmt --all --check

@@ -59,7 +59,7 @@ fn fixture_bases(prefix: &str) -> Vec<(u32, std::path::PathBuf)> {
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
             let hex = name
-                .strip_prefix(&format!("{prefix}-init-at-0x"))?
+                .strip_prefix(&format!("{prefix}-app-at-0x"))?
                 .strip_suffix(".elf")?;
             Some((u32::from_str_radix(hex, 16).ok()?, dir.join(&name)))
         })
@@ -71,13 +71,13 @@ fn fixture_bases(prefix: &str) -> Vec<(u32, std::path::PathBuf)> {
 #[test]
 fn relocated_image_equals_the_linkers_own_output_at_each_base() {
     for (_, isa, prefix) in ISAS {
-        let elf0 = std::fs::read(artifact(&format!("fixtures/{prefix}-init-at-0.elf"))).unwrap();
+        let elf0 = std::fs::read(artifact(&format!("fixtures/{prefix}-app-at-0.elf"))).unwrap();
         let packed = rota_pack::pack(&elf0, 8192).unwrap();
         assert!(
             !packed.relocs.is_empty(),
-            "{prefix}: init must carry relocations for this test to mean anything"
+            "{prefix}: the app must carry relocations for this test to mean anything"
         );
-        let blob = packed.blob("init").unwrap();
+        let blob = packed.blob("app").unwrap();
         let bases = fixture_bases(prefix);
         assert!(
             bases.len() >= 2,
