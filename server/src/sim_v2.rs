@@ -2,163 +2,14 @@
 //! over any byte stream, with an in-memory [`FileStore`] that stages like the real store (staged data
 //! survives a dropped connection; nothing is visible before commit).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rota_wire::msg::{FileInfo, HeapReport, Hello, Name, StagedInfo};
-use rota_wire::{sha256, DeviceSession, Digest, Error, FileStore, Poll, MAX_FRAME};
+pub use rota_wire::mem::MemStore;
+use rota_wire::msg::{HeapReport, Hello};
+use rota_wire::{DeviceSession, Error, Poll, MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A file being staged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staged {
-    /// Announced size.
-    pub size: u32,
-    /// Announced digest.
-    pub digest: Digest,
-    /// Announced version.
-    pub version: u32,
-    /// Bytes written so far.
-    pub data: Vec<u8>,
-    /// Whether `stage_finish` checked it.
-    pub finished: bool,
-}
-
-/// Errors of [`MemStore`], each with its code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemError {
-    /// No such file.
-    NotFound = 1,
-    /// A write not at the end of the staged data.
-    Offset = 2,
-    /// The content does not have the announced digest.
-    Digest = 3,
-    /// More data than announced.
-    Size = 4,
-    /// Commit with a file still being staged.
-    Unfinished = 5,
-}
-
-/// An in-memory file store with staging.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemStore {
-    /// Committed files: content and version.
-    pub files: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
-    /// Staged files (kept across sessions, as on flash).
-    pub staged: BTreeMap<Vec<u8>, Staged>,
-    /// Deletions pending commit (forgotten at the next boot).
-    pub deletes: Vec<Vec<u8>>,
-    /// Renames pending commit (forgotten at the next boot).
-    pub renames: Vec<(Vec<u8>, Vec<u8>)>,
-    /// The committed config record.
-    pub config: Option<Vec<u8>>,
-    /// Commits so far.
-    pub generation: u32,
-}
-
-impl FileStore for MemStore {
-    type Error = MemError;
-
-    fn stage_begin(
-        &mut self,
-        name: &[u8],
-        size: u32,
-        digest: &Digest,
-        version: u32,
-    ) -> Result<u32, MemError> {
-        if let Some(s) = self.staged.get(name) {
-            if s.size == size && s.digest == *digest {
-                return Ok(s.data.len() as u32);
-            }
-        }
-        let fresh = Staged {
-            size,
-            digest: *digest,
-            version,
-            data: Vec::new(),
-            finished: false,
-        };
-        self.staged.insert(name.to_vec(), fresh);
-        Ok(0)
-    }
-
-    fn stage_write(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), MemError> {
-        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
-        if offset as usize != s.data.len() {
-            return Err(MemError::Offset);
-        }
-        if s.data.len() + data.len() > s.size as usize {
-            return Err(MemError::Size);
-        }
-        s.data.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn stage_finish(&mut self, name: &[u8]) -> Result<(), MemError> {
-        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
-        if s.data.len() != s.size as usize || sha256(&s.data) != s.digest {
-            return Err(MemError::Digest);
-        }
-        s.finished = true;
-        Ok(())
-    }
-
-    fn stage_drop(&mut self, name: &[u8]) -> Result<(), MemError> {
-        self.staged.remove(name).map(drop).ok_or(MemError::NotFound)
-    }
-
-    fn stage_delete(&mut self, name: &[u8]) -> Result<(), MemError> {
-        if !self.files.contains_key(name) {
-            return Err(MemError::NotFound);
-        }
-        self.deletes.push(name.to_vec());
-        Ok(())
-    }
-
-    fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), MemError> {
-        if !self.files.contains_key(from) {
-            return Err(MemError::NotFound);
-        }
-        self.renames.push((from.to_vec(), to.to_vec()));
-        Ok(())
-    }
-
-    fn read(&mut self, name: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, MemError> {
-        let (data, _) = self.files.get(name).ok_or(MemError::NotFound)?;
-        let rest = data.get(offset as usize..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        Ok(n)
-    }
-
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, MemError> {
-        if self.staged.values().any(|s| !s.finished) {
-            return Err(MemError::Unfinished);
-        }
-        for name in std::mem::take(&mut self.deletes) {
-            self.files.remove(&name);
-        }
-        for (from, to) in std::mem::take(&mut self.renames) {
-            if let Some(f) = self.files.remove(&from) {
-                self.files.insert(to, f);
-            }
-        }
-        for (name, s) in std::mem::take(&mut self.staged) {
-            self.files.insert(name, (s.data, s.version));
-        }
-        if let Some(c) = config {
-            self.config = Some(c.to_vec());
-        }
-        self.generation += 1;
-        Ok(self.generation)
-    }
-
-    fn error_code(error: &MemError) -> u8 {
-        *error as u8
-    }
-}
 
 /// How a check-in ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +46,6 @@ pub struct RotaDevice {
     pub id: u32,
     /// Its secret.
     pub secret: Vec<u8>,
-    /// Its boot counter (the device nonce is the counter after the increment at boot).
-    pub boots: u32,
     /// Its application version.
     pub app_version: u32,
     /// Its files.
@@ -215,7 +64,6 @@ impl RotaDevice {
         RotaDevice {
             id,
             secret: secret.to_vec(),
-            boots: 0,
             app_version: 1,
             store: MemStore::default(),
             heap: vec![
@@ -239,48 +87,7 @@ impl RotaDevice {
 
     /// The Hello its present state makes, with device nonce `nonce`.
     pub fn hello(&self, nonce: u32) -> Hello<'_> {
-        let mut hello = Hello {
-            device_id: self.id,
-            nonce,
-            protocol: rota_wire::VERSION,
-            app_version: self.app_version,
-            config: self
-                .store
-                .config
-                .as_deref()
-                .map_or(0, rota_wire::config::config_version),
-            files: Default::default(),
-            staged: Default::default(),
-            heap: Default::default(),
-        };
-        for (name, (data, version)) in &self.store.files {
-            let Some(name) = Name::new(name) else {
-                continue;
-            };
-            let info = FileInfo {
-                name,
-                size: data.len() as u32,
-                version: *version,
-                digest: sha256(data),
-            };
-            if hello.files.push(info).is_err() {
-                break;
-            }
-        }
-        for (name, s) in &self.store.staged {
-            let Some(name) = Name::new(name) else {
-                continue;
-            };
-            let info = StagedInfo {
-                name,
-                size: s.size,
-                digest: s.digest,
-                done: s.data.len() as u32,
-            };
-            if hello.staged.push(info).is_err() {
-                break;
-            }
-        }
+        let mut hello = self.store.check_in(self.id, nonce, self.app_version);
         for r in self.heap.iter().take(rota_wire::msg::MAX_HEAP) {
             let _ = hello.heap.push(*r);
         }
@@ -304,10 +111,7 @@ impl RotaDevice {
 
     /// Boots and checks in over `io`.
     pub async fn check_in<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> V2CheckIn {
-        self.boots += 1;
-        self.store.deletes.clear();
-        self.store.renames.clear();
-        let nonce = self.boots;
+        let nonce = self.store.reboot();
         let secret = self.secret.clone();
         let mut session = DeviceSession::new(&secret);
         let mut out = vec![0u8; MAX_FRAME];

@@ -9,7 +9,8 @@
 //! - [`msg`]: the messages each way ([`msg::DeviceMsg`], [`msg::ServerMsg`]), encoded with postcard;
 //! - [`config`]: the device's stored configuration ([`config::DeviceConfig`]);
 //! - [`device`]: the device's half, [`device::DeviceSession`], over a [`device::FileStore`];
-//! - [`server`]: the server's half, [`server::ServerSession`], driven by a list of [`server::Step`]s.
+//! - [`server`]: the server's half, [`server::ServerSession`], driven by a list of [`server::Step`]s;
+//! - `mem` (feature `std`): an in-memory [`FileStore`] for tests and simulated devices.
 //!
 //! Nothing here does I/O or allocates: sessions are fed received bytes and hand back bytes to send.
 //! Every parser checks lengths once and returns a typed [`Error`]; no input makes it panic.
@@ -23,6 +24,8 @@ mod codec;
 pub mod config;
 pub mod device;
 pub mod frame;
+#[cfg(feature = "std")]
+pub mod mem;
 pub mod msg;
 pub mod server;
 

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use rota_wire::mem::MemError;
 use rota_wire::server::{self, Outgoing, ServerSession, Step};
 use rota_wire::{
     config::config_version, sha256, DeviceConfig, DeviceSession, Error, Poll, Reason, MAX_FRAME,

@@ -40,7 +40,7 @@ async fn v2_ok(server: &mut Running, expected: ServerOutcome) {
 /// A good v2 device with its own inventory is still provisioned.
 async fn still_serves(server: &mut Running, id: u32) {
     let mut device = RotaDevice::new(42, SECRET);
-    device.boots = id * 1000;
+    device.store.boots = id * 1000;
     let check = device.check_in_tcp(server.addr).await.unwrap();
     assert!(
         matches!(check.outcome, V2Outcome::Committed(_) | V2Outcome::NoUpdate),

@@ -4,87 +4,25 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rota_wire::msg::{FileInfo, HeapReport, Hello, Name, StagedInfo};
+pub use rota_wire::mem::{MemStore, Staged};
+use rota_wire::msg::{HeapReport, Hello};
 use rota_wire::server::{self, Event, Outgoing, ServerSession, Step};
-use rota_wire::{
-    sha256, DeviceSession, Digest, Error, FileStore, Header, Poll, ServerMsg, HEADER_LEN, MAX_FRAME,
-};
+use rota_wire::{sha256, DeviceSession, Error, Header, Poll, ServerMsg, HEADER_LEN, MAX_FRAME};
 
 pub const SECRET: &[u8] = b"supersekrit";
 pub const DEVICE: u32 = 11223344;
 
-/// A staged file: what `stage_begin` announced and what was written so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Staged {
-    pub size: u32,
-    pub digest: Digest,
-    pub version: u32,
-    pub data: Vec<u8>,
-    pub finished: bool,
+/// The check-in a test device makes: its store's content, app version 7, a fixed heap report, and
+/// config version 0.
+pub trait TestHello {
+    /// The Hello with device nonce `nonce`.
+    fn hello(&self, nonce: u32) -> Hello<'_>;
 }
 
-/// Store errors, each with its code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemError {
-    NotFound = 1,
-    Offset = 2,
-    Digest = 3,
-    Size = 4,
-    Unfinished = 5,
-}
-
-/// Committed files survive; staged data survives reboots (it is on flash); pending deletes and renames
-/// do not (a new session sends them again).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemStore {
-    pub files: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
-    pub staged: BTreeMap<Vec<u8>, Staged>,
-    pub deletes: Vec<Vec<u8>>,
-    pub renames: Vec<(Vec<u8>, Vec<u8>)>,
-    pub config: Option<Vec<u8>>,
-    pub generation: u32,
-    pub boots: u32,
-}
-
-impl MemStore {
-    /// A new boot: volatile pending operations are gone, the boot counter moves.
-    pub fn reboot(&mut self) -> u32 {
-        self.deletes.clear();
-        self.renames.clear();
-        self.boots += 1;
-        self.boots
-    }
-
-    /// The check-in this store's content makes.
-    pub fn hello(&self, nonce: u32) -> Hello<'_> {
-        let mut hello = Hello {
-            device_id: DEVICE,
-            nonce,
-            protocol: rota_wire::VERSION,
-            app_version: 7,
-            config: 0,
-            files: Default::default(),
-            staged: Default::default(),
-            heap: Default::default(),
-        };
-        for (name, (data, version)) in &self.files {
-            let info = FileInfo {
-                name: Name::new(name).unwrap(),
-                size: data.len() as u32,
-                version: *version,
-                digest: sha256(data),
-            };
-            hello.files.push(info).unwrap();
-        }
-        for (name, s) in &self.staged {
-            let info = StagedInfo {
-                name: Name::new(name).unwrap(),
-                size: s.size,
-                digest: s.digest,
-                done: s.data.len() as u32,
-            };
-            hello.staged.push(info).unwrap();
-        }
+impl TestHello for MemStore {
+    fn hello(&self, nonce: u32) -> Hello<'_> {
+        let mut hello = self.check_in(DEVICE, nonce, 7);
+        hello.config = 0;
         for phase in 0..3 {
             let report = HeapReport {
                 phase,
@@ -95,108 +33,6 @@ impl MemStore {
             hello.heap.push(report).unwrap();
         }
         hello
-    }
-}
-
-impl FileStore for MemStore {
-    type Error = MemError;
-
-    fn stage_begin(
-        &mut self,
-        name: &[u8],
-        size: u32,
-        digest: &Digest,
-        version: u32,
-    ) -> Result<u32, MemError> {
-        if let Some(s) = self.staged.get(name) {
-            if s.size == size && s.digest == *digest {
-                return Ok(s.data.len() as u32);
-            }
-        }
-        let fresh = Staged {
-            size,
-            digest: *digest,
-            version,
-            data: Vec::new(),
-            finished: false,
-        };
-        self.staged.insert(name.to_vec(), fresh);
-        Ok(0)
-    }
-
-    fn stage_write(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), MemError> {
-        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
-        if offset as usize != s.data.len() {
-            return Err(MemError::Offset);
-        }
-        if s.data.len() + data.len() > s.size as usize {
-            return Err(MemError::Size);
-        }
-        s.data.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn stage_finish(&mut self, name: &[u8]) -> Result<(), MemError> {
-        let s = self.staged.get_mut(name).ok_or(MemError::NotFound)?;
-        if s.data.len() != s.size as usize || sha256(&s.data) != s.digest {
-            return Err(MemError::Digest);
-        }
-        s.finished = true;
-        Ok(())
-    }
-
-    fn stage_drop(&mut self, name: &[u8]) -> Result<(), MemError> {
-        self.staged.remove(name).map(drop).ok_or(MemError::NotFound)
-    }
-
-    fn stage_delete(&mut self, name: &[u8]) -> Result<(), MemError> {
-        if !self.files.contains_key(name) {
-            return Err(MemError::NotFound);
-        }
-        self.deletes.push(name.to_vec());
-        Ok(())
-    }
-
-    fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), MemError> {
-        if !self.files.contains_key(from) {
-            return Err(MemError::NotFound);
-        }
-        self.renames.push((from.to_vec(), to.to_vec()));
-        Ok(())
-    }
-
-    fn read(&mut self, name: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, MemError> {
-        let (data, _) = self.files.get(name).ok_or(MemError::NotFound)?;
-        let rest = data.get(offset as usize..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        Ok(n)
-    }
-
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, MemError> {
-        if self.staged.values().any(|s| !s.finished) {
-            return Err(MemError::Unfinished);
-        }
-        for name in std::mem::take(&mut self.deletes) {
-            self.files.remove(&name);
-        }
-        for (from, to) in std::mem::take(&mut self.renames) {
-            if let Some(f) = self.files.remove(&from) {
-                self.files.insert(to, f);
-            }
-        }
-        for (name, s) in std::mem::take(&mut self.staged) {
-            self.files.insert(name, (s.data, s.version));
-        }
-        if let Some(c) = config {
-            self.config = Some(c.to_vec());
-        }
-        self.generation += 1;
-        Ok(self.generation)
-    }
-
-    fn error_code(error: &MemError) -> u8 {
-        *error as u8
     }
 }
 
