@@ -438,6 +438,34 @@ impl Services {
         unsafe { (self.stage_write)(self.core, name, offset, data.as_ptr(), data.len()) }
     }
 
+    /// Checks a staged file's digest; returns a status code.
+    #[inline(always)]
+    pub fn stage_finish(&self, name: &Name) -> i32 {
+        // SAFETY: a valid reference.
+        unsafe { (self.stage_finish)(self.core, name) }
+    }
+
+    /// Discards a staged file; returns a status code.
+    #[inline(always)]
+    pub fn stage_drop(&self, name: &Name) -> i32 {
+        // SAFETY: a valid reference.
+        unsafe { (self.stage_drop)(self.core, name) }
+    }
+
+    /// Stages the deletion of a live file; returns a status code.
+    #[inline(always)]
+    pub fn stage_delete(&self, name: &Name) -> i32 {
+        // SAFETY: a valid reference.
+        unsafe { (self.stage_delete)(self.core, name) }
+    }
+
+    /// Stages renaming the live file `from` to `to`; returns a status code.
+    #[inline(always)]
+    pub fn stage_rename(&self, from: &Name, to: &Name) -> i32 {
+        // SAFETY: valid references.
+        unsafe { (self.stage_rename)(self.core, from, to) }
+    }
+
     /// Commits every verified staged file, with a new config when `config` is not empty; returns the
     /// new generation or a negative status.
     #[inline(always)]

@@ -115,15 +115,17 @@ impl<'a> Link<'a> {
 /// The core's store services as the session's [`FileStore`]; errors are service status codes.
 pub struct SvcStore<'a>(pub &'a Services);
 
-fn name(n: &[u8]) -> Result<Name, i32> {
+/// A name argument as the ABI wants it ([`status::EINVAL`] if empty or too long).
+pub fn name(n: &[u8]) -> Result<Name, i32> {
     Name::new(n).ok_or(status::EINVAL)
 }
 
-fn check(rc: i32) -> Result<(), i32> {
+/// A service status as a result: the non-negative value, or the error code.
+pub fn check(rc: i32) -> Result<i32, i32> {
     if rc < 0 {
         Err(rc)
     } else {
-        Ok(())
+        Ok(rc)
     }
 }
 
@@ -137,42 +139,35 @@ impl FileStore for SvcStore<'_> {
         digest: &Digest,
         version: u32,
     ) -> Result<u32, i32> {
-        let rc = self.0.stage_begin(&name(n)?, size, digest, version);
-        check(rc).map(|()| rc as u32)
+        check(self.0.stage_begin(&name(n)?, size, digest, version)).map(|at| at as u32)
     }
 
     fn stage_write(&mut self, n: &[u8], offset: u32, data: &[u8]) -> Result<(), i32> {
-        check(self.0.stage_write(&name(n)?, offset, data))
+        check(self.0.stage_write(&name(n)?, offset, data)).map(drop)
     }
 
     fn stage_finish(&mut self, n: &[u8]) -> Result<(), i32> {
-        // SAFETY: a valid name reference.
-        check(unsafe { (self.0.stage_finish)(self.0.core, &name(n)?) })
+        check(self.0.stage_finish(&name(n)?)).map(drop)
     }
 
     fn stage_drop(&mut self, n: &[u8]) -> Result<(), i32> {
-        // SAFETY: as above.
-        check(unsafe { (self.0.stage_drop)(self.0.core, &name(n)?) })
+        check(self.0.stage_drop(&name(n)?)).map(drop)
     }
 
     fn stage_delete(&mut self, n: &[u8]) -> Result<(), i32> {
-        // SAFETY: as above.
-        check(unsafe { (self.0.stage_delete)(self.0.core, &name(n)?) })
+        check(self.0.stage_delete(&name(n)?)).map(drop)
     }
 
     fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), i32> {
-        // SAFETY: valid name references.
-        check(unsafe { (self.0.stage_rename)(self.0.core, &name(from)?, &name(to)?) })
+        check(self.0.stage_rename(&name(from)?, &name(to)?)).map(drop)
     }
 
     fn read(&mut self, n: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, i32> {
-        let rc = self.0.file_read(&name(n)?, offset, buf);
-        check(rc).map(|()| rc as usize)
+        check(self.0.file_read(&name(n)?, offset, buf)).map(|n| n as usize)
     }
 
     fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, i32> {
-        let rc = self.0.commit(config.unwrap_or(&[]));
-        check(rc).map(|()| rc as u32)
+        check(self.0.commit(config.unwrap_or(&[]))).map(|g| g as u32)
     }
 
     fn error_code(error: &i32) -> u8 {

@@ -4,9 +4,9 @@
 //! beforehand, and luaOTA's own client buffers them too), are staged with their SHA-256 and committed
 //! at `restart` together with the server's `chk` and file numbers.
 
-use crate::io::Link;
+use crate::io::{check, name, Link};
 use core::mem::{align_of, size_of};
-use rota_abi::{status, verdict, Name, Services};
+use rota_abi::{verdict, Name, Services};
 use rota_luaota::{Config, FileNumber, Outcome, Session, Step, V1Store, LINE_LEN};
 use rota_wire::ConfigView;
 
@@ -30,8 +30,7 @@ struct Buffers {
 pub fn run(svc: &Services, view: &ConfigView, link: &Link) -> i32 {
     // v1 cannot resume: nothing staged by an earlier, broken session may ride along with this one.
     while let Some(f) = svc.file_info(true, 0) {
-        // SAFETY: a valid name reference.
-        if unsafe { (svc.stage_drop)(svc.core, &f.name) } < 0 {
+        if svc.stage_drop(&f.name) < 0 {
             break;
         }
     }
@@ -158,18 +157,6 @@ struct SvcStore<'a> {
     listed: Name,
 }
 
-fn name(n: &[u8]) -> Result<Name, i32> {
-    Name::new(n).ok_or(status::EINVAL)
-}
-
-fn check(rc: i32) -> Result<i32, i32> {
-    if rc < 0 {
-        Err(rc)
-    } else {
-        Ok(rc)
-    }
-}
-
 impl V1Store for SvcStore<'_> {
     type Error = i32;
 
@@ -179,18 +166,15 @@ impl V1Store for SvcStore<'_> {
         if at < data.len() {
             check(self.svc.stage_write(&n, at as u32, &data[at..]))?;
         }
-        // SAFETY: a valid name reference.
-        check(unsafe { (self.svc.stage_finish)(self.svc.core, &n) }).map(drop)
+        check(self.svc.stage_finish(&n)).map(drop)
     }
 
     fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), i32> {
-        // SAFETY: valid name references.
-        check(unsafe { (self.svc.stage_rename)(self.svc.core, &name(from)?, &name(to)?) }).map(drop)
+        check(self.svc.stage_rename(&name(from)?, &name(to)?)).map(drop)
     }
 
     fn delete(&mut self, n: &[u8]) -> Result<(), i32> {
-        // SAFETY: a valid name reference.
-        check(unsafe { (self.svc.stage_delete)(self.svc.core, &name(n)?) }).map(drop)
+        check(self.svc.stage_delete(&name(n)?)).map(drop)
     }
 
     fn size(&mut self, n: &[u8]) -> Option<u32> {
