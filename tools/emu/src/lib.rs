@@ -56,6 +56,16 @@ pub fn build_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../build"))
 }
 
+/// A host program `cargo build` put in the profile directory that holds the running executable (tests
+/// run from below it: `deps/`, or `build/<pkg>/<hash>/out/`).
+pub fn beside_exe(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 /// A build product; panics with the make target to run if it is missing.
 pub fn artifact(rel: &str) -> PathBuf {
     let p = build_dir().join(rel);

@@ -25,16 +25,8 @@ pub fn bridge() -> PathBuf {
     if let Some(p) = std::env::var_os("ROTA_BRIDGE") {
         return PathBuf::from(p);
     }
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        // The test runs from somewhere under target/<profile>/ (deps/, or build/<pkg>/<hash>/out/);
-        // the bridge is target/<profile>/rota-bridge.
-        candidates.extend(exe.ancestors().skip(1).map(|d| d.join("rota-bridge")));
-    }
-    candidates.push(crate::build_dir().join("rota-bridge"));
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
+    crate::beside_exe("rota-bridge")
+        .or_else(|| Some(crate::build_dir().join("rota-bridge")).filter(|p| p.is_file()))
         .expect("rota-bridge is missing: run `cargo build -p rota-bridge` or `make tcp-copy`")
 }
 

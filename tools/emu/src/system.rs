@@ -67,10 +67,7 @@ pub fn storage_image(files: &[FileSpec], secret: &str) -> Vec<u8> {
 
 /// A host program built by `cargo build` in the profile directory that holds the running executable.
 pub fn host_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    exe.ancestors()
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    crate::beside_exe(name)
         .unwrap_or_else(|| panic!("{name} is missing: run `cargo build` (make test does)"))
 }
 
