@@ -106,6 +106,20 @@ enum Conn {
     Established,
 }
 
+/// The per-boot seed, the clock and the MAC mixed into 64 bits (FNV-style: each step carries low bits
+/// upwards, so only the high bits depend on everything).
+fn mix(cfg: &NetConfig, now_ms: u32) -> u64 {
+    cfg.mac.iter().fold(
+        (u64::from(cfg.seed) << 32 | u64::from(now_ms)) ^ 0x9E37_79B9_7F4A_7C15,
+        |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3),
+    )
+}
+
+/// The first local port, from the high bits of [`mix`] (its low bits ignore the boot seed).
+fn first_port(mixed: u64) -> u16 {
+    EPHEMERAL_BASE + (mixed >> 50) as u16
+}
+
 /// The network while it is up. Box it: it is a few hundred bytes and its buffers are on the heap.
 pub struct Net {
     iface: Interface,
@@ -122,10 +136,7 @@ impl Net {
     /// Brings the interface up on `dev` with `cfg` (a static address, or DHCPv4 when `cfg.ip` is `None`).
     pub fn new<D: Device>(dev: &mut D, cfg: &NetConfig, now_ms: u32) -> Net {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
-        let seed = cfg.mac.iter().fold(
-            (u64::from(cfg.seed) << 32 | u64::from(now_ms)) ^ 0x9E37_79B9_7F4A_7C15,
-            |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3),
-        );
+        let seed = mix(cfg, now_ms);
         config.random_seed = seed;
         let clock_ms = i64::from(now_ms);
         let mut iface = Interface::new(config, dev, Instant::from_millis(clock_ms));
@@ -160,7 +171,7 @@ impl Net {
             tcp,
             dhcp,
             conn: Conn::Idle,
-            next_port: EPHEMERAL_BASE + (seed % 16384) as u16,
+            next_port: first_port(seed),
             last_ms: now_ms,
             clock_ms,
         }

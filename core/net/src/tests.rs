@@ -493,3 +493,36 @@ fn no_nic_never_receives_or_transmits() {
     }
     assert_eq!(net.state(), TcpState::Connecting);
 }
+
+#[test]
+fn each_boot_starts_from_another_local_port_even_at_the_same_millisecond() {
+    // A reboot reconnects at the same time after boot; a peer (QEMU's user network) may still hold
+    // the previous boot's connection, so the same local port would never connect.
+    let ports: std::collections::BTreeSet<u16> = (1..=200u32)
+        .map(|boot| {
+            first_port(mix(
+                &NetConfig {
+                    seed: boot,
+                    ..static_cfg()
+                },
+                9,
+            ))
+        })
+        .collect();
+    assert!(ports.len() >= 195, "only {} distinct ports", ports.len());
+    let before = first_port(mix(
+        &NetConfig {
+            seed: 1,
+            ..static_cfg()
+        },
+        9,
+    ));
+    let after = first_port(mix(
+        &NetConfig {
+            seed: 2,
+            ..static_cfg()
+        },
+        9,
+    ));
+    assert_ne!(before, after);
+}
