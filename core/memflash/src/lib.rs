@@ -4,6 +4,11 @@
 //! Boards whose "flash" is plain memory (QEMU's mps2-an385, the Xtensa sim machine) use it as their
 //! driver; host tests use it as a double that can fail any chosen write, or lose power in the middle of
 //! one and stay dead until [`MemFlash::power_on`], as a device does across a power cut.
+//!
+//! A power cut leaves the interrupted operation partly done, in one of the ways a real part can be left
+//! ([`Cut`]): a write with a prefix of its words programmed and the next word only partly (some of its
+//! 1 -> 0 transitions happened, not all), an erase that stopped part-way from either end of its range,
+//! or an erase that left its range with arbitrary contents.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -39,12 +44,73 @@ impl NorFlashError for MemFlashError {
     }
 }
 
+/// How a write takes effect when power fails during it. Words are [`WRITE_SIZE`] bytes, counted from
+/// the write's first; they are programmed in address order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TornWrite {
+    /// The first half of the words (rounded down) in full, the rest not at all.
+    Half,
+    /// The words before `word` in full; then word `word` (clamped to the write's last word) only
+    /// partly: of the bits the write would clear, only those also set in `bits` are cleared (as
+    /// little-endian `u32` bits of the word); the later words not at all.
+    Bits {
+        /// The torn word's index in the write (`usize::MAX`: the last word).
+        word: usize,
+        /// Which of the word's 1 -> 0 transitions happen.
+        bits: u32,
+    },
+}
+
+/// How an erase takes effect when power fails during it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TornErase {
+    /// The lower half of the range's bytes erased, the upper half untouched.
+    Half,
+    /// Erasing from the lowest address upwards, stopped with the top `left` bytes (clamped to the
+    /// range) not yet erased.
+    Upward {
+        /// Bytes at the top of the range left as they were.
+        left: usize,
+    },
+    /// Erasing from the highest address downwards, stopped with the bottom `left` bytes (clamped to
+    /// the range) not yet erased.
+    Downward {
+        /// Bytes at the bottom of the range left as they were.
+        left: usize,
+    },
+    /// The whole range left with pseudo-random contents (a cell array caught between programmed
+    /// and erased), derived from `seed` and each byte's address.
+    Random {
+        /// The pattern's seed.
+        seed: u32,
+    },
+}
+
+/// What the operation a power cut interrupts does before the power is gone: the write behaviour if it
+/// is a write, the erase behaviour if it is an erase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// How an interrupted write is left.
+    pub write: TornWrite,
+    /// How an interrupted erase is left.
+    pub erase: TornErase,
+}
+
+impl Cut {
+    /// The first half of a write's words, the lower half of an erase's bytes: what
+    /// [`MemFlash::cut_power_at`] does.
+    pub const HALF: Cut = Cut {
+        write: TornWrite::Half,
+        erase: TornErase::Half,
+    };
+}
+
 /// A NOR flash over `S`, with fault injection. Writes and erases are counted as "operations" from 0.
 pub struct MemFlash<S> {
     mem: S,
     ops: u32,
     fail_at: Option<u32>,
-    cut_at: Option<u32>,
+    cut_at: Option<(u32, Cut)>,
     dead: bool,
 }
 
@@ -68,7 +134,13 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
     /// Cuts power during operation number `op`: it takes partial effect (the first half of a write's
     /// words, or the first half of an erase's bytes), and everything after fails.
     pub fn cut_power_at(&mut self, op: u32) {
-        self.cut_at = Some(op);
+        self.cut_power_with(op, Cut::HALF);
+    }
+
+    /// Cuts power during operation number `op`, which takes the partial effect `cut` describes;
+    /// everything after fails.
+    pub fn cut_power_with(&mut self, op: u32, cut: Cut) {
+        self.cut_at = Some((op, cut));
     }
 
     /// Restores power and clears injected faults, keeping the contents, as a reboot does.
@@ -110,9 +182,9 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
         Ok((start, end))
     }
 
-    /// Counts an operation and decides its fate: `Ok(None)` full effect, `Ok(Some(()))` partial effect
-    /// then power loss.
-    fn begin_op(&mut self) -> Result<bool, MemFlashError> {
+    /// Counts an operation and decides its fate: `Ok(None)` full effect, `Ok(Some(cut))` partial
+    /// effect as `cut` says, then power loss.
+    fn begin_op(&mut self) -> Result<Option<Cut>, MemFlashError> {
         if self.dead {
             return Err(MemFlashError::PowerLost);
         }
@@ -121,7 +193,35 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
         if self.fail_at == Some(op) {
             return Err(MemFlashError::Injected);
         }
-        Ok(self.cut_at == Some(op))
+        Ok(self.cut_at.filter(|&(at, _)| at == op).map(|(_, c)| c))
+    }
+
+    /// Ends an operation cut short: power is gone.
+    fn lose_power(&mut self) -> Result<(), MemFlashError> {
+        self.dead = true;
+        Err(MemFlashError::PowerLost)
+    }
+}
+
+/// One step of xorshift32 (never 0 from a non-zero state).
+fn xorshift(mut x: u32) -> u32 {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    x
+}
+
+/// Programs `data` into `cells`: NOR cells only go from 1 to 0.
+fn program(cells: &mut [u8], data: &[u8]) {
+    for (cell, &d) in cells.iter_mut().zip(data) {
+        *cell &= d;
+    }
+}
+
+/// Programs one word only partly: of the bits `data` would clear, only those set in `bits`.
+fn program_torn(cells: &mut [u8], data: &[u8], bits: u32) {
+    for ((cell, &d), b) in cells.iter_mut().zip(data).zip(bits.to_le_bytes()) {
+        *cell &= d | !b;
     }
 }
 
@@ -155,35 +255,50 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> NorFlash for MemFlash<S> {
             .checked_sub(from as usize)
             .ok_or(MemFlashError::OutOfBounds)?;
         let (start, end) = self.check(from, len, ERASE_SIZE)?;
-        let cut = self.begin_op()?;
-        let stop = if cut { start + len / 2 } else { end };
-        self.mem.as_mut()[start..stop].fill(0xFF);
-        if cut {
-            self.dead = true;
-            return Err(MemFlashError::PowerLost);
+        let Some(cut) = self.begin_op()? else {
+            self.mem.as_mut()[start..end].fill(0xFF);
+            return Ok(());
+        };
+        let range = &mut self.mem.as_mut()[start..end];
+        match cut.erase {
+            TornErase::Half => range[..len / 2].fill(0xFF),
+            TornErase::Upward { left } => range[..len - left.min(len)].fill(0xFF),
+            TornErase::Downward { left } => range[left.min(len)..].fill(0xFF),
+            TornErase::Random { seed } => {
+                for (i, b) in range.iter_mut().enumerate() {
+                    let at = (start + i) as u32;
+                    *b = xorshift(xorshift(seed ^ at.wrapping_mul(0x9E37_79B9)) | 1) as u8;
+                }
+            }
         }
-        Ok(())
+        self.lose_power()
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        let (start, _) = self.check(offset, bytes.len(), WRITE_SIZE)?;
+        let (start, end) = self.check(offset, bytes.len(), WRITE_SIZE)?;
         let cut = self.begin_op()?;
-        let n = if cut {
-            (bytes.len() / WRITE_SIZE / 2) * WRITE_SIZE
-        } else {
-            bytes.len()
+        let cells = &mut self.mem.as_mut()[start..end];
+        let Some(cut) = cut else {
+            program(cells, bytes);
+            return Ok(());
         };
-        for (cell, &b) in self.mem.as_mut()[start..start + n].iter_mut().zip(bytes) {
-            *cell &= b;
+        let words = bytes.len() / WRITE_SIZE;
+        let (full, torn) = match cut.write {
+            TornWrite::Half => (words / 2, None),
+            TornWrite::Bits { word, bits } => match words {
+                0 => (0, None),
+                _ => (word.min(words - 1), Some(bits)),
+            },
+        };
+        let n = full * WRITE_SIZE;
+        program(&mut cells[..n], &bytes[..n]);
+        if let Some(bits) = torn {
+            let w = n..n + WRITE_SIZE;
+            program_torn(&mut cells[w.clone()], &bytes[w], bits);
         }
-        if cut {
-            self.dead = true;
-            return Err(MemFlashError::PowerLost);
-        }
-        Ok(())
+        self.lose_power()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +344,91 @@ mod tests {
         f.read(0, &mut b).unwrap();
         f.write(8, &[0; 8]).unwrap();
         assert_eq!(f.ops(), 3);
+    }
+
+    /// A flash whose first sector is erased and then holds `0x00, 0x11, .., 0xFF` repeated, cut
+    /// at its next operation as `cut` says.
+    fn patterned(cut: Cut) -> MemFlash<[u8; 8192]> {
+        let mut f = MemFlash::new([0u8; 8192]);
+        f.contents_mut()[..4096]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 16) as u8 * 0x11);
+        f.cut_power_with(0, cut);
+        f
+    }
+
+    fn erase_cut(erase: TornErase) -> MemFlash<[u8; 8192]> {
+        let mut f = patterned(Cut {
+            write: TornWrite::Half,
+            erase,
+        });
+        assert_eq!(f.erase(0, 4096), Err(MemFlashError::PowerLost));
+        assert_eq!(f.erase(4096, 8192), Err(MemFlashError::PowerLost));
+        f.power_on();
+        f
+    }
+
+    #[test]
+    fn torn_erases_stop_part_way_from_either_end_or_leave_noise() {
+        let pattern = |i: usize| (i % 16) as u8 * 0x11;
+        let f = erase_cut(TornErase::Downward { left: 100 });
+        assert!(f.contents()[100..4096].iter().all(|&b| b == 0xFF));
+        assert!((0..100).all(|i| f.contents()[i] == pattern(i)));
+        let f = erase_cut(TornErase::Upward { left: 8 });
+        assert!(f.contents()[..4088].iter().all(|&b| b == 0xFF));
+        assert!((4088..4096).all(|i| f.contents()[i] == pattern(i)));
+        let f = erase_cut(TornErase::Half);
+        assert!(f.contents()[..2048].iter().all(|&b| b == 0xFF));
+        assert!((2048..4096).all(|i| f.contents()[i] == pattern(i)));
+        // `left` beyond the range: nothing erased.
+        let f = erase_cut(TornErase::Downward { left: 10_000 });
+        assert!((0..4096).all(|i| f.contents()[i] == pattern(i)));
+        // Noise: neither erased nor the old contents, a function of the seed, and the second
+        // sector (never reached) untouched.
+        let a = erase_cut(TornErase::Random { seed: 1 });
+        let b = erase_cut(TornErase::Random { seed: 2 });
+        let again = erase_cut(TornErase::Random { seed: 1 });
+        assert_eq!(a.contents(), again.contents());
+        assert_ne!(a.contents()[..4096], b.contents()[..4096]);
+        let erased = a.contents()[..4096].iter().filter(|&&b| b == 0xFF).count();
+        let kept = (0..4096).filter(|&i| a.contents()[i] == pattern(i)).count();
+        assert!(erased < 100 && kept < 500, "{erased} erased, {kept} kept");
+        assert!(a.contents()[4096..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn torn_writes_program_a_prefix_and_part_of_one_word() {
+        const W: [u8; 4] = [0x00, 0x0F, 0xF0, 0x55];
+        // Writes three words, `W` at index `at` and zeros elsewhere, torn at `word` with `bits`.
+        let torn = |at: usize, word, bits| {
+            let mut data = [0u8; 12];
+            data[4 * at..4 * at + 4].copy_from_slice(&W);
+            let mut f = MemFlash::new([0xFFu8; 4096]);
+            let write = TornWrite::Bits { word, bits };
+            let erase = TornErase::Half;
+            f.cut_power_with(0, Cut { write, erase });
+            assert_eq!(f.write(0, &data), Err(MemFlashError::PowerLost));
+            assert_eq!(f.write(16, &[0; 4]), Err(MemFlashError::PowerLost));
+            f.power_on();
+            let mut got = [0u8; 16];
+            got.copy_from_slice(&f.contents()[..16]);
+            got
+        };
+        // First word torn: only the selected transitions, nothing after it.
+        let got = torn(0, 0, 0x0000_FF0F);
+        assert_eq!(got[..4], [0xF0, 0x0F, 0xFF, 0xFF]);
+        assert!(got[4..].iter().all(|&b| b == 0xFF));
+        // No transition selected: the write did nothing at all.
+        assert!(torn(0, 0, 0).iter().all(|&b| b == 0xFF));
+        // Last word (clamped): the words before it in full.
+        let got = torn(2, usize::MAX, 0x8000_0001);
+        assert_eq!(got[..8], [0; 8]);
+        assert_eq!(got[8..12], [0xFE, 0xFF, 0xFF, 0x7F]);
+        assert_eq!(got[12..], [0xFF; 4]);
+        // All transitions selected: the word is complete, the rest still untouched.
+        let got = torn(1, 1, u32::MAX);
+        assert_eq!(got[..8], [0, 0, 0, 0, 0x00, 0x0F, 0xF0, 0x55]);
+        assert!(got[8..].iter().all(|&b| b == 0xFF));
     }
 }
