@@ -4,6 +4,10 @@
 //! the new `chk` and `files` pruned to the inventory. The device stores it, minus `a` and plus its secret,
 //! as `config.json`, which its next boot reads with ONE 1024-byte read. So the record must fit one
 //! 1460-byte segment and the stored config must stay under [`MAX_CONFIG`] bytes; otherwise nothing is sent.
+//!
+//! Every file name the device is sent must also be one NodeMCU can open ([`check_names`]): `file.open`
+//! raises `filename invalid` above [`rota_wire::MAX_NAME`] (31) bytes, and the device reboots, at every
+//! boot, on the same file.
 
 use serde_json::{Map, Value};
 
@@ -13,9 +17,20 @@ use crate::v1::{self, HiRepr};
 /// Largest config the server lets a device store (the client reads back at most 1024 bytes).
 pub const MAX_CONFIG: usize = 1000;
 
-/// A `restart` that would not fit; the message says what to shorten.
+/// An update that could brick a NodeMCU device (a `restart` that would not fit, a file it cannot
+/// open), refused before anything is sent; the message says what to shorten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestartError {
+    /// A file name the device's `file.open` refuses (`filename invalid`).
+    #[error("`{name}` refused: its name is {len} bytes, over NodeMCU's {limit}-byte file name limit (`file.open` raises `filename invalid` and the device reboots at every boot); nothing sent; shorten the name in the repository and the inventory")]
+    NameTooLong {
+        /// The file.
+        name: String,
+        /// Its name's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The record would not fit in one segment.
     #[error("restart record refused: {size} bytes on the wire, over the {limit}-byte segment; shorten {advice}")]
     Record {
@@ -38,8 +53,27 @@ pub enum RestartError {
     },
 }
 
-/// The JSON of the `restart` record for `hi` and `plan`, checked against both limits using `secret`.
+/// Checks that the device can open every file of `plan`: names of at most [`rota_wire::MAX_NAME`]
+/// bytes. The first name over it is the error.
+pub fn check_names(plan: &Plan) -> Result<(), RestartError> {
+    match plan
+        .files
+        .iter()
+        .find(|f| f.name.len() > rota_wire::MAX_NAME)
+    {
+        Some(f) => Err(RestartError::NameTooLong {
+            name: f.name.clone(),
+            len: f.name.len(),
+            limit: rota_wire::MAX_NAME,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The JSON of the `restart` record for `hi` and `plan`, checked against both limits using `secret`,
+/// and every name against the device's file name limit ([`check_names`]).
 pub fn build(hi: &HiRepr, plan: &Plan, secret: &[u8]) -> Result<String, RestartError> {
+    check_names(plan)?;
     let mut record: Map<String, Value> = hi
         .config
         .iter()
@@ -191,6 +225,22 @@ mod tests {
         assert!(matches!(err, RestartError::Config { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("`secret`") && msg.contains("`ssid`"), "{msg}");
+    }
+
+    #[test]
+    fn names_over_31_bytes_are_refused() {
+        let long = "lib/a_module_name_of_32_bytes.lc";
+        let err = build(&hi(r#"{"id":1,"a":"HI"}"#), &plan(&["a", long]), b"k").unwrap_err();
+        assert_eq!(
+            err,
+            RestartError::NameTooLong {
+                name: long.into(),
+                len: 32,
+                limit: 31
+            }
+        );
+        assert!(err.to_string().contains(long), "{err}");
+        assert!(check_names(&plan(&["a", &long[..31]])).is_ok());
     }
 
     #[test]

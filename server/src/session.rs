@@ -140,7 +140,8 @@ pub enum SessionError {
         /// The compiler's message.
         error: CompileError,
     },
-    /// The restart record would not fit; nothing was sent.
+    /// The update could brick the device (a `restart` that would not fit, a file name it cannot open);
+    /// nothing was sent.
     #[error(transparent)]
     Restart(#[from] RestartError),
     /// A protocol v2 frame or session error (bad tag, sequence, message, or the device's `Failed`).
@@ -578,6 +579,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         let plan = self.repo.plan(&inventory)?;
+        // A name the device cannot open would reboot it at every boot: refused before anything.
+        restart::check_names(&plan)?;
         let secret = &inventory.secret;
 
         if hi.chk.as_deref() == Some(plan.chk.as_str()) {

@@ -10,7 +10,9 @@
 //!   a segment over 1460 bytes is an error (the real client would fail on it);
 //! - allows 30 s for the session after the first command, raises an error on any later bad tag;
 //! - answers `pu`, `dl`, `cm` (compiling with the real Lua 5.1 compiler), `ls`, `mv`, `ul`, stores the
-//!   `restart` config (minus `a`, plus its secret) and "reboots".
+//!   `restart` config (minus `a`, plus its secret) and "reboots";
+//! - raises `filename invalid` (and reboots: [`SimError::FilenameInvalid`]) when `dl` or `cm` names a
+//!   file over 31 bytes, as NodeMCU's `file.open` does.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -63,6 +65,10 @@ pub enum SimError {
     /// The server closed the connection mid-session.
     #[error("server closed the connection mid-session")]
     Closed,
+    /// `dl` or `cm` named a file over [`rota_wire::MAX_NAME`] bytes: NodeMCU's `file.open` raises
+    /// `filename invalid` and the device reboots (at every boot, as the server sends it again).
+    #[error("file.open raised `filename invalid` for `{0}` (over {max} bytes)", max = rota_wire::MAX_NAME)]
+    FilenameInvalid(String),
     /// The stored config cannot be read back at boot: the device is bricked.
     #[error("config.json unreadable at boot: {0}")]
     Config(String),
@@ -247,7 +253,7 @@ impl Device {
         let session_deadline = Instant::now() + SESSION_WINDOW;
         let mut next = first;
         loop {
-            match self.execute(next.0, next.1, &secret) {
+            match self.execute(next.0, next.1, &secret)? {
                 Action::Reply(bytes) => {
                     io.write_all(&bytes).await?;
                     report.bytes_sent += bytes.len() as u64;
@@ -272,8 +278,13 @@ impl Device {
         }
     }
 
-    /// Carries out one command with its payload.
-    fn execute(&mut self, command: CommandRepr, payload: Vec<u8>, secret: &[u8]) -> Action {
+    /// Carries out one command with its payload; an error is one the real client raises (it reboots).
+    fn execute(
+        &mut self,
+        command: CommandRepr,
+        payload: Vec<u8>,
+        secret: &[u8],
+    ) -> Result<Action, SimError> {
         let ok = ReplyRepr::ok();
         let fail = |status: &str, err: Option<String>| ReplyRepr {
             status: status.into(),
@@ -286,11 +297,13 @@ impl Device {
                 ok.to_json()
             }
             CommandRepr::Download { name, .. } => {
+                check_name(&name)?;
                 self.buffer.extend_from_slice(&payload);
                 self.fs.insert(name, std::mem::take(&mut self.buffer));
                 ok.to_json()
             }
             CommandRepr::Compile { name, .. } => {
+                check_name(&name)?;
                 self.buffer.extend_from_slice(&payload);
                 let source = std::mem::take(&mut self.buffer);
                 match luac::compile(&name, &source) {
@@ -334,7 +347,7 @@ impl Device {
                     .min(start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)));
                 let mut out = line(secret, &ok.to_json());
                 out.extend_from_slice(&data[start..end]);
-                return Action::Reply(out);
+                return Ok(Action::Reply(out));
             }
             CommandRepr::Restart(mut config) => {
                 config.shift_remove("a");
@@ -346,12 +359,20 @@ impl Device {
                 let mut bytes = Value::Object(config).to_string().into_bytes();
                 bytes.push(b'\n');
                 self.fs.insert(CONFIG_FILE.to_owned(), bytes);
-                return Action::Restart;
+                return Ok(Action::Restart);
             }
             CommandRepr::NoUpdate | CommandRepr::Other(_) => ok.to_json(),
         };
-        Action::Reply(line(secret, &reply))
+        Ok(Action::Reply(line(secret, &reply)))
     }
+}
+
+/// `file.open`'s name check: NodeMCU raises `filename invalid` above 31 bytes.
+fn check_name(name: &str) -> Result<(), SimError> {
+    if name.len() > rota_wire::MAX_NAME {
+        return Err(SimError::FilenameInvalid(name.to_owned()));
+    }
+    Ok(())
 }
 
 /// What the device does after a command.
@@ -549,6 +570,39 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, SimError::Oversized(1500)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn names_over_31_bytes_raise_filename_invalid() {
+        let name = "a_file_name_of_32_bytes_exactly!";
+        assert_eq!(name.len(), 32);
+        let mut device = Device::new(1, SECRET, "h", 1);
+        let before = device.fs.clone();
+        let json = format!(r#"{{"a":"dl","data":1,"name":"{name}"}}"#);
+        let err = run(&mut device, move |mut io| async move {
+            read_line(&mut io).await;
+            io.write_all(&record(&json, b"x")).await.unwrap();
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, SimError::FilenameInvalid(n) if n == name),
+            "{err:?}"
+        );
+        assert_eq!(device.fs, before);
+        // 31 bytes is fine.
+        let json = format!(r#"{{"a":"dl","data":1,"name":"{}"}}"#, &name[..31]);
+        let check = run(&mut device, move |mut io| async move {
+            read_line(&mut io).await;
+            io.write_all(&record(&json, b"x")).await.unwrap();
+            read_line(&mut io).await;
+        })
+        .await;
+        assert!(
+            !matches!(check, Err(SimError::FilenameInvalid(_))),
+            "{check:?}"
+        );
+        assert_eq!(device.fs[&name[..31]], b"x");
     }
 
     #[tokio::test]

@@ -287,6 +287,42 @@ async fn a_restart_that_could_brick_is_refused() {
     );
 }
 
+/// NodeMCU's `file.open` raises `filename invalid` above 31 bytes, so a real device would panic and
+/// reboot at every boot on such a file: the inventory is refused for v1 devices before anything is
+/// sent, and the error names the file. 31 bytes are served.
+#[tokio::test]
+async fn a_file_name_over_31_bytes_is_refused_before_anything_is_sent() {
+    let fx = Fixture::standard();
+    let long = "lib/a_module_name_of_32_bytes.lc";
+    let fits = "lib/a_module_name_of_31_byte.lc";
+    assert_eq!((long.len(), fits.len()), (32, 31));
+    fx.write(long, b"long");
+    fx.write(fits, b"fits");
+    fx.inventory("ESP-4.json", &["data.txt", long], "four");
+    let mut server = fx.start().await;
+    let mut device = Device::new(4, "four", "127.0.0.1", 8266);
+    let before = device.fs.clone();
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, Outcome::AppStarted(AppReason::ClosedEarly));
+    assert!(check.received.is_empty(), "not even data.txt is sent");
+    assert_eq!(check.bytes_received, 0);
+    assert_eq!(device.fs, before, "nothing written: the device still boots");
+    let err = server.report().await.outcome.unwrap_err();
+    assert!(
+        matches!(&err, SessionError::Restart(rota_server::restart::RestartError::NameTooLong { name, .. }) if name == long),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(long) && text.contains("31"), "{text}");
+
+    fx.inventory("ESP-4.json", &["data.txt", fits], "four");
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, Outcome::Restarted);
+    assert_eq!(device.fs[fits], b"fits");
+    assert_eq!(device.fs["data.txt"], data_txt());
+    assert!(server.report().await.outcome.is_ok());
+}
+
 fn git(dir: &std::path::Path, args: &[&str]) {
     let status = std::process::Command::new("git")
         .args([
