@@ -15,11 +15,12 @@ CARGO := cargo
 B := build
 VENV := .venv
 ESPTOOL := $(VENV)/bin/esptool
-OVERLAYS := init tick provision app
+# Every blob of a release, as rota-limits declares them (`BLOBS`).
+OVERLAYS := $(shell sed -n 's/^pub const BLOBS: .* = \[\(.*\)\];/\1/p' core/limits/src/lib.rs | tr -d '",')
 # The demo's update: a new application and new `tick` and `provision` overlays (provision replaces
 # itself while it runs in place), built with ROTA_VERSION=2.
 UPDATED := app tick provision
-# Largest blob image: one that does not fit the 8 KB arena runs in place from flash (docs/overlay-format.md).
+# Largest blob image: one that does not fit the board's arena runs in place from flash (docs/overlay-format.md).
 IMAGE_LIMIT := 65536
 
 # Firmware for both ISAs is built from rust-src: the pinned nightly ships no prebuilt thumbv7m std.

@@ -15,7 +15,7 @@
 use core::ffi::c_void;
 
 /// Version of [`Services`] and [`Context`]. Bump on any layout or semantic change.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Symbol name of every overlay's entry point (see [`OverlayEntry`]).
 pub const ENTRY_SYMBOL: &str = "rota_overlay_entry";
@@ -185,8 +185,7 @@ pub struct Services {
     pub commit: CommitFn,
 }
 
-/// Longest file name in bytes.
-pub const NAME_MAX: usize = 31;
+pub use rota_limits::NAME_MAX;
 
 /// A file name: up to [`NAME_MAX`] bytes.
 #[repr(C)]
@@ -252,10 +251,7 @@ pub struct NetParams {
     pub seed: u32,
 }
 
-/// Largest device config (postcard bytes) the context holds.
-pub const CONFIG_MAX: usize = 440;
-/// Largest heap report (postcard bytes) the context holds.
-pub const REPORT_MAX: usize = 68;
+pub use rota_limits::{CONFIG_MAX, REPORT_MAX};
 
 /// All state shared by the core and the overlays (luaOTA's `self` table).
 #[repr(C)]
@@ -478,10 +474,13 @@ impl Services {
 /// The heap report the core persists at the end of the update phases and `provision` sends in the
 /// next check-in: one fixed-size entry per phase.
 pub mod report {
-    /// Phase names, indexed by [`PhaseStat::phase`].
-    pub const PHASES: [&str; 5] = ["boot", "init", "tick", "provision", "residue"];
+    use rota_limits::OVERLAYS;
+
+    /// Phase names, indexed by [`PhaseStat::phase`]: the boot, each overlay, the residue.
+    pub const PHASES: [&str; OVERLAYS.len() + 2] =
+        ["boot", OVERLAYS[0], OVERLAYS[1], OVERLAYS[2], "residue"];
     /// Bytes per encoded entry.
-    pub const ENTRY: usize = 13;
+    pub const ENTRY: usize = rota_limits::REPORT_ENTRY;
 
     /// One phase's figures (for `residue`, `used` holds the signed residue).
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -598,7 +597,7 @@ mod tests {
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
         assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);
-        assert_eq!(ABI_VERSION, 2);
+        assert_eq!(ABI_VERSION, 3);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 use crate::json::Writer;
 
 /// Longest file name in the `files` map, in bytes.
-pub const NAME_MAX: usize = 31;
+pub use rota_limits::NAME_MAX;
 /// Most entries in the `files` map.
-pub const FILES_MAX: usize = 8;
+pub use rota_limits::V1_FILES_MAX as FILES_MAX;
 /// Longest server host name or address, in bytes.
 pub const SERVER_MAX: usize = 64;
 /// Length of the server's fingerprint `chk` (32 hex characters).
-pub const CHK_LEN: usize = 32;
+pub use rota_limits::V1_CHK_LEN as CHK_LEN;
 
 /// One entry of the `files` map: a file name and the server's number for it (luaOTA's server uses the
 /// mtime, rota's a content hash; the device only stores and echoes it).

@@ -60,11 +60,11 @@ pub trait Board {
 }
 
 /// The overlay phases, in boot order.
-pub const PHASES: [&str; 3] = ["init", "tick", "provision"];
+pub use rota_limits::OVERLAYS as PHASES;
 /// Period between two calls of `tick`.
 pub const TICK_MS: u32 = 10;
 /// The application blob's file name.
-pub const APP: &str = "app";
+pub use rota_limits::APP;
 
 /// How the update phases ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,7 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
             used: residue as i32 as u32,
             ..PhaseStat::default()
         });
-        record::save_report(board, &ctx, &stats);
+        record::save_report(board, &stats);
     }
     start_app(board, heap, arena, &stack, &mut ctx);
     outcome
@@ -197,7 +197,7 @@ fn run_phases<B: Board>(
                 // power cut here loses nothing (the store collects again when it needs room).
                 let _ = Store::new(&mut *state.board.flash()).gc();
                 // The next check-in reports this boot's figures too.
-                record::save_report(state.board, ctx, stats);
+                record::save_report(state.board, stats);
                 state.board.print(b"update committed; restarting\n");
                 state.board.reset()
             }

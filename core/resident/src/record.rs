@@ -13,7 +13,8 @@ use rota_store::{Cursor, Store};
 /// Bytes of the payload's own header.
 const HEADER: usize = 2;
 /// Largest payload the core writes.
-pub const PAYLOAD_MAX: usize = HEADER + CONFIG_MAX + REPORT_MAX;
+pub use rota_limits::RECORD_MAX as PAYLOAD_MAX;
+const _: () = assert!(PAYLOAD_MAX == HEADER + CONFIG_MAX + REPORT_MAX);
 
 /// Splits a payload into config and report; `None` if the lengths do not fit.
 pub fn split(payload: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -85,8 +86,10 @@ fn tidy_staged<F: NorFlash>(store: &mut Store<F>) -> Result<(), rota_store::Erro
     }
 }
 
-/// Persists this boot's heap report when it differs from the last one (a flash write only on change).
-pub fn save_report<B: Board>(board: &mut B, ctx: &Context, stats: &[Option<PhaseStat>]) {
+/// Persists this boot's heap report beside the config the store holds NOW (a commit during this boot
+/// may have replaced the one the boot started with: that new config must survive), when the report
+/// differs from the stored one (a flash write only on change).
+pub fn save_report<B: Board>(board: &mut B, stats: &[Option<PhaseStat>]) {
     let mut report = [0u8; REPORT_MAX];
     let mut len = 0;
     for s in stats.iter().flatten() {
@@ -96,17 +99,19 @@ pub fn save_report<B: Board>(board: &mut B, ctx: &Context, stats: &[Option<Phase
         s.encode(&mut report[len..len + ENTRY]);
         len += ENTRY;
     }
-    if &report[..len] == ctx.report() {
-        return;
-    }
+    let mut store = Store::new(&mut *board.flash());
+    // The payload is rebuilt in place: the stored config stays where it is, the report follows it.
     let mut payload = [0u8; PAYLOAD_MAX];
-    let Some(n) = join(ctx.config(), &report[..len], &mut payload) else {
-        return;
-    };
-    if Store::new(&mut *board.flash())
-        .write_config(&payload[..n])
-        .is_err()
-    {
+    let saved = store.config(&mut payload).ok().and_then(|info| {
+        let (config, stored) = split(payload.get(..info.len)?)?;
+        if stored == &report[..len] {
+            return Some(true);
+        }
+        let end = HEADER + config.len();
+        payload.get_mut(end..end + len)?.copy_from_slice(&report[..len]);
+        Some(store.write_config(&payload[..end + len]).is_ok())
+    });
+    if saved != Some(true) {
         board.print(b"store: heap report not saved\n");
     }
 }

@@ -3,6 +3,9 @@
 use core::cell::RefCell;
 use rota_core::heap::AccountingHeap;
 use rota_core::stack::Stack;
+use rota_abi::report::PhaseStat;
+use rota_abi::{status, Context};
+use rota_core::services::{self, CoreState};
 use rota_core::{record, Board, Isa, Memory, Outcome};
 use rota_loader::LoadError;
 use rota_memflash::MemFlash;
@@ -79,8 +82,13 @@ fn boot(storage: Vec<u8>) -> (Outcome, String, Vec<u8>) {
 
 /// A formatted store with a config and the given files.
 fn provisioned(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    provisioned_with(b"device config", files)
+}
+
+/// A formatted store with `config` and the given files.
+fn provisioned_with(config: &[u8], files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut payload = [0u8; record::PAYLOAD_MAX];
-    let n = record::join(b"device config", &[], &mut payload).unwrap();
+    let n = record::join(config, &[], &mut payload).unwrap();
     let mut store = Store::new(MemFlash::new(vec![0xFF; REGION]));
     store.format(&payload[..n]).unwrap();
     for (name, data) in files {
@@ -186,4 +194,75 @@ fn staged_deletions_and_surplus_staged_files_are_dropped_at_boot() {
     assert_eq!(staged.len(), record::KEPT_STAGED, "{staged:?}");
     store.commit(None).unwrap();
     assert!(store.find(b"a").unwrap().is_some(), "nothing deletes `a`");
+}
+
+fn host(flash: Vec<u8>) -> Host {
+    Host {
+        flash: MemFlash::new(flash),
+        out: RefCell::new(String::new()),
+    }
+}
+
+/// Commits `config` through the core's own `commit` service, as `provision` does.
+fn commit_service(board: &mut Host, config: &[u8]) -> i32 {
+    let mut state = CoreState::new(board, &HEAP);
+    services::table(&mut state).commit(config)
+}
+
+#[test]
+fn a_config_committed_during_the_boot_survives_the_heap_report() {
+    // The boot loads config A; `provision` commits config B and the core, before rebooting, saves the
+    // boot's heap report: the record must then hold B (it used to be written back with A).
+    let mut board = host(provisioned(&[]));
+    let mut ctx = Context::new();
+    record::start_boot(&mut board, &mut ctx).unwrap();
+    assert_eq!(ctx.config(), b"device config");
+    assert!(commit_service(&mut board, b"the update's new config") > 0);
+    let stat = PhaseStat {
+        phase: 3,
+        used: 1,
+        peak: 2,
+        stack_peak: 3,
+    };
+    record::save_report(&mut board, &[Some(stat)]);
+    let (_, payload) = config_of(board.flash.contents().to_vec());
+    let (config, report) = record::split(&payload).unwrap();
+    assert_eq!(config, b"the update's new config");
+    assert_eq!(PhaseStat::decode(report), Some(stat));
+    // The next boot starts from it.
+    let mut ctx = Context::new();
+    record::start_boot(&mut board, &mut ctx).unwrap();
+    assert_eq!(ctx.config(), b"the update's new config");
+    assert_eq!(ctx.report(), report);
+}
+
+#[test]
+fn a_config_of_the_largest_size_goes_through_check_commit_and_reboot() {
+    use rota_wire::config::{DeviceConfig, MAX_CONFIG};
+    let largest = DeviceConfig::largest();
+    let mut bytes = [0u8; 2 * MAX_CONFIG];
+    let n = largest.encode(&mut bytes).unwrap();
+    let bytes = &bytes[..n];
+    assert!(MAX_CONFIG - n < 4, "{n} bytes is the largest config");
+    DeviceConfig::check_update(bytes, largest.device_id, &largest.secret).unwrap();
+    let mut board = host(provisioned(&[]));
+    let mut ctx = Context::new();
+    record::start_boot(&mut board, &mut ctx).unwrap();
+    assert!(commit_service(&mut board, bytes) > 0);
+    // Reboot with the largest heap report the core writes: both survive whole.
+    let stats = [Some(PhaseStat::default()); 5];
+    record::save_report(&mut board, &stats);
+    let (outcome, out, flash) = boot(board.flash.contents().to_vec());
+    assert_eq!(outcome, Outcome::Refused("init", LoadError::NotFound), "{out}");
+    let (_, payload) = config_of(flash);
+    let (config, _) = record::split(&payload).unwrap();
+    assert_eq!(config, bytes);
+    assert_eq!(DeviceConfig::decode(config), Ok(largest));
+    // One byte more is refused by the check and by the commit service, and nothing changes.
+    let mut over = [0u8; MAX_CONFIG + 1];
+    over[..n].copy_from_slice(bytes);
+    let mut board = host(provisioned_with(bytes, &[]));
+    assert_eq!(commit_service(&mut board, &over), status::EINVAL);
+    let (_, payload) = config_of(board.flash.contents().to_vec());
+    assert_eq!(record::split(&payload).unwrap().0, bytes);
 }

@@ -49,9 +49,9 @@ pub use layout::{header_area, DATA_ALIGN};
 /// Bytes of file data per progress word: the granularity of resuming an interrupted transfer.
 pub const CHUNK: u32 = 1024;
 /// Longest file name, in bytes.
-pub const NAME_MAX: usize = 31;
-/// Largest config payload, in bytes.
-pub const CONFIG_MAX: usize = 512;
+pub use rota_limits::NAME_MAX;
+/// Largest config payload, in bytes (the core's config record).
+pub use rota_limits::RECORD_MAX as CONFIG_MAX;
 /// Bytes per sector: the unit of erase and of extent allocation.
 pub const SECTOR_SIZE: u32 = SECTOR;
 

@@ -242,7 +242,7 @@ pub(crate) fn decode_server(kind: u8, payload: &[u8]) -> Result<ServerMsg<'_>, E
         }),
         k::COMMIT => ServerMsg::Commit(Commit {
             config: if r.flag()? {
-                Some(Bytes(r.bytes(MAX_CHUNK)?))
+                Some(Bytes(r.bytes(crate::config::MAX_CONFIG)?))
             } else {
                 None
             },

@@ -12,11 +12,11 @@ use crate::codec::{Reader, Writer};
 use crate::{Error, MAX_NAME};
 
 /// Largest encoded config.
-pub const MAX_CONFIG: usize = 512;
+pub use rota_limits::CONFIG_MAX as MAX_CONFIG;
 /// Longest secret a config can hold.
-pub const MAX_SECRET: usize = 64;
+pub use rota_limits::SECRET_MAX as MAX_SECRET;
 /// Most files the v1 compatibility `files` map holds.
-pub const MAX_V1_FILES: usize = 8;
+pub use rota_limits::V1_FILES_MAX as MAX_V1_FILES;
 
 /// Why a config is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +71,40 @@ pub struct DeviceConfig {
     /// 1 = luaOTA v1 compatibility, 2 = rota v2.
     pub protocol: u8,
     /// v1 compatibility: the fingerprint the v1 server sent last.
-    pub chk: String<32>,
+    pub chk: String<{ rota_limits::V1_CHK_LEN }>,
     /// v1 compatibility: the file numbers the v1 server sent last.
     pub files: Vec<V1File, MAX_V1_FILES>,
 }
 
 impl DeviceConfig {
+    /// The config with every field at its limit: the one whose encoding [`MAX_CONFIG`] is derived from
+    /// (limit checks of the store, the core and the server use it).
+    #[cfg(feature = "std")]
+    pub fn largest() -> DeviceConfig {
+        let name = || String::try_from("x".repeat(MAX_NAME).as_str()).expect("fits");
+        DeviceConfig {
+            device_id: u32::MAX,
+            secret: Vec::from_slice(&[0xff; MAX_SECRET]).expect("fits"),
+            server: [255; 4],
+            port: u16::MAX,
+            leave: true,
+            app: name(),
+            entry: name(),
+            ip: Some([255; 4]),
+            gateway: [255; 4],
+            netmask: [255; 4],
+            dns: [255; 4],
+            protocol: 1,
+            chk: String::try_from("f".repeat(rota_limits::V1_CHK_LEN).as_str()).expect("fits"),
+            files: (0..MAX_V1_FILES)
+                .map(|_| V1File {
+                    name: name(),
+                    number: u32::MAX,
+                })
+                .collect(),
+        }
+    }
+
     /// Encodes into `out` (at least [`MAX_CONFIG`] bytes are never needed more); returns the length.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
         let n = postcard::to_slice(self, out)
@@ -175,7 +203,7 @@ impl<'a> ConfigView<'a> {
             r.take(4)?;
             let protocol = r.byte()?;
             let v1_at = bytes.len() - r.remaining();
-            let chk = r.str(32)?;
+            let chk = r.str(rota_limits::V1_CHK_LEN)?;
             let files_at = bytes.len() - r.remaining();
             let files = r.u32()?;
             if files as usize > MAX_V1_FILES {

@@ -57,8 +57,8 @@ pub const WINDOW: u32 = 4096;
 /// window, so TCP's own flow control paces the stream and the acknowledgements never stall it (each
 /// one would cost a round trip through the emulator's network, measured in docs/sizes.md).
 pub const IN_FLIGHT: u32 = 8 * WINDOW;
-/// Longest file name, in bytes.
-pub const MAX_NAME: usize = 31;
+/// Longest file name, in bytes (rota-limits declares it for every crate).
+pub use rota_limits::NAME_MAX as MAX_NAME;
 /// Bytes of a content digest (SHA-256).
 pub const DIGEST_LEN: usize = 32;
 /// Bytes of the server's nonce.

@@ -395,31 +395,12 @@ fn frames_for_another_device_are_refused() {
 
 #[test]
 fn config_round_trip_and_bounds() {
-    let long = "x".repeat(31);
-    let config = DeviceConfig {
-        device_id: u32::MAX,
-        secret: heapless::Vec::from_slice(&[0xff; 64]).unwrap(),
-        server: [255; 4],
-        port: u16::MAX,
-        leave: true,
-        app: long.as_str().try_into().unwrap(),
-        entry: long.as_str().try_into().unwrap(),
-        ip: Some([255; 4]),
-        gateway: [255; 4],
-        netmask: [255; 4],
-        dns: [255; 4],
-        protocol: 1,
-        chk: "f".repeat(32).as_str().try_into().unwrap(),
-        files: (0..8)
-            .map(|_| rota_wire::config::V1File {
-                name: long.as_str().try_into().unwrap(),
-                number: u32::MAX,
-            })
-            .collect(),
-    };
+    let config = DeviceConfig::largest();
+    assert!(config.files.is_full() && config.secret.is_full() && config.app.len() == 31);
     let mut buf = [0u8; 1024];
     let n = config.encode(&mut buf).unwrap();
-    assert!(n <= rota_wire::config::MAX_CONFIG, "worst case {n} bytes");
+    // The limit is exactly this worst case, rounded up to whole words.
+    assert_eq!(rota_wire::config::MAX_CONFIG, n.next_multiple_of(4), "worst case {n} bytes");
     println!("largest config: {n} bytes");
     assert_eq!(DeviceConfig::decode(&buf[..n]), Ok(config.clone()));
     assert_eq!(

@@ -17,7 +17,7 @@ pub const DEVICE_ID: u32 = 1001;
 /// The demo device's secret.
 pub const SECRET: &str = "demo-secret-1001";
 /// The files of a release, in inventory order.
-pub const FILES: [&str; 4] = ["init", "tick", "provision", "app"];
+pub use rota_limits::BLOBS as FILES;
 
 /// The demo device's config: static 10.0.2.15/24, server 10.0.2.100:8266, protocol v2.
 pub fn device_config(secret: &str) -> DeviceConfig {
@@ -39,15 +39,15 @@ pub fn device_config(secret: &str) -> DeviceConfig {
     }
 }
 
-/// A release's blobs for `machine`: version 1 is what `make overlays` builds; version 2 replaces the
-/// application, `tick` and `provision` with their `ROTA_VERSION=2` builds.
+/// A release's blobs for `machine`: version 1 is what `make overlays` builds; version 2 replaces each
+/// blob that the Makefile's `UPDATED` list rebuilt with `ROTA_VERSION=2` (in `<isa>/v2/`).
 pub fn release(machine: Machine, version: u32) -> Vec<FileSpec> {
     FILES
         .iter()
         .map(|&name| {
-            let updated = version == 2 && matches!(name, "app" | "tick" | "provision");
-            let rel = if updated {
-                format!("{}/v2/{name}.blob", machine.isa_dir())
+            let v2 = format!("{}/v2/{name}.blob", machine.isa_dir());
+            let rel = if version == 2 && crate::build_dir().join(&v2).exists() {
+                v2
             } else {
                 format!("{}/{name}.blob", machine.isa_dir())
             };
@@ -91,6 +91,11 @@ pub struct Server {
 impl Server {
     /// Commits `files` and the inventory of [`DEVICE_ID`] (with `secret`) to a new repository and serves it.
     pub fn start(files: &[FileSpec], secret: &str) -> Server {
+        Server::start_with_config(files, secret, None)
+    }
+
+    /// As [`Server::start`], with an inventory `config` object (JSON) that the device is to store.
+    pub fn start_with_config(files: &[FileSpec], secret: &str, config: Option<&str>) -> Server {
         let repo = tempfile::tempdir().expect("repo dir");
         for f in files {
             std::fs::write(repo.path().join(&f.name), &f.data).expect("write file");
@@ -99,8 +104,9 @@ impl Server {
         std::fs::write(
             repo.path().join(format!("ESP-{DEVICE_ID}.json")),
             format!(
-                "{{\"files\": [{}], \"secret\": \"{secret}\"}}\n",
-                names.join(", ")
+                "{{\"files\": [{}], \"secret\": \"{secret}\"{}}}\n",
+                names.join(", "),
+                config.map(|c| format!(", \"config\": {c}")).unwrap_or_default()
             ),
         )
         .expect("write inventory");

@@ -93,6 +93,27 @@ fn first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0()
 }
 
 #[test]
+fn an_update_with_a_new_config_is_committed_once_and_the_next_boot_gets_no_update() {
+    let device = Device::new(&storage_image(&release(M, 1), SECRET));
+    // The demo config with another DNS server: a config change the device can still check in with.
+    let config = r#"{"server": "10.0.2.100", "port": 8266, "ip": "10.0.2.15", "gateway": "10.0.2.2",
+        "netmask": "255.255.255.0", "dns": "10.0.2.3"}"#;
+    let server = Server::start_with_config(&release(M, 2), SECRET, Some(config));
+    let run = device.boot(&Boot::to(server.port));
+    assert_no_fault(&run);
+    let c = &run.console;
+    // One commit, one reboot, then one no-update round trip: the committed config survived the
+    // reboot (the Hello carries its version), so the server had nothing left to send.
+    assert_eq!(c.matches("provision: update committed").count(), 1, "{c}");
+    assert_eq!(c.matches("rota core on mps2-an385").count(), 2, "{c}");
+    assert!(c.contains("provision: no update"), "{c}");
+    assert_eq!(app_versions(&run), vec![2], "{c}");
+    let again = device.boot(&Boot::to(server.port));
+    assert!(again.console.contains("provision: no update"), "{}", again.console);
+    assert!(!again.console.contains("update committed"), "{}", again.console);
+}
+
+#[test]
 fn without_a_server_the_app_starts_within_the_deadlines() {
     let (device, _server) = setup();
     let start = Instant::now();
@@ -286,7 +307,13 @@ fn a_device_in_v1_mode_is_provisioned_by_the_luaota_protocol() {
     assert_no_fault(&run);
     let c = &run.console;
     assert!(c.contains("protocol v1"), "{c}");
-    assert!(c.contains("provision: v1 update committed"), "{c}");
+    // One download and commit, then the reboot's check-in carries the new chk: no second one.
+    assert_eq!(
+        c.matches("provision: v1 update committed").count(),
+        1,
+        "{c}"
+    );
+    assert_eq!(c.matches("rota core on mps2-an385").count(), 2, "{c}");
     assert!(
         c.contains("provision: v1 no update"),
         "the second check-in sends chk: {c}"
