@@ -99,10 +99,8 @@ impl Key {
 #[derive(Debug, Default)]
 pub(crate) struct Fields {
     vals: [Option<Val>; KEY_COUNT],
-    /// The entries of the `files` object, in order (at most [`FILES_MAX`]).
+    /// The first [`FILES_MAX`] entries of the `files` object, in order (the rest are skipped).
     pub files: heapless::Vec<(Span, Val), FILES_MAX>,
-    /// `files` had more than [`FILES_MAX`] entries.
-    pub files_over: bool,
 }
 
 impl Fields {
@@ -136,13 +134,11 @@ pub(crate) fn parse(buf: &mut [u8]) -> R<Fields> {
         p.ws();
         if key == Some(Key::Files) && p.peek() == Some(b'{') {
             f.files.clear();
-            f.files_over = false;
-            let (files, over) = (&mut f.files, &mut f.files_over);
+            let files = &mut f.files;
             p.object(|p, name| {
                 let v = p.scalar()?;
-                if files.push((name, v)).is_err() {
-                    *over = true;
-                }
+                // Entries past FILES_MAX are parsed (the JSON must still be valid) and skipped.
+                let _ = files.push((name, v));
                 Ok(())
             })?;
             f.vals[Key::Files as usize] = Some(Val::Object);
@@ -534,12 +530,12 @@ mod tests {
         let (_, f) = parsed(r#"{"files":{"a":1,"b":2},"x":null,"y":true}"#);
         let f = f.unwrap();
         assert_eq!(f.files.len(), 2);
-        assert!(!f.files_over);
         let many: String = (0..9).map(|i| format!("\"f{i}\":{i},")).collect();
         let json = format!("{{\"files\":{{{}}}}}", many.trim_end_matches(','));
-        let f = parsed(&json).1.unwrap();
-        assert!(f.files_over);
-        assert_eq!(f.files.len(), FILES_MAX);
+        let (buf, f) = parsed(&json);
+        let f = f.unwrap();
+        assert_eq!(f.files.len(), FILES_MAX, "the first FILES_MAX are kept");
+        assert_eq!(text(&buf, f.files[FILES_MAX - 1].0), b"f7");
     }
 
     #[test]

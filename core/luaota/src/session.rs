@@ -13,8 +13,10 @@ pub const MIN_JSON_LEN: usize = 10;
 /// Recommended line buffer: the longest HI or `restart` of a full [`Config`] (8 files of 31-byte names,
 /// a 64-byte server, the `chk`) is about 560 bytes with its tag.
 pub const LINE_LEN: usize = 640;
-/// Recommended file buffer: the largest file a v1 server can install.
-pub const FILE_LEN: usize = 8192;
+/// The file buffer rota's `provision` gives a session: the largest file a v1 server can install on a
+/// rota device. v1 announces no size, so a larger file is refused at the first chunk that overflows
+/// the buffer, with this number in the reply's `err` (which the server logs).
+pub const FILE_LEN: usize = 4096;
 
 const OK: &[u8] = br#"{"s":"OK"}"#;
 const WRITE_FAILED: &[u8] = br#"{"s":"write failed"}"#;
@@ -76,8 +78,6 @@ pub enum Error<E> {
     Missing(&'static str),
     /// A field has the wrong type or is out of range.
     Field(&'static str),
-    /// `restart` carries more than [`FILES_MAX`](crate::FILES_MAX) files.
-    TooManyFiles,
     /// A `restart` file name is over [`NAME_MAX`](crate::NAME_MAX) bytes.
     NameTooLong,
     /// `restart` names a server over [`SERVER_MAX`] bytes.
@@ -412,10 +412,25 @@ impl<'b, S: V1Store> Session<'b, S> {
         self.reply(Body::Static(json));
     }
 
+    /// `{"s":"write failed","err":"file over N bytes"}` for a file that outgrew the file buffer: the
+    /// server aborts and logs the reason, at the first chunk that did not fit.
+    fn refuse_too_big(&mut self) {
+        self.refusal = Some(Refusal::TooBig);
+        let mut w = Writer::new(self.line);
+        w.raw(br#"{"s":"write failed","err":"file over "#)
+            .int(self.file.len() as u32)
+            .raw(br#" bytes"}"#);
+        match w.finish() {
+            Some(len) => self.reply(Body::Line(len)),
+            // A line buffer too small for the reason still refuses.
+            None => self.reply(Body::Static(WRITE_FAILED)),
+        }
+    }
+
     /// The payload of a `pu`/`dl`/`cm` is complete.
     fn end_chunk(&mut self, chunk: Chunk) {
         match chunk {
-            Chunk::Put if self.file_over => self.refuse(Refusal::TooBig, WRITE_FAILED),
+            Chunk::Put if self.file_over => self.refuse_too_big(),
             Chunk::Put => self.reply(Body::Static(OK)),
             Chunk::Compile => {
                 self.file_len = 0;
@@ -427,7 +442,7 @@ impl<'b, S: V1Store> Session<'b, S> {
                 self.file_len = 0;
                 self.file_over = false;
                 if over {
-                    return self.refuse(Refusal::TooBig, WRITE_FAILED);
+                    return self.refuse_too_big();
                 }
                 let data = self.file.get(..len).unwrap_or(&[]);
                 let digest: [u8; 32] = Sha256::digest(data).into();
@@ -578,9 +593,9 @@ impl<'b, S: V1Store> Session<'b, S> {
             Some(_) => return Err(Error::Field("files")),
             None => return Err(Error::Missing("files")),
         }
-        if f.files_over {
-            return Err(Error::TooManyFiles);
-        }
+        // More files than the config keeps numbers for: the first FILES_MAX keep theirs; the others
+        // are installed all the same and, having no number, are sent again at the next update (the
+        // `chk` alone makes the next check-in a no-update one).
         config.files.clear();
         for &(name, number) in &f.files {
             let Val::Int(Some(number)) = number else {

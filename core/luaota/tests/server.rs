@@ -225,6 +225,29 @@ fn a_lua_source_gets_compile_fail_and_the_server_aborts() {
 }
 
 #[test]
+fn a_file_over_the_device_limit_is_refused_at_its_first_chunk_that_does_not_fit() {
+    let big: Vec<u8> = (0..rota_luaota::FILE_LEN as u32 + 1500)
+        .map(|i| i as u8)
+        .collect();
+    let mut server = serve(&[("big.bin", big), ("z.txt", b"z".to_vec())]);
+    let cfg = Config::new(b"127.0.0.1", server.addr.port()).unwrap();
+    let r = check_in(server.addr, &cfg, MemStore::default(), 100);
+    assert_eq!(r.result, Ok(None), "server closed before any restart");
+    assert_eq!(r.refusal, Some(Refusal::TooBig));
+    assert!(r.store.puts.is_empty(), "nothing stored: {:?}", r.store.puts);
+    let report = server.report();
+    match report.outcome {
+        Err(SessionError::Refused { file, status, err }) => {
+            assert_eq!(file, "big.bin");
+            assert_eq!(status, "write failed");
+            let limit = format!("file over {} bytes", rota_luaota::FILE_LEN);
+            assert_eq!(err.as_deref(), Some(limit.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_device_with_the_wrong_secret_gets_nothing() {
     let mut server = serve(&[("data.txt", data_txt())]);
     let cfg = Config::new(b"127.0.0.1", server.addr.port()).unwrap();

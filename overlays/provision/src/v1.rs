@@ -7,18 +7,16 @@
 use crate::io::{check, name, Link};
 use core::mem::{align_of, size_of};
 use rota_abi::{verdict, Name, Services};
-use rota_luaota::{Config, FileNumber, Outcome, Session, Step, V1Store, LINE_LEN};
+use rota_luaota::{Config, FileNumber, Outcome, Session, Step, V1Store, FILE_LEN, LINE_LEN};
 use rota_wire::ConfigView;
 
-/// Largest file v1 mode takes.
-pub const FILE_MAX: usize = 4096;
 /// Largest piece sent or received at once.
 const IO_MAX: usize = 256;
 
 /// The session's buffers, on the heap for its duration.
 struct Buffers {
     line: [u8; LINE_LEN],
-    file: [u8; FILE_MAX],
+    file: [u8; FILE_LEN],
     rx: [u8; IO_MAX],
     tx: [u8; IO_MAX],
     record: [u8; rota_abi::CONFIG_MAX],
