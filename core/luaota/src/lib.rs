@@ -14,7 +14,8 @@
 //!   without a valid tag, reported as such) or `Restart` with the new [`Config`] (`chk`, `files`,
 //!   server, port, leave) for the caller to commit with the staged files.
 //!
-//! See `docs/luaota-device.md` for the design and `docs/luaota-protocol.md` for the wire protocol.
+//! See `docs/luaota-device.md` for the design and the wire protocol as a rota device speaks it, and
+//! `docs/server.md` for the server's side of it.
 #![no_std]
 #![deny(missing_docs)]
 
