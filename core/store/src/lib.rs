@@ -256,6 +256,13 @@ fn junk(e: &Entry, g: u32) -> bool {
     e.dead || (e.generation <= g && !e.verified) || u64::from(e.generation) > u64::from(g) + 1
 }
 
+/// Whether staged `e` is a tombstone that commit will honour. A tombstone is written in one write with
+/// its `verified` word already cleared; if power failed in that word, the header is intact but the
+/// tombstone unverified, so commit would not delete anything: it must be replaced, not kept.
+fn whole_tombstone(e: &Entry) -> bool {
+    e.tombstone && e.verified
+}
+
 /// Among candidates of one name, the higher generation wins, then the lower sector.
 fn beats(a: &Entry, b: &Entry) -> bool {
     a.generation > b.generation || (a.generation == b.generation && a.sector < b.sector)
@@ -1022,7 +1029,7 @@ impl<F: NorFlash> Store<F> {
     pub fn stage_delete(&mut self, name: &[u8]) -> Result<(), Error> {
         let name = Name::new(name)?;
         let g = self.generation()?;
-        let (kept, killed) = self.kill_staged(&name, g, |_, e| Ok(e.tombstone))?;
+        let (kept, killed) = self.kill_staged(&name, g, |_, e| Ok(whole_tombstone(e)))?;
         if kept.is_some() {
             return Ok(());
         }
@@ -1063,7 +1070,7 @@ impl<F: NorFlash> Store<F> {
                 e => e,
             })?;
         }
-        let (kept, _) = self.kill_staged(&from, g, |_, e| Ok(e.tombstone))?;
+        let (kept, _) = self.kill_staged(&from, g, |_, e| Ok(whole_tombstone(e)))?;
         if kept.is_none() {
             self.create(KIND_TOMBSTONE, &from, 0, 0, &[0; 32], g)?;
         }

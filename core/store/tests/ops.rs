@@ -4,16 +4,7 @@ mod common;
 
 use common::*;
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Error, Staged, Store, CHUNK, CONFIG_MAX, NAME_MAX};
-
-fn staged_list(s: &mut Store<Mem>) -> Vec<Staged> {
-    let mut c = Cursor::default();
-    let mut v = vec![];
-    while let Some(e) = s.next_staged(&mut c).unwrap() {
-        v.push(e);
-    }
-    v
-}
+use rota_store::{Cursor, Error, Store, CHUNK, CONFIG_MAX, NAME_MAX};
 
 #[test]
 fn format_config_bump_and_write() {
@@ -121,7 +112,7 @@ fn staged_file_is_invisible_until_commit_then_live() {
     assert_eq!(stage(&mut s, b"app", &data, 7, 1000).unwrap(), 0);
     assert_eq!(s.find(b"app").unwrap(), None);
     assert_eq!(s.next_file(&mut Cursor::default()).unwrap(), None);
-    let st = staged_list(&mut s);
+    let st = staged_all(&mut s);
     assert_eq!(st.len(), 1);
     assert_eq!(
         (st[0].size, st[0].version, st[0].done, st[0].verified),
@@ -129,7 +120,7 @@ fn staged_file_is_invisible_until_commit_then_live() {
     );
     assert_eq!(st[0].digest, sha(&data));
     assert_eq!(s.commit(Some(b"P1")).unwrap(), 1);
-    assert!(staged_list(&mut s).is_empty());
+    assert!(staged_all(&mut s).is_empty());
     assert_eq!(view(&mut s), view_of(&[(b"app", 7, &data)], b"P1"));
     let f = s.find(b"app").unwrap().unwrap();
     assert_eq!(f.generation, 1);
@@ -209,7 +200,7 @@ fn digest_mismatch_drops_the_entry() {
         .unwrap();
     s.stage_write(b"f", 0, &data).unwrap();
     assert_eq!(s.stage_finish(b"f"), Err(Error::DigestMismatch));
-    assert!(staged_list(&mut s).is_empty());
+    assert!(staged_all(&mut s).is_empty());
     assert_eq!(s.stage_finish(b"f"), Err(Error::NotFound));
     s.commit(None).unwrap();
     assert_eq!(s.find(b"f").unwrap(), None);
@@ -230,11 +221,11 @@ fn resume_after_restart_continues_from_flash_progress() {
         s.stage_begin(b"f", data.len() as u32, &d, 3).unwrap(),
         2 * CHUNK
     );
-    let st = staged_list(&mut s);
+    let st = staged_all(&mut s);
     assert_eq!((st[0].done, st[0].verified), (2048, false));
     // Another digest (or version) starts over.
     assert_eq!(s.stage_begin(b"f", data.len() as u32, &d, 4).unwrap(), 0);
-    assert_eq!(staged_list(&mut s).len(), 1);
+    assert_eq!(staged_all(&mut s).len(), 1);
     s.stage_write(b"f", 0, &data).unwrap();
     s.stage_finish(b"f").unwrap();
     assert_eq!(
@@ -270,7 +261,7 @@ fn replace_delete_rename_and_gc() {
     );
     s.gc().unwrap(); // nothing superseded yet: must not change what is visible or staged
     assert_eq!(view(&mut s), before);
-    assert_eq!(staged_list(&mut s).len(), 4);
+    assert_eq!(staged_all(&mut s).len(), 4);
     s.commit(Some(b"P1")).unwrap();
     let after = view_of(&[(b"a", 2, &a2), (b"d", 1, &c)], b"P1");
     assert_eq!(view(&mut s), after);
@@ -291,9 +282,9 @@ fn stage_drop_and_abort() {
     s.stage_begin(b"z", 10, &sha(b"0123456789"), 1).unwrap();
     assert_eq!(s.stage_drop(b"nope"), Err(Error::NotFound));
     s.stage_drop(b"x").unwrap();
-    assert_eq!(staged_list(&mut s).len(), 2);
+    assert_eq!(staged_all(&mut s).len(), 2);
     s.stage_abort().unwrap();
-    assert!(staged_list(&mut s).is_empty());
+    assert!(staged_all(&mut s).is_empty());
     s.commit(None).unwrap();
     assert_eq!(view(&mut s).files.len(), 0);
 }
@@ -309,7 +300,7 @@ fn unverified_staged_file_is_garbage_after_commit() {
     s.stage_write(b"f", 0, &new[..3000]).unwrap(); // written, never finished
     s.commit(None).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &old)], b""));
-    assert!(staged_list(&mut s).is_empty());
+    assert!(staged_all(&mut s).is_empty());
     s.gc().unwrap();
     assert_eq!(headers(s.flash().contents()), 1);
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &old)], b""));
@@ -536,7 +527,7 @@ fn a_caller_hashed_finish_checks_completeness_and_the_announced_digest() {
         s.stage_finish_hashed(b"f", &sha(b"other")),
         Err(Error::DigestMismatch)
     );
-    assert!(staged_list(&mut s).is_empty());
+    assert!(staged_all(&mut s).is_empty());
     s.stage_begin(b"f", 2000, &sha(&data), 1).unwrap();
     s.stage_write(b"f", 0, &data).unwrap();
     s.stage_finish_hashed(b"f", &sha(&data)).unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Error, Store};
+use rota_store::{Error, Store};
 
 const SECTORS: usize = 48;
 
@@ -74,15 +74,6 @@ fn install(s: &mut Store<Mem>, x: &Sets) -> Result<u32, Error> {
     Ok(skipped)
 }
 
-fn staged_count<F: embedded_storage::nor_flash::NorFlash>(s: &mut Store<F>) -> usize {
-    let mut c = Cursor::default();
-    let mut n = 0;
-    while s.next_staged(&mut c).unwrap().is_some() {
-        n += 1;
-    }
-    n
-}
-
 /// After an interrupted install: old or new exactly; then completes as the server would (install
 /// again if old, nothing but gc if new) and checks the new set with nothing leaked.
 /// Returns (was_old, bytes skipped by resuming).
@@ -105,7 +96,7 @@ fn recover(s: &mut Store<Mem>, x: &Sets, what: &str) -> (bool, u32) {
         0
     };
     assert_eq!(view(s), x.new, "{what}: not the new set after recovery");
-    assert_eq!(staged_count(s), 0, "{what}: staged leftovers");
+    assert!(staged_all(s).is_empty(), "{what}: staged leftovers");
     assert_eq!(headers(s.flash().contents()), 4, "{what}: extents leaked");
     (was_old, skipped)
 }
@@ -118,32 +109,35 @@ fn fault_free_ops(x: &Sets) -> u32 {
     s.flash().ops()
 }
 
+/// Cuts power at every operation of an install, in every mode of [`CUTS`].
 #[test]
 fn power_cut_at_every_operation_of_an_install() {
     let x = sets();
     let total = fault_free_ops(&x);
     assert!(total > 50, "{total} ops");
-    let (mut olds, mut news, mut resumed) = (0, 0, 0);
-    for n in 0..total {
-        let mut f = MemFlash::new(x.image.clone());
-        f.cut_power_at(n);
-        let mut s = Store::new(f);
-        assert!(install(&mut s, &x).is_err(), "cut at {n} went unnoticed");
-        let mut f = s.into_inner();
-        f.power_on();
-        let mut s = Store::new(f); // a fresh Store, as after a reboot
-        let (was_old, skipped) = recover(&mut s, &x, &format!("power cut at op {n}/{total}"));
-        if was_old {
-            olds += 1;
-        } else {
-            news += 1;
+    for cut in CUTS {
+        let (mut olds, mut news, mut resumed) = (0, 0, 0);
+        for n in 0..total {
+            let mut s = Store::new(cut_flash(&x.image, n, cut));
+            assert!(
+                install(&mut s, &x).is_err(),
+                "{cut:?} at {n} went unnoticed"
+            );
+            let mut s = reboot(s);
+            let what = format!("{cut:?} at op {n}/{total}");
+            let (was_old, skipped) = recover(&mut s, &x, &what);
+            if was_old {
+                olds += 1;
+            } else {
+                news += 1;
+            }
+            if skipped > 0 {
+                resumed += 1;
+            }
         }
-        if skipped > 0 {
-            resumed += 1;
-        }
+        eprintln!("{cut:?}: {total} cut points: {olds} old, {news} new, {resumed} resumed");
+        assert!(olds > 0 && news > 0 && resumed > total / 4, "{cut:?}");
     }
-    eprintln!("{total} cut points: {olds} old, {news} new, {resumed} resumed");
-    assert!(olds > 0 && news > 0 && resumed > total / 4);
 }
 
 #[test]
@@ -165,40 +159,39 @@ fn failed_operation_at_every_point_of_an_install() {
 
 #[test]
 fn power_cut_at_every_operation_of_bump_boot() {
-    let mut s = formatted(8, b"payload");
-    // Twice: once with the current record in slot 0, once in slot 1.
-    for _ in 0..2 {
-        let image = s.flash().contents().to_vec();
-        let mut buf = [0u8; 16];
-        let before = s.config(&mut buf).unwrap();
-        let boot = s.bump_boot().unwrap();
-        assert_eq!(boot, before.boot_count + 1);
-        let mut ops = 0;
-        for n in 0.. {
-            let mut f = MemFlash::new(image.clone());
-            f.cut_power_at(n);
-            let mut t = Store::new(f);
-            let r = t.bump_boot();
-            let mut f = t.into_inner();
-            f.power_on();
-            let mut t = Store::new(f);
-            let i = t.config(&mut buf).unwrap();
-            assert_eq!(&buf[..i.len], b"payload");
-            assert_eq!(i.generation, before.generation);
-            match r {
-                Ok(b) => {
-                    assert_eq!((b, i.boot_count), (boot, boot));
-                    break;
+    for cut in CUTS {
+        let mut s = formatted(8, b"payload");
+        // Twice: once with the current record in slot 0, once in slot 1.
+        for _ in 0..2 {
+            let image = s.flash().contents().to_vec();
+            let mut buf = [0u8; 16];
+            let before = s.config(&mut buf).unwrap();
+            let boot = s.bump_boot().unwrap();
+            assert_eq!(boot, before.boot_count + 1);
+            let mut ops = 0;
+            for n in 0.. {
+                let mut t = Store::new(cut_flash(&image, n, cut));
+                let r = t.bump_boot();
+                let mut t = reboot(t);
+                let i = t.config(&mut buf).unwrap();
+                assert_eq!(&buf[..i.len], b"payload", "{cut:?} at {n}");
+                assert_eq!(i.generation, before.generation);
+                match r {
+                    Ok(b) => {
+                        assert_eq!((b, i.boot_count), (boot, boot));
+                        break;
+                    }
+                    Err(e) => {
+                        assert_eq!(e, Error::Flash);
+                        assert!(i.boot_count == before.boot_count || i.boot_count == boot);
+                        // The next boot's bump still works and counts from what was persisted.
+                        assert_eq!(t.bump_boot().unwrap(), i.boot_count + 1);
+                    }
                 }
-                Err(e) => {
-                    assert_eq!(e, Error::Flash);
-                    assert!(i.boot_count == before.boot_count || i.boot_count == boot);
-                    // The next boot's bump still works and counts from what was persisted.
-                    assert_eq!(t.bump_boot().unwrap(), i.boot_count + 1);
-                }
+                ops += 1;
             }
-            ops += 1;
+            assert!(ops >= 3, "{ops} cut points");
+            eprintln!("bump_boot, {cut:?}: {ops} cut points");
         }
-        assert!(ops >= 3, "{ops} cut points");
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
-use rota_memflash::MemFlash;
+use rota_memflash::{Cut, MemFlash, TornErase, TornWrite};
 use rota_store::{Cursor, Error, Store};
 use sha2::{Digest, Sha256};
 
@@ -56,10 +56,33 @@ pub fn stage(
 }
 
 /// Everything a reader can see: live files (name -> (version, contents)) and the config payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct View {
     pub files: BTreeMap<Vec<u8>, (u32, Vec<u8>)>,
     pub payload: Vec<u8>,
+}
+
+/// Names, versions, sizes and digest prefixes: a failing comparison stays readable.
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (name, (version, data)) in &self.files {
+            let d = sha(data);
+            m.entry(
+                &String::from_utf8_lossy(name),
+                &format_args!(
+                    "v{version}, {} bytes, sha {:02x}{:02x}{:02x}{:02x}",
+                    data.len(),
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3]
+                ),
+            );
+        }
+        m.entry(&"payload", &String::from_utf8_lossy(&self.payload));
+        m.finish()
+    }
 }
 
 /// Reads the visible state through the public API, checking that iteration, `find`, `read` and the
@@ -127,4 +150,76 @@ pub fn headers(flash: &[u8]) -> usize {
         .skip(2)
         .filter(|s| s.starts_with(b"RFX1"))
         .count()
+}
+
+/// The ways a power cut can leave the interrupted operation, each tried at every cut point: half of
+/// it done (the first mode), then torn writes (a prefix of the words, then one word with only some of
+/// its bit transitions: the first word, one in the middle, the last) and torn erases, chosen for
+/// where the extent header's fields are (magic 0..4, fixed part to 96, `verified` 96..100, `dead`
+/// 100..104, progress words from 104): an erase from the top that stopped with the header and
+/// `verified` intact but `dead` erased, one that left the fixed part only, one that left the state
+/// words too, one from the bottom that erased just the fixed part, and noise.
+pub const CUTS: [Cut; 6] = [
+    Cut::HALF,
+    Cut {
+        write: TornWrite::Bits {
+            word: 0,
+            bits: 0x0000_00FF,
+        },
+        erase: TornErase::Downward { left: 100 },
+    },
+    Cut {
+        write: TornWrite::Bits {
+            word: usize::MAX,
+            bits: 0xFFFF_0000,
+        },
+        erase: TornErase::Downward { left: 96 },
+    },
+    Cut {
+        write: TornWrite::Bits {
+            word: 1,
+            bits: 0x0101_0101,
+        },
+        erase: TornErase::Downward { left: 104 },
+    },
+    Cut {
+        write: TornWrite::Bits {
+            word: 2,
+            bits: 0x7FFF_FFFF,
+        },
+        erase: TornErase::Upward { left: 4000 },
+    },
+    Cut {
+        write: TornWrite::Bits {
+            word: usize::MAX,
+            bits: 0x0000_0001,
+        },
+        erase: TornErase::Random { seed: 0x5EED },
+    },
+];
+
+/// A flash holding `image` that loses power at operation `op` as `cut` says.
+pub fn cut_flash(image: &[u8], op: u32, cut: Cut) -> Mem {
+    let mut f = MemFlash::new(image.to_vec());
+    f.cut_power_with(op, cut);
+    f
+}
+
+/// What a reboot does after a power cut: power back, a fresh `Store` (no RAM state).
+pub fn reboot(s: Store<Mem>) -> Store<Mem> {
+    let mut f = s.into_inner();
+    f.power_on();
+    Store::new(f)
+}
+
+/// Every staged entry, as `next_staged` lists them.
+pub fn staged_all<F: embedded_storage::nor_flash::NorFlash>(
+    s: &mut Store<F>,
+) -> Vec<rota_store::Staged> {
+    let mut c = Cursor::default();
+    let mut v = vec![];
+    while let Some(e) = s.next_staged(&mut c).unwrap() {
+        v.push(e);
+    }
+    v
 }
