@@ -10,6 +10,10 @@
 //! Each file gets a number derived from the bytes the device receives (see [`content_number`]) and the
 //! inventory a fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force
 //! re-sends and a same-second edit is never missed.
+//!
+//! Symbolic links inside the repository are never followed, in either mode: a file that is a link, or
+//! whose path goes through one, is refused ([`RepoError::Symlink`]), as it could lead outside the
+//! repository. (The repository directory itself may be reached through links.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -77,6 +81,15 @@ pub enum RepoError {
     /// A path that exists but is not a regular file.
     #[error("`{0}` is not a regular file")]
     NotAFile(String),
+    /// A name that is, or goes through, a symbolic link: links are never followed (they could lead
+    /// outside the repository), in a directory or a git revision alike.
+    #[error("`{name}` is not served: `{link}` is a symbolic link, and links in the repository are never followed (they could lead outside it)")]
+    Symlink {
+        /// The name asked for (an inventory's, or an inventory file).
+        name: String,
+        /// The part of it that is a link (the name itself, or one of its directories).
+        link: String,
+    },
     /// A file over the size limit.
     #[error("`{name}` is over the {limit}-byte limit")]
     TooLarge {
@@ -93,6 +106,54 @@ pub enum RepoError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// What reading a file found.
+enum Found {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// Nothing by that name.
+    Missing,
+    /// Another file than the one just checked (replaced in between): check again.
+    Replaced,
+}
+
+/// The part of `name` made of its first `n` components.
+fn leading(name: &str, n: usize) -> String {
+    name.split('/').take(n).collect::<Vec<_>>().join("/")
+}
+
+/// The metadata of `name` in `dir`, checked component by component without following any symbolic
+/// link; `Ok(None)` when it does not exist (or a directory on its way is not one).
+fn lstat_no_links(dir: &Path, name: &str) -> Result<Option<std::fs::Metadata>, RepoError> {
+    let parts = name.split('/').count();
+    let mut path = dir.to_path_buf();
+    for (i, component) in name.split('/').enumerate() {
+        path.push(component);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(RepoError::Io {
+                    name: name.to_owned(),
+                    source,
+                })
+            }
+        };
+        if meta.file_type().is_symlink() {
+            return Err(RepoError::Symlink {
+                name: name.to_owned(),
+                link: leading(name, i + 1),
+            });
+        }
+        if i + 1 == parts {
+            return Ok(Some(meta));
+        }
+        if !meta.is_dir() {
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }
 
 /// Where files come from.
@@ -113,7 +174,7 @@ enum Source {
 /// A luaOTA repository.
 ///
 /// Parsed inventories and prepared files are cached while their file is unchanged: a no-update check-in
-/// then costs one `stat` per file instead of reading, trimming and hashing it. A file is read again as
+/// then costs one `lstat` per path component instead of reading, trimming and hashing it. A file is read again as
 /// soon as its device, inode, size, mtime or ctime (nanoseconds) differ, and a file changed less than
 /// [`RACY_WINDOW`] before it was read is never cached (git's "racy timestamp" rule), so an edit that
 /// keeps size and mtime is still seen, even on file systems with coarse timestamps. Files of a git
@@ -388,8 +449,9 @@ impl Repo {
         }
     }
 
-    /// Reads `name` (already validated), `None` when it does not exist.
-    fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, RepoError> {
+    /// Reads `name` (already validated). In a directory, the file opened must be the one `checked`
+    /// (same device and inode): one swapped in since (a link, say) is [`Found::Replaced`].
+    fn read(&self, name: &str, limit: u64, checked: Option<&Stamp>) -> Result<Found, RepoError> {
         let io = |source| RepoError::Io {
             name: name.to_owned(),
             source,
@@ -402,10 +464,16 @@ impl Repo {
             Source::Dir(dir) => {
                 let file = match std::fs::File::open(dir.join(name)) {
                     Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Ok(Found::Missing)
+                    }
                     Err(e) => return Err(io(e)),
                 };
-                if !file.metadata().map_err(io)?.is_file() {
+                let meta = file.metadata().map_err(io)?;
+                if checked.is_some_and(|s| (s.dev, s.ino) != (meta.dev(), meta.ino())) {
+                    return Ok(Found::Replaced);
+                }
+                if !meta.is_file() {
                     return Err(RepoError::NotAFile(name.to_owned()));
                 }
                 let mut data = Vec::new();
@@ -413,7 +481,7 @@ impl Repo {
                 if data.len() as u64 > limit {
                     return Err(too_large());
                 }
-                Ok(Some(data))
+                Ok(Found::Bytes(data))
             }
             Source::Git {
                 repo, tree, prefix, ..
@@ -421,8 +489,24 @@ impl Repo {
                 let git = |e: gix::Error| RepoError::Git(format!("reading `{name}`: {e}"));
                 let repo = repo.to_thread_local();
                 let tree = repo.find_tree(*tree).map_err(git)?;
-                let Some(entry) = tree.lookup_entry_by_path(prefix.join(name)).map_err(git)? else {
-                    return Ok(None);
+                // Component by component, so a link on the way is refused, not just not found.
+                let mut path = prefix.clone();
+                let mut found = None;
+                for (i, component) in name.split('/').enumerate() {
+                    path.push(component);
+                    let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else {
+                        return Ok(Found::Missing);
+                    };
+                    if entry.mode().is_link() {
+                        return Err(RepoError::Symlink {
+                            name: name.to_owned(),
+                            link: leading(name, i + 1),
+                        });
+                    }
+                    found = Some(entry);
+                }
+                let Some(entry) = found else {
+                    return Ok(Found::Missing);
                 };
                 if !entry.mode().is_blob() {
                     return Err(RepoError::NotAFile(name.to_owned()));
@@ -431,23 +515,16 @@ impl Repo {
                 if blob.data.len() as u64 > limit {
                     return Err(too_large());
                 }
-                Ok(Some(blob.detach().data))
+                Ok(Found::Bytes(blob.detach().data))
             }
         }
     }
 
-    /// The stamp of `name` in a directory source (checked to be a file within `limit`); `Ok(None)` when it
-    /// does not exist.
+    /// The stamp of `name` in a directory source (checked to be a file within `limit`, reached through
+    /// no symbolic link); `Ok(None)` when it does not exist.
     fn stamp(dir: &Path, name: &str, limit: u64) -> Result<Option<Stamp>, RepoError> {
-        let meta = match std::fs::metadata(dir.join(name)) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(RepoError::Io {
-                    name: name.to_owned(),
-                    source,
-                })
-            }
+        let Some(meta) = lstat_no_links(dir, name)? else {
+            return Ok(None);
         };
         if !meta.is_file() {
             return Err(RepoError::NotAFile(name.to_owned()));
@@ -470,34 +547,44 @@ impl Repo {
         limit: u64,
         parse: impl FnOnce(Vec<u8>) -> Result<T, RepoError>,
     ) -> Result<Option<T>, RepoError> {
-        // The stamp is taken BEFORE reading: a change during the read only causes one more read later.
-        let stamp = match &self.source {
-            Source::Dir(dir) => match Self::stamp(dir, name, limit)? {
-                Some(stamp) => Some(stamp),
-                None => return Ok(None),
-            },
-            Source::Git { .. } => None,
-        };
         let lock = || {
             cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        if let Some((cached, value)) = lock().get(name) {
-            if *cached == stamp {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(value.clone()));
+        // A file replaced between its check and its opening is checked again; a few times at most.
+        for _ in 0..3 {
+            // The stamp is taken BEFORE reading: a change during the read only causes one more read
+            // later.
+            let stamp = match &self.source {
+                Source::Dir(dir) => match Self::stamp(dir, name, limit)? {
+                    Some(stamp) => Some(stamp),
+                    None => return Ok(None),
+                },
+                Source::Git { .. } => None,
+            };
+            if let Some((cached, value)) = lock().get(name) {
+                if *cached == stamp {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(value.clone()));
+                }
             }
+            let bytes = match self.read(name, limit, stamp.as_ref())? {
+                Found::Bytes(bytes) => bytes,
+                Found::Missing => return Ok(None),
+                Found::Replaced => continue,
+            };
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            let value = parse(bytes)?;
+            if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
+                lock().insert(name.to_owned(), (stamp, value.clone()));
+            }
+            return Ok(Some(value));
         }
-        let Some(bytes) = self.read(name, limit)? else {
-            return Ok(None);
-        };
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let value = parse(bytes)?;
-        if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
-            lock().insert(name.to_owned(), (stamp, value.clone()));
-        }
-        Ok(Some(value))
+        Err(RepoError::Io {
+            name: name.to_owned(),
+            source: std::io::Error::other("replaced while being read, three times in a row"),
+        })
     }
 
     /// The inventory of device `id`: `ESP-<id>.json`, else `default.json`.
@@ -673,6 +760,29 @@ mod tests {
         let second = plan(&repo);
         assert_eq!(second.files[0].data, b"version 2");
         assert_ne!(second.chk, first.chk);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_after_its_check_is_never_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", b"outside");
+        write(tmp.path(), "a.txt", b"inside");
+        let repo = Repo::open_dir(tmp.path()).unwrap();
+        let checked = Repo::stamp(tmp.path(), "a.txt", MAX_FILE).unwrap().unwrap();
+        // The race: a.txt becomes a link between its check and its opening.
+        std::fs::remove_file(tmp.path().join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), tmp.path().join("a.txt"))
+            .unwrap();
+        assert!(matches!(
+            repo.read("a.txt", MAX_FILE, Some(&checked)),
+            Ok(Found::Replaced)
+        ));
+        let inv = Inventory::parse("i", br#"{"files":["a.txt"],"secret":"s"}"#).unwrap();
+        assert!(matches!(
+            repo.plan(&inv),
+            Err(RepoError::Symlink { name, link }) if name == "a.txt" && link == "a.txt"
+        ));
     }
 
     #[test]

@@ -113,3 +113,20 @@ impl Running {
             .expect("server running")
     }
 }
+
+/// Runs `git args` in `dir` (an author set, output discarded); panics unless it succeeds.
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=rota",
+            "-c",
+            "user.email=rota@example.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}

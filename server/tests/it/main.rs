@@ -2,6 +2,7 @@
 
 mod common;
 mod defects;
+mod links;
 mod load;
 mod provision;
 mod v2;
