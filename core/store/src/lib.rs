@@ -27,8 +27,8 @@ use core::fmt;
 
 use embedded_storage::nor_flash::NorFlash;
 use layout::{
-    crc32, le32, put32, Entry, CONFIG_HEADER, CONFIG_MAGIC, CONFIG_SECTORS, H_DEAD, H_FIXED,
-    H_PROGRESS, H_READ, H_VERIFIED, KIND_FILE, KIND_TOMBSTONE, SECTOR,
+    crc32, le32, put32, Entry, CONFIG_HEADER, CONFIG_MAGIC, CONFIG_SECTORS, FILE_MAGIC, H_DEAD,
+    H_FIXED, H_PROGRESS, H_READ, H_VERIFIED, KIND_FILE, KIND_TOMBSTONE, SECTOR,
 };
 use sha2::compress256;
 
@@ -369,10 +369,26 @@ impl<F: NorFlash> Store<F> {
 
     /// Erases sectors `start..end` one by one from the last to the first, so that an interrupted
     /// erase never leaves a later sector of an extent without the extent's header in front of it.
+    ///
+    /// A file sector that starts with the header magic is *killed* first: its magic programmed to
+    /// zero, which can never parse. An erase cut short can leave any part of a sector as it was, in
+    /// particular a header and its `verified` word with the `dead` word already erased (an erase that
+    /// proceeds from the top), which would bring a dropped entry back. After the kill, a partly done
+    /// erase leaves each byte of the magic zero or `0xFF`, never the magic (and noise fails the
+    /// checksum), so no partly erased sector is taken for a header. The tail-first order still
+    /// holds: an extent's header is killed only once all its later sectors are erased.
     fn erase_back(&mut self, start: u32, end: u32) -> Result<(), Error> {
         for s in (start..end).rev() {
+            let base = s * SECTOR;
+            if s >= CONFIG_SECTORS {
+                let mut magic = [0u8; 4];
+                self.rd(base, &mut magic)?;
+                if magic == FILE_MAGIC {
+                    self.program(base, &[0; 4])?;
+                }
+            }
             self.flash
-                .erase(s * SECTOR, (s + 1) * SECTOR)
+                .erase(base, base + SECTOR)
                 .map_err(|_| Error::Flash)?;
         }
         Ok(())

@@ -383,31 +383,30 @@ fn data_that_looks_like_a_header_never_surfaces_during_gc() {
     s.stage_delete(b"evil").unwrap();
     s.commit(None).unwrap();
     let image = s.into_inner().contents().to_vec();
-    let mut n = 0;
-    loop {
-        let mut f = MemFlash::new(image.clone());
-        f.cut_power_at(n);
-        let mut s = Store::new(f);
-        let r = s.gc();
-        s.flash().power_on();
-        let mut s = Store::new(s.into_inner());
-        assert_eq!(
-            s.find(b"ghost").unwrap(),
-            None,
-            "ghost visible after a cut at op {n}"
-        );
-        assert_eq!(view(&mut s), view_of(&[(b"keep", 1, &keep)], b""));
-        s.gc().unwrap();
-        assert_eq!(view(&mut s), view_of(&[(b"keep", 1, &keep)], b""));
-        if r.is_ok() {
-            break;
+    for cut in CUTS {
+        let mut n = 0;
+        loop {
+            let mut s = Store::new(cut_flash(&image, n, cut));
+            let r = s.gc();
+            let mut s = reboot(s);
+            assert_eq!(
+                s.find(b"ghost").unwrap(),
+                None,
+                "ghost visible after {cut:?} at op {n}"
+            );
+            assert_eq!(view(&mut s), view_of(&[(b"keep", 1, &keep)], b""));
+            s.gc().unwrap();
+            assert_eq!(view(&mut s), view_of(&[(b"keep", 1, &keep)], b""));
+            if r.is_ok() {
+                break;
+            }
+            n += 1;
         }
-        n += 1;
+        assert!(
+            n >= 4,
+            "gc erased the evil extent and its tombstone ({n} ops)"
+        );
     }
-    assert!(
-        n >= 4,
-        "gc erased the evil extent and its tombstone ({n} ops)"
-    );
 }
 
 #[test]
@@ -418,29 +417,28 @@ fn data_that_looks_like_a_header_never_surfaces_when_reused() {
     stage(&mut s, b"evil", &evil2, 2, 4096).unwrap();
     s.stage_drop(b"evil").unwrap();
     let image = s.into_inner().contents().to_vec();
-    let mut n = 0;
-    loop {
-        let mut f = MemFlash::new(image.clone());
-        f.cut_power_at(n);
-        let mut s = Store::new(f);
-        let r = stage(&mut s, b"small", b"tiny", 1, 4096).and_then(|_| s.commit(None));
-        s.flash().power_on();
-        let mut s = Store::new(s.into_inner());
-        assert_eq!(
-            s.find(b"ghost").unwrap(),
-            None,
-            "ghost visible after a cut at op {n}"
-        );
-        let v = view(&mut s);
-        assert_eq!(v.files[&b"keep"[..]].1, keep);
-        assert_eq!(v.files.len(), 2 + usize::from(r.is_ok()));
-        if r.is_ok() {
-            assert_eq!(v.files[&b"small"[..]].1, b"tiny");
-            break;
+    for cut in CUTS {
+        let mut n = 0;
+        loop {
+            let mut s = Store::new(cut_flash(&image, n, cut));
+            let r = stage(&mut s, b"small", b"tiny", 1, 4096).and_then(|_| s.commit(None));
+            let mut s = reboot(s);
+            assert_eq!(
+                s.find(b"ghost").unwrap(),
+                None,
+                "ghost visible after {cut:?} at op {n}"
+            );
+            let v = view(&mut s);
+            assert_eq!(v.files[&b"keep"[..]].1, keep);
+            assert_eq!(v.files.len(), 2 + usize::from(r.is_ok()));
+            if r.is_ok() {
+                assert_eq!(v.files[&b"small"[..]].1, b"tiny");
+                break;
+            }
+            n += 1;
         }
-        n += 1;
+        assert!(n >= 4, "the small file reused the dropped extent ({n} ops)");
     }
-    assert!(n >= 4, "the small file reused the dropped extent ({n} ops)");
 }
 
 #[test]
