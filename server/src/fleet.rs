@@ -3,14 +3,24 @@
 //!
 //! ```text
 //! <repo>/.rota/devices/<id>.json    the last check-in of device <id> (JSON, written atomically)
+//! <repo>/.rota/devices/<id>.nonce   the nonce floor of device <id>: the last nonce accepted (durable)
 //! <repo>/.rota/devices/<id>.lock    serialises check-ins of one device (across processes too)
 //! ```
 //! A record is written only for a device whose Hello verified with its own secret, so a stranger
-//! cannot fill the directory. The protocol v2 device nonce of the last accepted Hello is kept here:
-//! a Hello whose nonce is not above it is a replay and is refused ([`FleetError::Replay`]). The check
-//! and the update happen under an exclusive lock of the device's lock file, so two sessions (or two
-//! `serve-stdio` processes) can never both accept the same nonce. Records are written to a temporary
-//! file and renamed over the old one: a reader never sees half a record.
+//! cannot fill the directory. A protocol v2 Hello whose device nonce is not above the last one
+//! accepted is a replay and is refused ([`FleetError::Replay`]). The check and the update happen under
+//! an exclusive lock of the device's lock file, so two sessions (or two `serve-stdio` processes) can
+//! never both accept the same nonce. Records are written to a temporary file and renamed over the old
+//! one: a reader never sees half a record.
+//!
+//! Replay protection fails closed. The last accepted nonce (the *floor*) is kept in its own small
+//! file, apart from the record, written durably before the record (temporary file, fsync, rename,
+//! fsync of the directory), so a torn, emptied or garbled record can never lower it: such a record is
+//! logged and ignored, the floor still refuses old Hellos, and the device's next check-in writes a
+//! whole record again. An unreadable floor refuses every check-in of that device
+//! ([`FleetError::Floor`]) until an operator repairs it, and so does a missing floor beside an
+//! unreadable record ([`FleetError::Unknown`]): the last nonce is then unknown. A record without a
+//! floor (state written before the floor existed) gives its nonce as the floor.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -100,6 +110,23 @@ pub enum FleetError {
         /// The nonce received.
         got: u32,
     },
+    /// The device's nonce floor cannot be read: its check-ins are refused (fail closed).
+    #[error("nonce floor {path} is unreadable ({reason}); check-ins of this device are refused until it is repaired: write {{\"device\":<id>,\"nonce\":<the last nonce accepted>}} to it (see the device's fleet record or the logs), or delete it to fall back on the fleet record's nonce")]
+    Floor {
+        /// The floor file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The device has no nonce floor and its fleet record is unreadable: the last accepted nonce is
+    /// unknown, so its check-ins are refused (fail closed).
+    #[error("fleet record {path} is unreadable ({reason}) and there is no nonce floor beside it: the last nonce accepted is unknown, so check-ins of this device are refused; delete the record only to accept the device afresh (replays of its older Hellos included)")]
+    Unknown {
+        /// The record.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The state directory cannot be read or written.
     #[error("fleet state {path}: {source}")]
     Io {
@@ -114,6 +141,48 @@ pub enum FleetError {
 #[derive(Debug, Clone)]
 pub struct Fleet {
     dir: PathBuf,
+}
+
+/// The content of a nonce floor file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Floor {
+    device: u64,
+    nonce: u32,
+}
+
+/// A state file that exists but cannot be used: why, for the log and the error.
+type Unreadable = String;
+
+/// Reads `path`: `Ok(None)` when it does not exist, `Err` with the reason when it cannot be read or
+/// parsed as a `T`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Unreadable> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if bytes.is_empty() {
+        return Err("empty".into());
+    }
+    // An object, and only an object: serde would also take a struct from an array of its fields.
+    match serde_json::from_slice(&bytes).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(obj) => serde_json::from_value(serde_json::Value::Object(obj))
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        other => Err(format!("not a JSON object: {}", json_type(&other))),
+    }
+}
+
+/// The JSON type of `value`, for messages.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Seconds since the Unix epoch now.
@@ -152,6 +221,75 @@ impl Fleet {
         self.dir.join(format!("{device}.json"))
     }
 
+    /// The file keeping `device`'s nonce floor.
+    pub fn floor_path(&self, device: u64) -> PathBuf {
+        self.dir.join(format!("{device}.nonce"))
+    }
+
+    /// The record of `device`: `Ok(None)` when there is none, `Err` with the reason when it is
+    /// unreadable (truncated, empty, not JSON, not a record, or another device's).
+    fn read_record(&self, device: u64) -> Result<Option<CheckIn>, Unreadable> {
+        match read_json::<CheckIn>(&self.record_path(device))? {
+            Some(r) if r.device != device => Err(format!("holds device {}", r.device)),
+            other => Ok(other),
+        }
+    }
+
+    /// The nonce floor of `device`: `Ok(None)` when it has none yet.
+    fn read_floor(&self, device: u64) -> Result<Option<u32>, FleetError> {
+        let path = self.floor_path(device);
+        match read_json::<Floor>(&path) {
+            Ok(None) => Ok(None),
+            Ok(Some(f)) if f.device == device => Ok(Some(f.nonce)),
+            Ok(Some(f)) => Err(FleetError::Floor {
+                path,
+                reason: format!("holds device {}", f.device),
+            }),
+            Err(reason) => Err(FleetError::Floor { path, reason }),
+        }
+    }
+
+    /// Writes `device`'s floor durably: a temporary file, fsynced, renamed over the old one, and the
+    /// directory fsynced, so the floor is either the old one or the new one, even after a power cut.
+    fn write_floor(&self, device: u64, nonce: u32) -> Result<(), FleetError> {
+        let path = self.floor_path(device);
+        let tmp = self.dir.join(format!(".{device}.nonce.tmp"));
+        let mut json = serde_json::to_vec(&Floor { device, nonce }).unwrap_or_default();
+        json.push(b'\n');
+        let mut file = File::create(&tmp).map_err(Self::io(&tmp))?;
+        file.write_all(&json).map_err(Self::io(&tmp))?;
+        file.sync_all().map_err(Self::io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(Self::io(&path))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(Self::io(&self.dir))
+    }
+
+    /// The last nonce accepted from `device` (`None` for a device never seen), failing closed: an
+    /// unreadable floor, or no floor beside an unreadable record, is an error. An unreadable record
+    /// beside a good floor is logged and ignored.
+    fn last_nonce(&self, device: u64) -> Result<Option<u32>, FleetError> {
+        let floor = self.read_floor(device)?;
+        let from_record = match self.read_record(device) {
+            Ok(record) => record.and_then(|r| r.nonce),
+            Err(reason) => {
+                let path = self.record_path(device);
+                if floor.is_none() {
+                    return Err(FleetError::Unknown { path, reason });
+                }
+                tracing::warn!(
+                    %device,
+                    path = %path.display(),
+                    %reason,
+                    "fleet record unreadable; the nonce floor still refuses replays, and this check-in rewrites the record"
+                );
+                None
+            }
+        };
+        Ok(floor.max(from_record))
+    }
+
     /// Locks `device`'s lock file (blocking) for the returned guard's lifetime.
     fn lock(&self, device: u64) -> Result<File, FleetError> {
         fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
@@ -166,10 +304,16 @@ impl Fleet {
         Ok(file)
     }
 
-    /// The last check-in of `device`, if any (an unreadable record counts as none).
+    /// The last check-in of `device`, if any. An unreadable record counts as none here (and is
+    /// logged); it never lowers the nonce floor ([`Fleet::check_in`]).
     pub fn load(&self, device: u64) -> Option<CheckIn> {
-        let bytes = fs::read(self.record_path(device)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        match self.read_record(device) {
+            Ok(record) => record,
+            Err(reason) => {
+                tracing::warn!(%device, path = %self.record_path(device).display(), %reason, "fleet record unreadable");
+                None
+            }
+        }
     }
 
     fn write(&self, record: &CheckIn) -> Result<(), FleetError> {
@@ -184,15 +328,18 @@ impl Fleet {
     }
 
     /// Records a check-in. A v2 check-in (with a nonce) is refused as a replay unless its nonce is
-    /// above the last one recorded; the check and the write are atomic per device.
+    /// above the last one accepted, and refused outright when that nonce cannot be known (an
+    /// unreadable floor, or no floor beside an unreadable record); the check and the write are atomic
+    /// per device. The new floor is on disk before the record is written.
     pub fn check_in(&self, record: &CheckIn) -> Result<(), FleetError> {
         let _lock = self.lock(record.device)?;
         if let Some(got) = record.nonce {
-            if let Some(last) = self.load(record.device).and_then(|r| r.nonce) {
+            if let Some(last) = self.last_nonce(record.device)? {
                 if got <= last {
                     return Err(FleetError::Replay { last, got });
                 }
             }
+            self.write_floor(record.device, got)?;
         }
         self.write(record)
     }
@@ -349,6 +496,126 @@ mod tests {
         let table = table(&all);
         assert!(table.contains("2023-11-14 22:13:20"), "{table}");
         assert!(table.contains("app@4"), "{table}");
+    }
+
+    /// The four ways a state file can be unreadable, made from a valid one: cut in the middle, empty,
+    /// not JSON, and JSON of the wrong type (an array; the nonce as a string).
+    fn corruptions(valid: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+        let text = String::from_utf8(valid.to_vec()).unwrap();
+        let wrong_field = text
+            .replace("\"nonce\": 5", "\"nonce\": \"5\"")
+            .replace("\"nonce\":5", "\"nonce\":\"5\"");
+        assert_ne!(wrong_field, text, "{text}");
+        vec![
+            ("truncated", valid[..valid.len() / 2].to_vec()),
+            ("empty", Vec::new()),
+            ("garbage", b"\x00\xff\x9cnot json at all".to_vec()),
+            ("wrong JSON type (array)", b"[7, 5]".to_vec()),
+            (
+                "wrong JSON type (nonce as a string)",
+                wrong_field.into_bytes(),
+            ),
+        ]
+    }
+
+    fn files(tmp: &Path, device: u64) -> (PathBuf, PathBuf) {
+        let dir = tmp.join(".rota").join("devices");
+        (
+            dir.join(format!("{device}.json")),
+            dir.join(format!("{device}.nonce")),
+        )
+    }
+
+    #[test]
+    fn a_corrupt_record_never_lowers_the_nonce_floor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = Fleet::for_repo(tmp.path());
+        probe.check_in(&record(7, Some(5))).unwrap();
+        let valid = fs::read(files(tmp.path(), 7).0).unwrap();
+        for (kind, bytes) in corruptions(&valid) {
+            let tmp = tempfile::tempdir().unwrap();
+            let fleet = Fleet::for_repo(tmp.path());
+            let (record_path, _) = files(tmp.path(), 7);
+            fleet.check_in(&record(7, Some(5))).unwrap();
+            fs::write(&record_path, &bytes).unwrap();
+            assert!(fleet.load(7).is_none(), "{kind}: unreadable");
+            for old in [3, 5] {
+                let got = fleet.check_in(&record(7, Some(old)));
+                assert!(
+                    matches!(got, Err(FleetError::Replay { last: 5, got }) if got == old),
+                    "{kind}: nonce {old} accepted: {got:?}"
+                );
+            }
+            assert_eq!(fs::read(&record_path).unwrap(), bytes, "{kind}: untouched");
+            // The device itself still checks in, and its record is whole again.
+            fleet.check_in(&record(7, Some(6))).unwrap();
+            assert_eq!(fleet.load(7).unwrap().nonce, Some(6), "{kind}");
+            assert!(fleet.check_in(&record(7, Some(6))).is_err(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_nonce_floor_refuses_the_check_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = Fleet::for_repo(tmp.path());
+        probe.check_in(&record(7, Some(5))).unwrap();
+        // The floor as the server writes it; before it kept one, what it would hold.
+        let valid =
+            fs::read(files(tmp.path(), 7).1).unwrap_or(br#"{"device":7,"nonce":5}"#.to_vec());
+        for (kind, bytes) in corruptions(&valid) {
+            for record_too in [false, true] {
+                let tmp = tempfile::tempdir().unwrap();
+                let fleet = Fleet::for_repo(tmp.path());
+                let (record_path, floor_path) = files(tmp.path(), 7);
+                fleet.check_in(&record(7, Some(5))).unwrap();
+                fs::write(&floor_path, &bytes).unwrap();
+                if record_too {
+                    fs::write(&record_path, b"").unwrap();
+                }
+                let record_before = fs::read(&record_path).unwrap();
+                for nonce in [3, 5, 6, 1000] {
+                    let got = fleet.check_in(&record(7, Some(nonce)));
+                    assert!(
+                        matches!(&got, Err(FleetError::Floor { path, .. }) if *path == floor_path),
+                        "{kind} (record corrupt too: {record_too}): nonce {nonce}: {got:?}"
+                    );
+                    let text = got.unwrap_err().to_string();
+                    assert!(text.contains("7.nonce"), "{text}");
+                }
+                assert_eq!(fs::read(&floor_path).unwrap(), bytes, "{kind}: untouched");
+                assert_eq!(fs::read(&record_path).unwrap(), record_before, "{kind}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_floor_sets_it_and_an_unreadable_one_refuses() {
+        // State written before the floor existed: the record's nonce is the floor.
+        let tmp = tempfile::tempdir().unwrap();
+        let fleet = Fleet::for_repo(tmp.path());
+        let (record_path, floor_path) = files(tmp.path(), 7);
+        fleet.check_in(&record(7, Some(5))).unwrap();
+        let _ = fs::remove_file(&floor_path);
+        assert!(matches!(
+            fleet.check_in(&record(7, Some(4))),
+            Err(FleetError::Replay { last: 5, got: 4 })
+        ));
+        fleet.check_in(&record(7, Some(6))).unwrap();
+        assert!(floor_path.exists(), "the floor is kept from now on");
+        // No floor and an unreadable record: the last nonce is unknown, so nothing is accepted.
+        fs::write(&record_path, b"{\"device\":7,\"nonc").unwrap();
+        fs::remove_file(&floor_path).unwrap();
+        for nonce in [1, 6, 7, 1000] {
+            let got = fleet.check_in(&record(7, Some(nonce)));
+            assert!(
+                matches!(&got, Err(FleetError::Unknown { path, .. }) if *path == record_path),
+                "nonce {nonce}: {got:?}"
+            );
+            assert!(got.unwrap_err().to_string().contains("7.json"));
+        }
+        assert!(!floor_path.exists());
+        // A device never seen has neither: it is accepted.
+        fleet.check_in(&record(8, Some(1))).unwrap();
     }
 
     #[test]

@@ -361,6 +361,47 @@ async fn bad_frames_end_only_their_session() {
     still_serves(&mut server, 2).await;
 }
 
+/// A torn fleet record must not reopen replays: an old Hello is refused and nothing is sent, the
+/// device itself still checks in, and the nonce never goes back.
+#[tokio::test]
+async fn a_corrupt_fleet_record_does_not_reopen_replays() {
+    let fx = fixture();
+    let mut server = fx.start().await;
+    let mut device = RotaDevice::new(42, SECRET);
+    device.store.boots = 999;
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, V2Outcome::Committed(1));
+    v2_ok(&mut server, ServerOutcome::Updated).await;
+    let fleet = Fleet::for_repo(fx.path());
+    assert_eq!(fleet.load(42).unwrap().nonce, Some(1000));
+
+    // An attacker's recording of an older Hello (nonce 500), after the record was torn.
+    let mut out = vec![0u8; MAX_FRAME];
+    let mut session = rota_wire::DeviceSession::new(SECRET);
+    let n = session.hello(&device.hello(500), &mut out).unwrap();
+    let old_hello = out[..n].to_vec();
+    let path = fleet.dir().join("42.json");
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    assert!(raw(&server, &old_hello).await.is_empty(), "nothing sent");
+    assert!(matches!(
+        server.report().await.outcome.unwrap_err(),
+        SessionError::Fleet(rota_server::fleet::FleetError::Replay {
+            last: 1000,
+            got: 500
+        })
+    ));
+
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, V2Outcome::NoUpdate);
+    v2_ok(&mut server, ServerOutcome::NoUpdate).await;
+    assert_eq!(
+        fleet.load(42).unwrap().nonce,
+        Some(1001),
+        "record whole again"
+    );
+}
+
 /// `serve-stdio` speaks v2 too (emulated devices run one server process per connection), and `fleet`
 /// prints the table.
 #[tokio::test]
