@@ -3,10 +3,14 @@
 //!
 //! Boards whose "flash" is plain memory (QEMU's mps2-an385, the Xtensa sim machine) use it as their
 //! driver; host tests use it as a double that can fail any chosen write, or lose power in the middle of
-//! one and stay dead until [`MemFlash::power_on`], as a device does across a power cut.
+//! one and stay dead until `MemFlash::power_on`, as a device does across a power cut.
+//!
+//! The fault injection (`fail_op`, `cut_power_at`, `cut_power_with`, `power_on` and the [`Cut`] modes)
+//! is compiled only with the cargo feature `fault-injection`, which test code enables in its
+//! dev-dependency; without it a `MemFlash` is a plain driver with no fault state or checks.
 //!
 //! A power cut leaves the interrupted operation partly done, in one of the ways a real part can be left
-//! ([`Cut`]): a write with a prefix of its words programmed and the next word only partly (some of its
+//! (`Cut`): a write with a prefix of its words programmed and the next word only partly (some of its
 //! 1 -> 0 transitions happened, not all), an erase that stopped part-way from either end of its range,
 //! or an erase that left its range with arbitrary contents.
 #![no_std]
@@ -28,9 +32,10 @@ pub enum MemFlashError {
     OutOfBounds,
     /// Offset or length is not a multiple of the write or erase size.
     NotAligned,
-    /// An injected failure: the operation did nothing.
+    /// An injected failure: the operation did nothing (only with the `fault-injection` feature).
     Injected,
-    /// Power was lost: this and every later operation fail until [`MemFlash::power_on`].
+    /// Power was lost: this and every later operation fail until `MemFlash::power_on` (only with the
+    /// `fault-injection` feature).
     PowerLost,
 }
 
@@ -44,6 +49,7 @@ impl NorFlashError for MemFlashError {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 /// How a write takes effect when power fails during it. Words are [`WRITE_SIZE`] bytes, counted from
 /// the write's first; they are programmed in address order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +67,7 @@ pub enum TornWrite {
     },
 }
 
+#[cfg(feature = "fault-injection")]
 /// How an erase takes effect when power fails during it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TornErase {
@@ -86,6 +93,7 @@ pub enum TornErase {
     },
 }
 
+#[cfg(feature = "fault-injection")]
 /// What the operation a power cut interrupts does before the power is gone: the write behaviour if it
 /// is a write, the erase behaviour if it is an erase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +104,7 @@ pub struct Cut {
     pub erase: TornErase,
 }
 
+#[cfg(feature = "fault-injection")]
 impl Cut {
     /// The first half of a write's words, the lower half of an erase's bytes: what
     /// [`MemFlash::cut_power_at`] does.
@@ -105,10 +114,19 @@ impl Cut {
     };
 }
 
-/// A NOR flash over `S`, with fault injection. Writes and erases are counted as "operations" from 0.
+/// A NOR flash over `S` (with fault injection under the `fault-injection` feature). Writes and erases
+/// are counted as "operations" from 0.
 pub struct MemFlash<S> {
     mem: S,
     ops: u32,
+    #[cfg(feature = "fault-injection")]
+    faults: Faults,
+}
+
+/// The injected faults and the power state.
+#[cfg(feature = "fault-injection")]
+#[derive(Default)]
+struct Faults {
     fail_at: Option<u32>,
     cut_at: Option<(u32, Cut)>,
     dead: bool,
@@ -120,34 +138,35 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
         MemFlash {
             mem,
             ops: 0,
-            fail_at: None,
-            cut_at: None,
-            dead: false,
+            #[cfg(feature = "fault-injection")]
+            faults: Faults::default(),
         }
     }
 
     /// Makes operation number `op` fail without effect.
+    #[cfg(feature = "fault-injection")]
     pub fn fail_op(&mut self, op: u32) {
-        self.fail_at = Some(op);
+        self.faults.fail_at = Some(op);
     }
 
     /// Cuts power during operation number `op`: it takes partial effect (the first half of a write's
     /// words, or the first half of an erase's bytes), and everything after fails.
+    #[cfg(feature = "fault-injection")]
     pub fn cut_power_at(&mut self, op: u32) {
         self.cut_power_with(op, Cut::HALF);
     }
 
     /// Cuts power during operation number `op`, which takes the partial effect `cut` describes;
     /// everything after fails.
+    #[cfg(feature = "fault-injection")]
     pub fn cut_power_with(&mut self, op: u32, cut: Cut) {
-        self.cut_at = Some((op, cut));
+        self.faults.cut_at = Some((op, cut));
     }
 
     /// Restores power and clears injected faults, keeping the contents, as a reboot does.
+    #[cfg(feature = "fault-injection")]
     pub fn power_on(&mut self) {
-        self.dead = false;
-        self.fail_at = None;
-        self.cut_at = None;
+        self.faults = Faults::default();
     }
 
     /// Write and erase operations attempted so far.
@@ -184,26 +203,48 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
 
     /// Counts an operation and decides its fate: `Ok(None)` full effect, `Ok(Some(cut))` partial
     /// effect as `cut` says, then power loss.
+    #[cfg(feature = "fault-injection")]
     fn begin_op(&mut self) -> Result<Option<Cut>, MemFlashError> {
-        if self.dead {
+        let f = &mut self.faults;
+        if f.dead {
             return Err(MemFlashError::PowerLost);
         }
         let op = self.ops;
         self.ops += 1;
-        if self.fail_at == Some(op) {
+        if f.fail_at == Some(op) {
             return Err(MemFlashError::Injected);
         }
-        Ok(self.cut_at.filter(|&(at, _)| at == op).map(|(_, c)| c))
+        Ok(f.cut_at.filter(|&(at, _)| at == op).map(|(_, c)| c))
+    }
+
+    /// Counts an operation (without fault injection it always takes full effect).
+    #[cfg(not(feature = "fault-injection"))]
+    fn begin_op(&mut self) {
+        self.ops += 1;
+    }
+
+    /// Whether power is off (after a cut, until [`MemFlash::power_on`]).
+    #[cfg(feature = "fault-injection")]
+    fn powered_off(&self) -> bool {
+        self.faults.dead
+    }
+
+    /// Whether power is off: never, without fault injection.
+    #[cfg(not(feature = "fault-injection"))]
+    fn powered_off(&self) -> bool {
+        false
     }
 
     /// Ends an operation cut short: power is gone.
+    #[cfg(feature = "fault-injection")]
     fn lose_power(&mut self) -> Result<(), MemFlashError> {
-        self.dead = true;
+        self.faults.dead = true;
         Err(MemFlashError::PowerLost)
     }
 }
 
 /// One step of xorshift32 (never 0 from a non-zero state).
+#[cfg(feature = "fault-injection")]
 fn xorshift(mut x: u32) -> u32 {
     x ^= x << 13;
     x ^= x >> 17;
@@ -219,6 +260,7 @@ fn program(cells: &mut [u8], data: &[u8]) {
 }
 
 /// Programs one word only partly: of the bits `data` would clear, only those set in `bits`.
+#[cfg(feature = "fault-injection")]
 fn program_torn(cells: &mut [u8], data: &[u8], bits: u32) {
     for ((cell, &d), b) in cells.iter_mut().zip(data).zip(bits.to_le_bytes()) {
         *cell &= d | !b;
@@ -233,7 +275,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> ReadNorFlash for MemFlash<S> {
     const READ_SIZE: usize = 1;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
-        if self.dead {
+        if self.powered_off() {
             return Err(MemFlashError::PowerLost);
         }
         let (start, end) = self.check(offset, bytes.len(), 1)?;
@@ -255,10 +297,34 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> NorFlash for MemFlash<S> {
             .checked_sub(from as usize)
             .ok_or(MemFlashError::OutOfBounds)?;
         let (start, end) = self.check(from, len, ERASE_SIZE)?;
-        let Some(cut) = self.begin_op()? else {
-            self.mem.as_mut()[start..end].fill(0xFF);
-            return Ok(());
-        };
+        #[cfg(feature = "fault-injection")]
+        if let Some(cut) = self.begin_op()? {
+            return self.cut_erase(start, end, cut);
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        self.begin_op();
+        self.mem.as_mut()[start..end].fill(0xFF);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        let (start, end) = self.check(offset, bytes.len(), WRITE_SIZE)?;
+        #[cfg(feature = "fault-injection")]
+        if let Some(cut) = self.begin_op()? {
+            return self.cut_write(start, bytes, cut);
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        self.begin_op();
+        program(&mut self.mem.as_mut()[start..end], bytes);
+        Ok(())
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl<S: AsRef<[u8]> + AsMut<[u8]>> MemFlash<S> {
+    /// The partial effect of an erase of `start..end` that power fails during, then the power loss.
+    fn cut_erase(&mut self, start: usize, end: usize, cut: Cut) -> Result<(), MemFlashError> {
+        let len = end - start;
         let range = &mut self.mem.as_mut()[start..end];
         match cut.erase {
             TornErase::Half => range[..len / 2].fill(0xFF),
@@ -274,14 +340,10 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> NorFlash for MemFlash<S> {
         self.lose_power()
     }
 
-    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
-        let (start, end) = self.check(offset, bytes.len(), WRITE_SIZE)?;
-        let cut = self.begin_op()?;
-        let cells = &mut self.mem.as_mut()[start..end];
-        let Some(cut) = cut else {
-            program(cells, bytes);
-            return Ok(());
-        };
+    /// The partial effect of a write of `bytes` at `start` that power fails during, then the power
+    /// loss.
+    fn cut_write(&mut self, start: usize, bytes: &[u8], cut: Cut) -> Result<(), MemFlashError> {
+        let cells = &mut self.mem.as_mut()[start..start + bytes.len()];
         let words = bytes.len() / WRITE_SIZE;
         let (full, torn) = match cut.write {
             TornWrite::Half => (words / 2, None),
@@ -326,6 +388,7 @@ mod tests {
         assert_eq!(f.ops(), 0, "refused operations are not counted");
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn injected_failure_has_no_effect_and_power_cut_is_partial_and_sticky() {
         let mut f = MemFlash::new([0xFFu8; 4096]);
@@ -346,6 +409,7 @@ mod tests {
         assert_eq!(f.ops(), 3);
     }
 
+    #[cfg(feature = "fault-injection")]
     /// A flash whose first sector is erased and then holds `0x00, 0x11, .., 0xFF` repeated, cut
     /// at its next operation as `cut` says.
     fn patterned(cut: Cut) -> MemFlash<[u8; 8192]> {
@@ -358,6 +422,7 @@ mod tests {
         f
     }
 
+    #[cfg(feature = "fault-injection")]
     fn erase_cut(erase: TornErase) -> MemFlash<[u8; 8192]> {
         let mut f = patterned(Cut {
             write: TornWrite::Half,
@@ -369,6 +434,7 @@ mod tests {
         f
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn torn_erases_stop_part_way_from_either_end_or_leave_noise() {
         let pattern = |i: usize| (i % 16) as u8 * 0x11;
@@ -397,6 +463,7 @@ mod tests {
         assert!(a.contents()[4096..].iter().all(|&b| b == 0));
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn torn_writes_program_a_prefix_and_part_of_one_word() {
         const W: [u8; 4] = [0x00, 0x0F, 0xF0, 0x55];
