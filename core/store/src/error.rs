@@ -1,0 +1,61 @@
+//! The store's errors.
+
+use core::fmt;
+
+/// Everything a store operation can report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The flash driver failed a read, write or erase.
+    Flash,
+    /// Neither config copy is valid: the store was never formatted (or both copies are damaged).
+    NoConfig,
+    /// A name longer than [`NAME_MAX`](crate::NAME_MAX) bytes.
+    NameTooLong,
+    /// An empty name, a name containing a NUL byte, or a rename onto itself.
+    BadName,
+    /// A file that could never fit in the region.
+    TooLarge,
+    /// A config payload over [`CONFIG_MAX`](crate::CONFIG_MAX) bytes.
+    PayloadTooLong,
+    /// No contiguous free room for the extent, even after garbage collection.
+    NoSpace,
+    /// No such (live or staged, as the call needs) file.
+    NotFound,
+    /// A write at another offset than the staged file's current progress.
+    OutOfOrder,
+    /// `stage_finish` before all bytes of the file were written.
+    Incomplete,
+    /// The data's SHA-256 is not the announced digest; the staged file was dropped.
+    DigestMismatch,
+    /// Data read back after writing differs from what was written; the staged file was dropped.
+    Readback,
+    /// Flash contents are inconsistent (e.g. a live file whose data no longer matches its digest).
+    Corrupt,
+}
+
+impl Error {
+    /// A short human-readable description.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Error::Flash => "flash operation failed",
+            Error::NoConfig => "no valid config record",
+            Error::NameTooLong => "name too long",
+            Error::BadName => "bad name",
+            Error::TooLarge => "file larger than the region",
+            Error::PayloadTooLong => "config payload too long",
+            Error::NoSpace => "no space left",
+            Error::NotFound => "no such file",
+            Error::OutOfOrder => "write out of order",
+            Error::Incomplete => "file incomplete",
+            Error::DigestMismatch => "digest mismatch",
+            Error::Readback => "read-back mismatch",
+            Error::Corrupt => "flash contents corrupt",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
