@@ -45,6 +45,48 @@ pub mod status {
     pub const ECLOSED: i32 = -8;
     /// A write was not at the file's current end.
     pub const EORDER: i32 = -9;
+    /// The store holds no valid config record (never provisioned, or both copies damaged).
+    pub const ENOCONFIG: i32 = -10;
+    /// A file name over [`NAME_MAX`](crate::NAME_MAX) bytes.
+    pub const ENAMETOOLONG: i32 = -11;
+    /// An empty name, a name with a NUL byte, or a rename onto itself.
+    pub const EBADNAME: i32 = -12;
+    /// A file that could never fit in the storage region.
+    pub const EFBIG: i32 = -13;
+    /// A config over [`CONFIG_MAX`](crate::CONFIG_MAX) bytes.
+    pub const ETOOLONG: i32 = -14;
+    /// A staged file was finished before all its bytes were written.
+    pub const EINCOMPLETE: i32 = -15;
+    /// A staged file's content does not have its announced SHA-256 (the staged file was dropped).
+    pub const EDIGEST: i32 = -16;
+    /// Flash read back after a write differs from what was written (the staged file was dropped).
+    pub const EREADBACK: i32 = -17;
+
+    /// What a status code means, in a few words (for logs: the core's, and the server's, which gets
+    /// the code of a failed store operation in a `Failed` message).
+    pub fn describe(code: i32) -> &'static str {
+        match code {
+            OK => "ok",
+            EINVAL => "invalid argument",
+            EIO => "flash operation failed",
+            ENOMEM => "out of memory",
+            ECORRUPT => "flash contents inconsistent",
+            ENOENT => "no such file",
+            ENOSPC => "no space left",
+            ENODEV => "no network",
+            ECLOSED => "connection closed",
+            EORDER => "write not at the end of the staged data",
+            ENOCONFIG => "no valid config record",
+            ENAMETOOLONG => "name too long",
+            EBADNAME => "bad name",
+            EFBIG => "file larger than the storage region",
+            ETOOLONG => "config too long",
+            EINCOMPLETE => "staged file incomplete",
+            EDIGEST => "digest mismatch",
+            EREADBACK => "flash read back differs",
+            _ => "unknown status",
+        }
+    }
 }
 
 /// What `tick` and `provision` tell the core to do next (positive, so never confused with an error).
@@ -97,7 +139,8 @@ pub type NetRecvFn = unsafe extern "C" fn(core: *mut c_void, buf: *mut u8, len: 
 /// Closes the connection and takes the interface down, freeing every network buffer.
 pub type NetDownFn = unsafe extern "C" fn(core: *mut c_void);
 /// Fills `out` with the `index`-th live file (`staged == 0`) or staged file (`staged == 1`);
-/// returns [`status::OK`] or [`status::ENOENT`] past the last one.
+/// returns [`status::OK`], [`status::ENOENT`] past the last one, or the store's error. The core
+/// remembers where the last call stopped, so indexes asked in order cost one scan step each.
 pub type FileInfoFn =
     unsafe extern "C" fn(core: *mut c_void, staged: u32, index: u32, out: *mut FileInfo) -> i32;
 /// Reads from the live file `name` at `offset`; returns the byte count or an error.
@@ -344,7 +387,8 @@ impl Services {
     /// `ptr`, `size` and `align` must be exactly those of one live allocation.
     #[inline(always)]
     pub unsafe fn free(&self, ptr: *mut u8, size: usize, align: usize) {
-        (self.heap_free)(self.core, ptr, size, align)
+        // SAFETY: the caller passes one live allocation, as this function requires.
+        unsafe { (self.heap_free)(self.core, ptr, size, align) }
     }
 
     /// Milliseconds since boot.
@@ -403,13 +447,18 @@ impl Services {
         unsafe { (self.net_down)(self.core) }
     }
 
-    /// The `index`-th live (`staged == false`) or staged file.
-    pub fn file_info(&self, staged: bool, index: u32) -> Option<FileInfo> {
+    /// The `index`-th live (`staged == false`) or staged file: `Ok(None)` past the last one, or the
+    /// store's error status (a flash failure is never taken for "no file"). Asking for the indexes in
+    /// order costs one step of the store's scan each.
+    pub fn file_info(&self, staged: bool, index: u32) -> Result<Option<FileInfo>, i32> {
         let mut out = core::mem::MaybeUninit::<FileInfo>::uninit();
-        // SAFETY: `out` is valid for writes; the core fills it completely on OK.
-        unsafe {
-            ((self.file_info)(self.core, u32::from(staged), index, out.as_mut_ptr()) == status::OK)
-                .then(|| out.assume_init())
+        // SAFETY: `out` is valid for writes of one `FileInfo`.
+        let rc = unsafe { (self.file_info)(self.core, u32::from(staged), index, out.as_mut_ptr()) };
+        match rc {
+            // SAFETY: on OK the core has written the whole `FileInfo`.
+            status::OK => Ok(Some(unsafe { out.assume_init() })),
+            status::ENOENT => Ok(None),
+            e => Err(e),
         }
     }
 
@@ -547,7 +596,9 @@ macro_rules! overlay {
             svc: *const $crate::Services,
             ctx: *mut $crate::Context,
         ) -> i32 {
-            $main(&*svc, &mut *ctx)
+            // SAFETY: the core passes a live table and the context it owns, exclusively, for
+            // the call (the function's contract).
+            unsafe { $main(&*svc, &mut *ctx) }
         }
 
         #[cfg(target_os = "none")]

@@ -23,6 +23,7 @@
 //! length once, after which no accessor can panic, and [`HeaderRepr::parse`] turns every malformed field
 //! into a typed [`Error`].
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "alloc")]

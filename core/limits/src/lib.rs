@@ -75,7 +75,11 @@ mod tests {
         assert_eq!(BLOBS.last(), Some(&APP));
         assert_eq!(REPORT_MAX, 68);
         assert_eq!(CONFIG_MAX, 492);
-        assert_eq!(CONFIG_MAX % 4, 0, "the ABI's context keeps its words aligned");
+        assert_eq!(
+            CONFIG_MAX % 4,
+            0,
+            "the ABI's context keeps its words aligned"
+        );
         assert!(REPORT_MAX >= REPORT_ENTRY * (OVERLAYS.len() + 2));
     }
 }

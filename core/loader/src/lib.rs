@@ -127,10 +127,13 @@ pub unsafe fn load<F: ReadNorFlash>(
         read(flash, offset + pos, &mut buf[..n])?;
         v.feed(&buf[..n])?;
         for w in buf[..n].as_chunks::<4>().0 {
-            // In bounds: image_size <= limit was checked above.
-            arena
-                .add(word_index)
-                .write_volatile(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+            // SAFETY: in bounds (image_size <= limit = the arena's size was checked above), and the
+            // arena is writable, aligned and ours for the call (this function's contract).
+            unsafe {
+                arena
+                    .add(word_index)
+                    .write_volatile(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            };
             word_index += 1;
         }
         pos += n as u32;
@@ -153,8 +156,12 @@ pub unsafe fn load<F: ReadNorFlash>(
                 offset: rel,
             }));
         }
-        let p = arena.add((rel / 4) as usize);
-        p.write_volatile(rota_blob::relocate_word(p.read_volatile(), base));
+        // SAFETY: `rel` is aligned and inside the image, which lies inside the arena (checked
+        // just above and before the copy); the arena is ours for the call.
+        unsafe {
+            let p = arena.add((rel / 4) as usize);
+            p.write_volatile(rota_blob::relocate_word(p.read_volatile(), base));
+        }
         pos += 4;
         index += 1;
     }

@@ -17,6 +17,7 @@
 //! See `docs/luaota-device.md` for the design and the wire protocol as a rota device speaks it, and
 //! `docs/server.md` for the server's side of it.
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(test)]

@@ -234,7 +234,11 @@ fn a_file_over_the_device_limit_is_refused_at_its_first_chunk_that_does_not_fit(
     let r = check_in(server.addr, &cfg, MemStore::default(), 100);
     assert_eq!(r.result, Ok(None), "server closed before any restart");
     assert_eq!(r.refusal, Some(Refusal::TooBig));
-    assert!(r.store.puts.is_empty(), "nothing stored: {:?}", r.store.puts);
+    assert!(
+        r.store.puts.is_empty(),
+        "nothing stored: {:?}",
+        r.store.puts
+    );
     let report = server.report();
     match report.outcome {
         Err(SessionError::Refused { file, status, err }) => {

@@ -24,11 +24,13 @@ std::thread_local! {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let _ = LIVE.try_with(|c| c.set(c.get() + l.size() as isize));
-        System.alloc(l)
+        // SAFETY: the caller's layout, as GlobalAlloc requires, passed on unchanged.
+        unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         let _ = LIVE.try_with(|c| c.set(c.get() - l.size() as isize));
-        System.dealloc(p, l)
+        // SAFETY: a block `System` allocated with this layout (GlobalAlloc's contract).
+        unsafe { System.dealloc(p, l) }
     }
 }
 

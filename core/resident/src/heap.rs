@@ -41,7 +41,9 @@ impl AccountingHeap {
     /// # Safety
     /// `[start, start + size)` must be unused memory that lives forever; call once.
     pub unsafe fn init(&self, start: *mut u8, size: usize) {
-        (*self.heap.get()).init(start, size);
+        // SAFETY: single-threaded, no other reference to the heap exists during the call; the memory
+        // is unused and lives forever (this function's contract).
+        unsafe { (*self.heap.get()).init(start, size) };
     }
 
     /// Current figures.
@@ -64,12 +66,16 @@ impl AccountingHeap {
     }
 }
 
+// SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes aligned to `layout.align()`
+// that no other live allocation overlaps (the linked-list allocator's guarantee); `dealloc` hands a
+// block back with the layout it was allocated with (GlobalAlloc's contract on the caller).
 unsafe impl GlobalAlloc for AccountingHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let h = &mut *self.heap.get();
+        // SAFETY: single-threaded and never called from an interrupt (the type's docs), so these
+        // are the only references to the heap and the peak during the call.
+        let (h, peak) = unsafe { (&mut *self.heap.get(), &mut *self.peak.get()) };
         match h.allocate_first_fit(layout) {
             Ok(p) => {
-                let peak = &mut *self.peak.get();
                 *peak = (*peak).max(h.used());
                 p.as_ptr()
             }
@@ -79,7 +85,9 @@ unsafe impl GlobalAlloc for AccountingHeap {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {
-            (*self.heap.get()).deallocate(p, layout);
+            // SAFETY: the only reference to the heap during the call (as in `alloc`); `p` and
+            // `layout` are one live allocation of this heap (GlobalAlloc's contract).
+            unsafe { (*self.heap.get()).deallocate(p, layout) };
         }
     }
 }

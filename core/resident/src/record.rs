@@ -108,7 +108,9 @@ pub fn save_report<B: Board>(board: &mut B, stats: &[Option<PhaseStat>]) {
             return Some(true);
         }
         let end = HEADER + config.len();
-        payload.get_mut(end..end + len)?.copy_from_slice(&report[..len]);
+        payload
+            .get_mut(end..end + len)?
+            .copy_from_slice(&report[..len]);
         Some(store.write_config(&payload[..end + len]).is_ok())
     });
     if saved != Some(true) {

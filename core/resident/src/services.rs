@@ -25,6 +25,17 @@ pub struct CoreState<'a, B: Board> {
     net: Option<Box<Net>>,
     /// SHA-256 of the file being staged, over the bytes the store wrote and read back so far.
     running: Option<RunningDigest>,
+    /// Where the last `file_info` stopped, so a listing in index order is one scan, not one per index.
+    listing: Option<Listing>,
+}
+
+/// A listing in progress: the next index of the live or staged files and where the store's scan
+/// resumes for it. Forgotten by every service that changes the store.
+#[derive(Clone, Copy)]
+struct Listing {
+    staged: u32,
+    next: u32,
+    cursor: Cursor,
 }
 
 /// The digest of a staged file, computed as it is written (so finishing it needs no second pass
@@ -43,6 +54,7 @@ impl<'a, B: Board> CoreState<'a, B> {
             heap,
             net: None,
             running: None,
+            listing: None,
         }
     }
 
@@ -106,10 +118,15 @@ pub fn table<B: Board>(state: &mut CoreState<'_, B>) -> Services {
     }
 }
 
+// Every service is an `unsafe extern "C" fn` whose contract is the ABI's: `core` is the pointer the
+// table was built with (its state alive and not otherwise borrowed during the call), and every pointer
+// argument is null or valid for what its type and length say. The SAFETY comments below rely on it.
+
 /// # Safety
 /// `core` must come from [`table`] and its state must be alive.
 unsafe fn state<'a, B: Board>(core: *mut c_void) -> &'a mut CoreState<'a, B> {
-    &mut *(core as *mut CoreState<'a, B>)
+    // SAFETY: `table` made `core` from a `&mut CoreState<B>` that outlives every call (the contract).
+    unsafe { &mut *(core as *mut CoreState<'a, B>) }
 }
 
 /// A slice from an overlay's pointer and length (empty for null).
@@ -120,20 +137,38 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     if ptr.is_null() {
         &[]
     } else {
-        slice::from_raw_parts(ptr, len)
+        // SAFETY: non-null and valid for `len` bytes (the contract).
+        unsafe { slice::from_raw_parts(ptr, len) }
     }
 }
 
-/// A store error as a service status code.
-fn store_status(e: rota_store::Error) -> i32 {
+/// A writable slice from an overlay's pointer and length (`None` for null).
+///
+/// # Safety
+/// A non-null `ptr` must be valid for writes of `len` bytes for `'a`, and not otherwise borrowed.
+unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize) -> Option<&'a mut [u8]> {
+    // SAFETY: non-null and valid for writes of `len` bytes (the contract).
+    (!ptr.is_null()).then(|| unsafe { slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// A store error as a service status code: one code per failure, so the overlay, its log line and
+/// the server (which gets the code in a `Failed` message) all say what happened.
+pub fn store_status(e: rota_store::Error) -> i32 {
     use rota_store::Error as E;
     match e {
         E::Flash => status::EIO,
-        E::NotFound => status::ENOENT,
+        E::NoConfig => status::ENOCONFIG,
+        E::NameTooLong => status::ENAMETOOLONG,
+        E::BadName => status::EBADNAME,
+        E::TooLarge => status::EFBIG,
+        E::PayloadTooLong => status::ETOOLONG,
         E::NoSpace => status::ENOSPC,
+        E::NotFound => status::ENOENT,
         E::OutOfOrder => status::EORDER,
-        E::DigestMismatch | E::Corrupt => status::ECORRUPT,
-        _ => status::EINVAL,
+        E::Incomplete => status::EINCOMPLETE,
+        E::DigestMismatch => status::EDIGEST,
+        E::Readback => status::EREADBACK,
+        E::Corrupt => status::ECORRUPT,
     }
 }
 
@@ -146,22 +181,35 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// The store, for a service that only reads it.
 fn store<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
     Store::new(s.board.flash())
 }
 
+/// The store, for a service that changes it: a listing in progress starts over.
+fn store_mut<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
+    s.listing = None;
+    Store::new(s.board.flash())
+}
+
 unsafe extern "C" fn console_write<B: Board>(core: *mut c_void, buf: *const u8, len: usize) {
-    state::<B>(core).board.console_write(bytes(buf, len));
+    // SAFETY: the ABI contract (see above) covers `core`, `buf` and `len`.
+    let (s, buf) = unsafe { (state::<B>(core), bytes(buf, len)) };
+    s.board.console_write(buf);
 }
 
 unsafe extern "C" fn console_read<B: Board>(core: *mut c_void) -> i32 {
-    state::<B>(core).board.console_read().map_or(-1, i32::from)
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
+    s.board.console_read().map_or(-1, i32::from)
 }
 
 unsafe extern "C" fn heap_alloc<B: Board>(core: *mut c_void, size: usize, align: usize) -> *mut u8 {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
     match Layout::from_size_align(size, align) {
-        Ok(l) if size > 0 => s.heap.alloc(l),
+        // SAFETY: a valid layout of non-zero size, as `GlobalAlloc::alloc` requires.
+        Ok(l) if size > 0 => unsafe { s.heap.alloc(l) },
         _ => core::ptr::null_mut(),
     }
 }
@@ -172,25 +220,32 @@ unsafe extern "C" fn heap_free<B: Board>(
     size: usize,
     align: usize,
 ) {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
     if let Ok(l) = Layout::from_size_align(size, align) {
-        s.heap.dealloc(ptr, l);
+        // SAFETY: `HeapFreeFn`'s contract: `ptr`, `size` and `align` are those of one live block
+        // from `heap_alloc`, which allocated it from this heap with this layout.
+        unsafe { s.heap.dealloc(ptr, l) };
     }
 }
 
 unsafe extern "C" fn time_ms<B: Board>(core: *mut c_void) -> u32 {
-    state::<B>(core).board.now_ms()
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
+    s.board.now_ms()
 }
 
 unsafe extern "C" fn reset<B: Board>(core: *mut c_void) -> ! {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
     s.net_down();
     s.board.reset()
 }
 
 unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParams) -> i32 {
-    let s = state::<B>(core);
-    let Some(p) = params.as_ref() else {
+    // SAFETY: the ABI contract covers `core` and `params` (null or valid).
+    let (s, params) = unsafe { (state::<B>(core), params.as_ref()) };
+    let Some(p) = params else {
         return status::EINVAL;
     };
     s.net_down();
@@ -213,7 +268,9 @@ unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParam
 }
 
 unsafe extern "C" fn net_poll<B: Board>(core: *mut c_void) -> i32 {
-    state::<B>(core).poll()
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
+    s.poll()
 }
 
 unsafe extern "C" fn net_connect<B: Board>(
@@ -221,8 +278,9 @@ unsafe extern "C" fn net_connect<B: Board>(
     ip: *const [u8; 4],
     port: u16,
 ) -> i32 {
-    let s = state::<B>(core);
-    let (Some(n), Some(ip)) = (s.net.as_mut(), ip.as_ref()) else {
+    // SAFETY: the ABI contract covers `core` and `ip` (null or valid).
+    let (s, ip) = unsafe { (state::<B>(core), ip.as_ref()) };
+    let (Some(n), Some(ip)) = (s.net.as_mut(), ip) else {
         return status::ENODEV;
     };
     match n.connect(*ip, port) {
@@ -232,30 +290,33 @@ unsafe extern "C" fn net_connect<B: Board>(
 }
 
 unsafe extern "C" fn net_send<B: Board>(core: *mut c_void, buf: *const u8, len: usize) -> i32 {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`, `buf` and `len`.
+    let (s, buf) = unsafe { (state::<B>(core), bytes(buf, len)) };
     let Some(n) = s.net.as_mut() else {
         return status::ENODEV;
     };
-    let r = n.send(bytes(buf, len));
+    let r = n.send(buf);
     s.poll();
     r.map_or(status::ECLOSED, count)
 }
 
 unsafe extern "C" fn net_recv<B: Board>(core: *mut c_void, buf: *mut u8, len: usize) -> i32 {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`, `buf` and `len`.
+    let (s, buf) = unsafe { (state::<B>(core), bytes_mut(buf, len)) };
     s.poll();
     let Some(n) = s.net.as_mut() else {
         return status::ENODEV;
     };
-    if buf.is_null() {
+    let Some(buf) = buf else {
         return status::EINVAL;
-    }
-    n.recv(slice::from_raw_parts_mut(buf, len))
-        .map_or(status::ECLOSED, count)
+    };
+    n.recv(buf).map_or(status::ECLOSED, count)
 }
 
 unsafe extern "C" fn net_down<B: Board>(core: *mut c_void) {
-    state::<B>(core).net_down()
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
+    s.net_down()
 }
 
 unsafe extern "C" fn file_info<B: Board>(
@@ -264,13 +325,18 @@ unsafe extern "C" fn file_info<B: Board>(
     index: u32,
     out: *mut FileInfo,
 ) -> i32 {
-    let s = state::<B>(core);
-    if out.is_null() {
+    // SAFETY: the ABI contract covers `core` and `out` (null or valid for one write).
+    let (s, out) = unsafe { (state::<B>(core), out.as_mut()) };
+    let Some(out) = out else {
         return status::EINVAL;
-    }
+    };
+    // Resume where the previous call stopped when it asked for the index before this one.
+    let (first, mut cursor) = match s.listing.take() {
+        Some(l) if l.staged == staged && l.next <= index => (l.next, l.cursor),
+        _ => (0, Cursor::default()),
+    };
     let mut st = store(s);
-    let mut cursor = Cursor::default();
-    for i in 0..=index {
+    for i in first..=index {
         let info = if staged == 0 {
             st.next_file(&mut cursor).map(|f| {
                 f.map(|f| FileInfo {
@@ -296,7 +362,12 @@ unsafe extern "C" fn file_info<B: Board>(
             Err(e) => return store_status(e),
             Ok(None) => return status::ENOENT,
             Ok(Some(f)) if i == index => {
-                out.write(f);
+                *out = f;
+                s.listing = Some(Listing {
+                    staged,
+                    next: index + 1,
+                    cursor,
+                });
                 return status::OK;
             }
             Ok(Some(_)) => {}
@@ -315,7 +386,9 @@ fn abi_name(b: &[u8]) -> Name {
 /// # Safety
 /// A non-null `name` must point to a valid [`Name`].
 unsafe fn name_arg<'a>(name: *const Name) -> Option<&'a [u8]> {
-    name.as_ref().map(Name::as_bytes).filter(|n| !n.is_empty())
+    // SAFETY: null or valid (the contract).
+    let name = unsafe { name.as_ref() };
+    name.map(Name::as_bytes).filter(|n| !n.is_empty())
 }
 
 unsafe extern "C" fn file_read<B: Board>(
@@ -325,18 +398,14 @@ unsafe extern "C" fn file_read<B: Board>(
     buf: *mut u8,
     len: usize,
 ) -> i32 {
-    let s = state::<B>(core);
-    let Some(name) = name_arg(name) else {
+    // SAFETY: the ABI contract covers `core`, `name`, `buf` and `len`.
+    let (s, name, buf) = unsafe { (state::<B>(core), name_arg(name), bytes_mut(buf, len)) };
+    let (Some(name), Some(buf)) = (name, buf) else {
         return status::EINVAL;
     };
-    if buf.is_null() {
-        return status::EINVAL;
-    }
     let mut st = store(s);
     match st.find(name) {
-        Ok(Some(f)) => st
-            .read(&f, offset, slice::from_raw_parts_mut(buf, len))
-            .map_or_else(store_status, count),
+        Ok(Some(f)) => st.read(&f, offset, buf).map_or_else(store_status, count),
         Ok(None) => status::ENOENT,
         Err(e) => store_status(e),
     }
@@ -349,18 +418,19 @@ unsafe extern "C" fn stage_begin<B: Board>(
     digest: *const [u8; 32],
     version: u32,
 ) -> i32 {
-    let s = state::<B>(core);
+    // SAFETY: the ABI contract covers `core`, `name` and `digest` (each null or valid).
+    let (s, n, digest) = unsafe { (state::<B>(core), name_arg(name), digest.as_ref()) };
     s.running = None;
-    let (Some(n), Some(digest)) = (name_arg(name), digest.as_ref()) else {
+    let (Some(n), Some(digest)) = (n, digest) else {
         return status::EINVAL;
     };
-    let at = match store(s).stage_begin(n, size, digest, version) {
+    let at = match store_mut(s).stage_begin(n, size, digest, version) {
         Ok(at) => at,
         Err(e) => return store_status(e),
     };
-    if at == 0 {
+    if let (0, Some(name)) = (at, Name::new(n)) {
         s.running = Some(RunningDigest {
-            name: *name,
+            name,
             next: 0,
             hasher: sha2::Sha256::new(),
         });
@@ -375,12 +445,12 @@ unsafe extern "C" fn stage_write<B: Board>(
     buf: *const u8,
     len: usize,
 ) -> i32 {
-    let s = state::<B>(core);
-    let Some(n) = name_arg(name) else {
+    // SAFETY: the ABI contract covers `core`, `name`, `buf` and `len`.
+    let (s, n, data) = unsafe { (state::<B>(core), name_arg(name), bytes(buf, len)) };
+    let Some(n) = n else {
         return status::EINVAL;
     };
-    let data = bytes(buf, len);
-    let r = store(s).stage_write(n, offset, data);
+    let r = store_mut(s).stage_write(n, offset, data);
     // The store has read these bytes back from flash and compared them: hashing them is hashing flash.
     match (&r, s.running.as_mut()) {
         (Ok(()), Some(d)) if d.name.as_bytes() == n && d.next == offset => {
@@ -393,28 +463,31 @@ unsafe extern "C" fn stage_write<B: Board>(
 }
 
 unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
-    let s = state::<B>(core);
-    let Some(n) = name_arg(name) else {
+    // SAFETY: the ABI contract covers `core` and `name`.
+    let (s, n) = unsafe { (state::<B>(core), name_arg(name)) };
+    let Some(n) = n else {
         return status::EINVAL;
     };
     match s.running.take() {
         Some(d) if d.name.as_bytes() == n => {
             let content: [u8; 32] = d.hasher.finalize().into();
-            done(store(s).stage_finish_hashed(n, &content))
+            done(store_mut(s).stage_finish_hashed(n, &content))
         }
         // Resumed or interrupted: the store hashes the file from flash.
-        _ => done(store(s).stage_finish(n)),
+        _ => done(store_mut(s).stage_finish(n)),
     }
 }
 
 unsafe extern "C" fn stage_drop<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
-    let s = state::<B>(core);
-    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_drop(n)))
+    // SAFETY: the ABI contract covers `core` and `name`.
+    let (s, n) = unsafe { (state::<B>(core), name_arg(name)) };
+    n.map_or(status::EINVAL, |n| done(store_mut(s).stage_drop(n)))
 }
 
 unsafe extern "C" fn stage_delete<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
-    let s = state::<B>(core);
-    name_arg(name).map_or(status::EINVAL, |n| done(store(s).stage_delete(n)))
+    // SAFETY: the ABI contract covers `core` and `name`.
+    let (s, n) = unsafe { (state::<B>(core), name_arg(name)) };
+    n.map_or(status::EINVAL, |n| done(store_mut(s).stage_delete(n)))
 }
 
 unsafe extern "C" fn stage_rename<B: Board>(
@@ -422,17 +495,18 @@ unsafe extern "C" fn stage_rename<B: Board>(
     from: *const Name,
     to: *const Name,
 ) -> i32 {
-    let s = state::<B>(core);
-    let (Some(from), Some(to)) = (name_arg(from), name_arg(to)) else {
+    // SAFETY: the ABI contract covers `core`, `from` and `to`.
+    let (s, from, to) = unsafe { (state::<B>(core), name_arg(from), name_arg(to)) };
+    let (Some(from), Some(to)) = (from, to) else {
         return status::EINVAL;
     };
-    done(store(s).stage_rename(from, to))
+    done(store_mut(s).stage_rename(from, to))
 }
 
 unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len: usize) -> i32 {
-    let s = state::<B>(core);
-    let config = bytes(config, len);
-    let mut st = store(s);
+    // SAFETY: the ABI contract covers `core`, `config` and `len`.
+    let (s, config) = unsafe { (state::<B>(core), bytes(config, len)) };
+    let mut st = store_mut(s);
     let mut payload = [0u8; crate::record::PAYLOAD_MAX];
     let new_payload = if config.is_empty() {
         None
@@ -440,7 +514,7 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
         // A new config starts without a heap report; the next boot writes one.
         match crate::record::join(config, &[], &mut payload) {
             Some(n) => Some(&payload[..n]),
-            None => return status::EINVAL,
+            None => return status::ETOOLONG,
         }
     };
     // No garbage collection here: the caller may be running in place from the very extent this

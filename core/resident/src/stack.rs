@@ -30,8 +30,12 @@ impl Stack {
         let limit = ((sp.saturating_sub(MARGIN) & !3) as *mut u32).min(self.top);
         let mut p = self.bottom;
         while p < limit {
-            p.write_volatile(PAINT);
-            p = p.add(1);
+            // SAFETY: `bottom <= p < limit <= top`, inside this CPU's stack (the contract) and below
+            // the caller's frame and the margin, so no live data is overwritten.
+            unsafe {
+                p.write_volatile(PAINT);
+                p = p.add(1);
+            }
         }
     }
 

@@ -1,11 +1,11 @@
 //! `rota_core::run` on the host with a board double: the paths that execute nothing (no config, a
 //! refused blob), the persisted boot number and heap report. Overlays that run are tested under QEMU.
 use core::cell::RefCell;
-use rota_core::heap::AccountingHeap;
-use rota_core::stack::Stack;
 use rota_abi::report::PhaseStat;
 use rota_abi::{status, Context};
+use rota_core::heap::AccountingHeap;
 use rota_core::services::{self, CoreState};
+use rota_core::stack::Stack;
 use rota_core::{record, Board, Isa, Memory, Outcome};
 use rota_loader::LoadError;
 use rota_memflash::MemFlash;
@@ -253,7 +253,11 @@ fn a_config_of_the_largest_size_goes_through_check_commit_and_reboot() {
     let stats = [Some(PhaseStat::default()); 5];
     record::save_report(&mut board, &stats);
     let (outcome, out, flash) = boot(board.flash.contents().to_vec());
-    assert_eq!(outcome, Outcome::Refused("init", LoadError::NotFound), "{out}");
+    assert_eq!(
+        outcome,
+        Outcome::Refused("init", LoadError::NotFound),
+        "{out}"
+    );
     let (_, payload) = config_of(flash);
     let (config, _) = record::split(&payload).unwrap();
     assert_eq!(config, bytes);
@@ -262,7 +266,48 @@ fn a_config_of_the_largest_size_goes_through_check_commit_and_reboot() {
     let mut over = [0u8; MAX_CONFIG + 1];
     over[..n].copy_from_slice(bytes);
     let mut board = host(provisioned_with(bytes, &[]));
-    assert_eq!(commit_service(&mut board, &over), status::EINVAL);
+    assert_eq!(commit_service(&mut board, &over), status::ETOOLONG);
     let (_, payload) = config_of(board.flash.contents().to_vec());
     assert_eq!(record::split(&payload).unwrap().0, bytes);
+}
+
+#[test]
+fn file_info_lists_in_order_in_one_scan_and_starts_over_after_a_change() {
+    let files: Vec<(&str, Vec<u8>)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|n| (n, n.as_bytes().repeat(100)))
+        .collect();
+    let mut board = host(provisioned(&files));
+    let mut state = CoreState::new(&mut board, &HEAP);
+    let svc = services::table(&mut state);
+    let names = |svc: &rota_abi::Services, order: &[u32]| -> Vec<Option<Vec<u8>>> {
+        order
+            .iter()
+            .map(|&i| {
+                let f = svc.file_info(false, i).expect("the store reads");
+                f.map(|f| f.name.as_bytes().to_vec())
+            })
+            .collect()
+    };
+    let all = vec![
+        Some(b"a".to_vec()),
+        Some(b"b".to_vec()),
+        Some(b"c".to_vec()),
+        None,
+    ];
+    assert_eq!(names(&svc, &[0, 1, 2, 3]), all);
+    // Out of order, repeated, and after the end: the same answers as a fresh scan.
+    let shuffled = [2, 0, 0, 3, 1, 2];
+    let expected: Vec<_> = shuffled.iter().map(|&i| all[i as usize].clone()).collect();
+    assert_eq!(names(&svc, &shuffled), expected);
+    // A change to the store in the middle of a listing: the next answers see the new store.
+    assert_eq!(names(&svc, &[0]), vec![Some(b"a".to_vec())]);
+    let a = rota_abi::Name::new(b"a").unwrap();
+    assert_eq!(svc.stage_delete(&a), status::OK);
+    assert!(svc.commit(&[]) > 0);
+    assert_eq!(
+        names(&svc, &[0, 1, 2]),
+        vec![Some(b"b".to_vec()), Some(b"c".to_vec()), None]
+    );
+    assert!(matches!(svc.file_info(true, 0), Ok(None)), "nothing staged");
 }

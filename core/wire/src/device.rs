@@ -72,7 +72,9 @@ pub trait FileStore {
     /// the store's new generation.
     fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, Self::Error>;
 
-    /// A one-byte code for `error`, reported to the server in `Failed` (0 when not overridden).
+    /// A one-byte code for `error`, reported to the server in `Failed`: the magnitude of the
+    /// `rota_abi::status` code of the same failure, which the server's log names (0 when not
+    /// overridden).
     fn error_code(error: &Self::Error) -> u8 {
         let _ = error;
         0

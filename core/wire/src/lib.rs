@@ -15,6 +15,7 @@
 //! Nothing here does I/O or allocates: sessions are fed received bytes and hand back bytes to send.
 //! Every parser checks lengths once and returns a typed [`Error`]; no input makes it panic.
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "std")]
@@ -153,10 +154,18 @@ impl fmt::Display for Error {
             Error::Version(v) => write!(f, "protocol version {v} not supported"),
             Error::BufferTooSmall => f.write_str("buffer smaller than one frame"),
             Error::Store { reason, detail } => {
-                write!(f, "store failed: {reason:?} (code {detail})")
+                write!(
+                    f,
+                    "store failed: {reason:?}: {}",
+                    detail_text(*reason, *detail)
+                )
             }
             Error::Refused { reason, detail } => {
-                write!(f, "peer failed: {reason:?} (code {detail})")
+                write!(
+                    f,
+                    "peer failed: {reason:?}: {}",
+                    detail_text(*reason, *detail)
+                )
             }
             Error::Config(c) => write!(f, "config refused: {c:?}"),
             Error::BadPlan => f.write_str("plan must end with one Commit"),
@@ -172,4 +181,20 @@ impl std::error::Error for Error {}
 pub fn sha256(data: &[u8]) -> Digest {
     use sha2::Digest as _;
     sha2::Sha256::digest(data).into()
+}
+
+/// What a `Failed` message's detail code means for its reason: for a store operation, the magnitude of
+/// the device's status code (`rota_abi::status`), so a log line names the store's own failure.
+pub fn detail_text(reason: msg::Reason, detail: u8) -> &'static str {
+    use msg::Reason as R;
+    match reason {
+        R::Begin | R::Write | R::Finish | R::Drop | R::Delete | R::Rename | R::Read | R::Commit => {
+            rota_abi::status::describe(-i32::from(detail))
+        }
+        R::Config => "the config was refused",
+        R::Frame => "a frame did not parse or verify",
+        R::Unexpected => "a message out of place",
+        R::Offset => "an offset out of order",
+        R::Version => "protocol version not supported",
+    }
 }

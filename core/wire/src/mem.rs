@@ -213,6 +213,15 @@ impl FileStore for MemStore {
     }
 
     fn error_code(error: &MemError) -> u8 {
-        *error as u8
+        use rota_abi::status;
+        // The codes the core's store services give for the same failures.
+        let code = match error {
+            MemError::NotFound => status::ENOENT,
+            MemError::Offset => status::EORDER,
+            MemError::Digest => status::EDIGEST,
+            MemError::Size => status::EINVAL,
+            MemError::Unfinished => status::EINCOMPLETE,
+        };
+        code.unsigned_abs() as u8
     }
 }

@@ -400,7 +400,11 @@ fn config_round_trip_and_bounds() {
     let mut buf = [0u8; 1024];
     let n = config.encode(&mut buf).unwrap();
     // The limit is exactly this worst case, rounded up to whole words.
-    assert_eq!(rota_wire::config::MAX_CONFIG, n.next_multiple_of(4), "worst case {n} bytes");
+    assert_eq!(
+        rota_wire::config::MAX_CONFIG,
+        n.next_multiple_of(4),
+        "worst case {n} bytes"
+    );
     println!("largest config: {n} bytes");
     assert_eq!(DeviceConfig::decode(&buf[..n]), Ok(config.clone()));
     assert_eq!(

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use rota_wire::mem::MemError;
 use rota_wire::server::{self, Outgoing, ServerSession, Step};
 use rota_wire::{
     config::config_version, sha256, DeviceConfig, DeviceSession, Error, Poll, Reason, MAX_FRAME,
@@ -191,7 +190,7 @@ fn a_corrupted_file_fails_its_digest_and_nothing_is_committed() {
         run.server,
         Some(Err(Error::Refused {
             reason: Reason::Finish,
-            detail: MemError::Digest as u8
+            detail: rota_abi::status::EDIGEST.unsigned_abs() as u8
         }))
     );
     assert!(store.files.is_empty() && store.generation == 0);

@@ -64,6 +64,14 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
 fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut Work) -> i32 {
     let n = match hello(svc, ctx, cfg, w) {
         Ok(n) => n,
+        Err(rota_wire::Error::Store { detail, .. }) => {
+            // The status code's text is the server's and the core's to print (a table of strings
+            // would give provision relocations, and it runs in place).
+            svc.write(b"provision: store failed listing files (status -");
+            svc.write_dec(u32::from(detail));
+            svc.write(b"); nothing committed, starting app\n");
+            return verdict::APP;
+        }
         Err(_) => return fail(svc, b"check-in does not fit one frame"),
     };
     if !link.send_all(&w.out[..n]) {
@@ -126,11 +134,16 @@ fn hello(
 ) -> Result<usize, rota_wire::Error> {
     let mut live = [None; MAX_FILES];
     let mut staged = [None; MAX_STAGED];
+    // A store that cannot be read is said so, never reported as holding fewer files.
+    let listing = |rc: i32| rota_wire::Error::Store {
+        reason: rota_wire::msg::Reason::Read,
+        detail: rc.unsigned_abs().min(255) as u8,
+    };
     for (i, slot) in live.iter_mut().enumerate() {
-        *slot = svc.file_info(false, i as u32);
+        *slot = svc.file_info(false, i as u32).map_err(listing)?;
     }
     for (i, slot) in staged.iter_mut().enumerate() {
-        *slot = svc.file_info(true, i as u32);
+        *slot = svc.file_info(true, i as u32).map_err(listing)?;
     }
     let mut msg = Hello {
         device_id: cfg.device_id,

@@ -27,7 +27,7 @@ struct Buffers {
 #[inline(never)]
 pub fn run(svc: &Services, view: &ConfigView, link: &Link) -> i32 {
     // v1 cannot resume: nothing staged by an earlier, broken session may ride along with this one.
-    while let Some(f) = svc.file_info(true, 0) {
+    while let Ok(Some(f)) = svc.file_info(true, 0) {
         if svc.stage_drop(&f.name) < 0 {
             break;
         }
@@ -177,13 +177,13 @@ impl V1Store for SvcStore<'_> {
 
     fn size(&mut self, n: &[u8]) -> Option<u32> {
         (0..)
-            .map_while(|i| self.svc.file_info(false, i))
+            .map_while(|i| self.svc.file_info(false, i).ok().flatten())
             .find(|f| f.name.as_bytes() == n)
             .map(|f| f.size)
     }
 
     fn list(&mut self, index: usize) -> Option<(&[u8], u32)> {
-        let f = self.svc.file_info(false, index as u32)?;
+        let f = self.svc.file_info(false, index as u32).ok().flatten()?;
         self.listed = f.name;
         Some((self.listed.as_bytes(), f.size))
     }

@@ -6,6 +6,8 @@
 //! anywhere else: the argument is a port number, nothing more) and copies both ways. It exits when the
 //! server closes its side or the guest side (stdin) ends. QEMU does not pass a server's close to the
 //! guest as a FIN, so the protocol on top must mark its own end.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
 use std::process::ExitCode;

@@ -3,6 +3,8 @@
 //!
 //! The build products come from `make firmware images` in `$ROTA_BUILD` (default: `build/` at the
 //! workspace root). Tests that need them fail with a message naming the make target when they are missing.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::io::Write;
 

@@ -106,7 +106,9 @@ impl Server {
             format!(
                 "{{\"files\": [{}], \"secret\": \"{secret}\"{}}}\n",
                 names.join(", "),
-                config.map(|c| format!(", \"config\": {c}")).unwrap_or_default()
+                config
+                    .map(|c| format!(", \"config\": {c}"))
+                    .unwrap_or_default()
             ),
         )
         .expect("write inventory");

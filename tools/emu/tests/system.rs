@@ -109,8 +109,16 @@ fn an_update_with_a_new_config_is_committed_once_and_the_next_boot_gets_no_updat
     assert!(c.contains("provision: no update"), "{c}");
     assert_eq!(app_versions(&run), vec![2], "{c}");
     let again = device.boot(&Boot::to(server.port));
-    assert!(again.console.contains("provision: no update"), "{}", again.console);
-    assert!(!again.console.contains("update committed"), "{}", again.console);
+    assert!(
+        again.console.contains("provision: no update"),
+        "{}",
+        again.console
+    );
+    assert!(
+        !again.console.contains("update committed"),
+        "{}",
+        again.console
+    );
 }
 
 #[test]

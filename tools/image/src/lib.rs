@@ -1,5 +1,7 @@
 //! Builds the storage region a rota device boots from: a formatted file store (docs/flash-layout.md)
 //! whose config record holds the device config, and the given files committed as its first generation.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use rota_memflash::MemFlash;
 use rota_store::Store;

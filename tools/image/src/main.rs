@@ -1,6 +1,8 @@
 //! `rota-image -o storage.bin --device-id N --secret S --server A.B.C.D [--port P] [--ip A.B.C.D/N]
 //! [--gateway A.B.C.D] NAME=PATH...`: a storage region holding a formatted file store with the device
 //! config and the given files committed (layout in docs/flash-layout.md).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 use clap::Parser;
 use rota_image::{build, FileSpec, REGION_SIZE};
 use rota_wire::DeviceConfig;

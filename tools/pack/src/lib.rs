@@ -10,6 +10,8 @@
 //! object are section-relative.
 //!
 //! Writable sections are refused: overlays keep their state in the core's context.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use object::elf;
 use object::read::elf::{ElfFile32, FileHeader, Rel, SectionHeader, Sym};

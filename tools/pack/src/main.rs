@@ -1,4 +1,6 @@
 //! `rota-pack overlay.elf -o overlay.blob [--name NAME] [--limit BYTES] [--report]`
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 use clap::Parser;
 use std::{path::PathBuf, process::ExitCode};
 

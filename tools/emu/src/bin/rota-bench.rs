@@ -8,6 +8,8 @@
 //!   `Staged` (every byte written to flash, read back, and the whole file's digest checked from
 //!   flash). Medians of 7 runs, interleaved.
 //! - No-update check-in: bytes each way and round trips, v2 against v1, counted by a proxy.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 use rota_emu::net::{copy, Mps2Run};
 use rota_emu::system::{device_config, release, storage_image, Boot, Device, Server, SECRET};
 use rota_emu::{artifact, Machine};

@@ -3,6 +3,8 @@
 //! 1 boots, checks in over TCP (through QEMU's guestfwd and `rota-bridge`), installs the update, reboots,
 //! gets "no update" in one round trip and runs the new application. Then the heap report, the fleet as
 //! the server recorded it, and the ESP8266 core under `qemu-system-xtensa -M sim` (no network there).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 use rota_emu::system::{host_bin, release, storage_image, Boot, Device, Server, SECRET};
 use rota_emu::{boot, Machine, Run};
 use std::process::{Command, ExitCode};
