@@ -50,9 +50,14 @@ enum Command {
         /// Address to listen on; use 0.0.0.0:8266 to reach real devices on your network.
         #[arg(long, default_value = "127.0.0.1:8266")]
         listen: SocketAddr,
-        /// Most sessions served at once; further connections are closed immediately.
-        #[arg(long, default_value_t = 4096)]
+        /// Most sessions served at once (also capped by the open-file limit). When all are taken, a
+        /// new connection replaces the oldest one that has sent nothing yet, or is closed at once.
+        #[arg(long, default_value_t = Limits::SESSIONS)]
         max_sessions: usize,
+        /// Most sessions from one peer address (an IPv4 address or an IPv6 /64); further
+        /// connections from it are closed at once. Default: a quarter of --max-sessions.
+        #[arg(long, value_name = "N")]
+        max_sessions_per_peer: Option<usize>,
     },
     /// Serve exactly one session over stdin/stdout (for emulated devices: one process per connection).
     ServeStdio {
@@ -81,6 +86,10 @@ struct RepoArgs {
     /// Seconds to wait for any one read or write before dropping a session.
     #[arg(long, value_name = "SECS", default_value_t = 15.0)]
     idle_timeout: f64,
+    /// Seconds from a connection's start to its whole first record (HI line or Hello); a connection
+    /// that sends nothing holds its slot no longer.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::FIRST_RECORD.as_secs_f64())]
+    first_record_timeout: f64,
     /// Longest session, in seconds (devices allow 30 s after the first command).
     #[arg(long, value_name = "SECS", default_value_t = 45.0)]
     session_timeout: f64,
@@ -97,6 +106,8 @@ enum CliError {
     Repo(#[from] RepoError),
     #[error("--{0} must be a positive number of seconds")]
     Seconds(&'static str),
+    #[error("--{0} must be at least 1")]
+    Count(&'static str),
     #[error("cannot use stdout: {0}")]
     Stdout(std::io::Error),
     #[error(transparent)]
@@ -109,19 +120,21 @@ enum CliError {
 }
 
 impl RepoArgs {
-    fn server(&self) -> Result<Server, CliError> {
+    fn server(&self, tune: impl FnOnce(&mut Limits)) -> Result<Server, CliError> {
         let secs = |v: f64, name| {
             Duration::try_from_secs_f64(v)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or(CliError::Seconds(name))
         };
-        let limits = Limits {
+        let mut limits = Limits {
             idle: secs(self.idle_timeout, "idle-timeout")?,
             session: secs(self.session_timeout, "session-timeout")?,
             v2_idle: secs(self.v2_idle_timeout, "v2-idle-timeout")?,
+            first_record: secs(self.first_record_timeout, "first-record-timeout")?,
             ..Limits::default()
         };
+        tune(&mut limits);
         let repo = match &self.rev {
             Some(rev) => Repo::open_rev(&self.repo, rev)?,
             None => Repo::open_dir(&self.repo)?,
@@ -137,11 +150,23 @@ async fn run(command: Command) -> Result<bool, CliError> {
             repo,
             listen: addr,
             max_sessions,
+            max_sessions_per_peer,
         } => {
-            let server = Arc::new(repo.server()?);
+            if max_sessions == 0 {
+                return Err(CliError::Count("max-sessions"));
+            }
+            if max_sessions_per_peer == Some(0) {
+                return Err(CliError::Count("max-sessions-per-peer"));
+            }
+            let server = Arc::new(repo.server(|limits| {
+                limits.sessions = max_sessions;
+                limits.sessions_per_peer = max_sessions_per_peer;
+            })?);
+            listen::raise_descriptor_limit(max_sessions);
             let listener =
                 listen::bind(addr).map_err(|source| CliError::Listen { addr, source })?;
-            tracing::info!(%addr, "listening");
+            let local = listener.local_addr().unwrap_or(addr);
+            tracing::info!(addr = %local, "listening");
             let shutdown = async {
                 // Without a signal handler the process just runs until killed.
                 if tokio::signal::ctrl_c().await.is_err() {
@@ -149,11 +174,11 @@ async fn run(command: Command) -> Result<bool, CliError> {
                 }
                 tracing::info!("interrupted; stopping");
             };
-            listen::run(listener, server, max_sessions, shutdown).await;
+            listen::run(listener, server, shutdown).await;
             Ok(true)
         }
         Command::ServeStdio { repo } => {
-            let server = repo.server()?;
+            let server = repo.server(|_| {})?;
             // Not tokio::io::stdout(): std's stdout is line-buffered and would split a record whose
             // payload holds a line feed into two writes. A plain file handle writes each record at once.
             let stdout = std::io::stdout()

@@ -3,30 +3,42 @@
 //! The first byte tells the protocol ([`Protocol::detect`]): `{` is luaOTA v1, which then runs strictly
 //! ping-pong: one record per write, each answered before the next; `0xB2` is rota v2 (`rota-wire`
 //! frames; files stream with windowed acknowledgements). Every read and write has a deadline (the idle
-//! timeout, capped by the whole-session limit), so a slow or silent peer only ever holds its own
-//! session.
+//! timeout, capped by the whole-session limit, and until the first record has verified by the
+//! first-record deadline), so a slow or silent peer only ever holds its own session, and not long.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
 use rota_wire::server::{self as wire_server, Event, ServerSession};
 use rota_wire::{Header, HEADER_LEN, MAX_FRAME};
 
 use crate::fleet::{Fleet, FleetError};
+use crate::listen::Ticket;
 use crate::luac::{self, CompileError};
 use crate::repo::{Action, Plan, Repo, RepoError};
 use crate::restart::{self, RestartError};
 use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
 use crate::v2::{self as planner, PlanError};
 
-/// Timing limits of a session.
+/// The limits of the server: the timing of each session, and how many sessions the listener holds at
+/// once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Longest wait, from a connection's start, for its first record (the v1 HI line or the v2 Hello)
+    /// to arrive whole: a connection that sends nothing holds its slot no longer
+    /// ([`Limits::FIRST_RECORD`]).
+    pub first_record: Duration,
+    /// Most sessions the listener holds at once ([`Limits::SESSIONS`]; also capped by the process's
+    /// open-file limit, see [`crate::listen`]).
+    pub sessions: usize,
+    /// Most of them from one peer address (an IPv4 address, or an IPv6 /64); `None`: a quarter of
+    /// the table.
+    pub sessions_per_peer: Option<usize>,
     /// Longest wait for any one read (a whole line) or write.
     pub idle: Duration,
     /// Longest whole session.
@@ -38,9 +50,20 @@ pub struct Limits {
     pub v2_idle: Duration,
 }
 
+impl Limits {
+    /// The default first-record deadline: devices send their first record right after connecting,
+    /// and a NodeMCU device gives up 3 s after `connect()`.
+    pub const FIRST_RECORD: Duration = Duration::from_secs(2);
+    /// The default session table size.
+    pub const SESSIONS: usize = 4096;
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            first_record: Limits::FIRST_RECORD,
+            sessions: Limits::SESSIONS,
+            sessions_per_peer: None,
             idle: Duration::from_secs(15),
             session: Duration::from_secs(45),
             close_grace: Duration::from_secs(2),
@@ -111,6 +134,10 @@ pub enum SessionError {
     /// A deadline passed.
     #[error("timed out {0}")]
     Timeout(Phase),
+    /// The listener's table was full and this connection, the oldest without a first record, was
+    /// closed to make room for a new one.
+    #[error("closed to make room: the session table was full and this connection had sent no first record yet")]
+    Evicted,
     /// The peer closed mid-session.
     #[error("peer closed the connection while {0}")]
     Closed(Phase),
@@ -227,6 +254,11 @@ impl Server {
         &self.fleet
     }
 
+    /// The server's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Also sends every session's report to the returned receiver (for tests and tools).
     pub fn report_channel(&mut self) -> mpsc::UnboundedReceiver<SessionReport> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -240,7 +272,34 @@ impl Server {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        self.serve_in(io, peer, None).await
+    }
+
+    /// [`Server::serve`] in a slot of the listener's table, which may close the session to make room
+    /// until its first record has verified.
+    pub(crate) async fn serve_slot<S>(
+        &self,
+        io: S,
+        peer: &str,
+        ticket: Ticket,
+    ) -> Option<SessionReport>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.serve_in(io, peer, Some(ticket)).await
+    }
+
+    async fn serve_in<S>(
+        &self,
+        io: S,
+        peer: &str,
+        mut ticket: Option<Ticket>,
+    ) -> Option<SessionReport>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let start = Instant::now();
+        let eviction = ticket.as_mut().and_then(Ticket::take_eviction);
         let mut session = Session {
             io: LineReader::new(io),
             repo: &self.repo,
@@ -249,13 +308,20 @@ impl Server {
             limits: self.limits,
             idle: self.limits.idle,
             deadline: start + self.limits.session,
+            first_deadline: Some(start + self.limits.first_record),
+            ticket,
             protocol: None,
             device: None,
             check_in: None,
             files: 0,
             bytes: 0,
         };
-        let outcome = session.run().await;
+        // Eviction only ever comes before the first record verified: nothing was sent or recorded.
+        let outcome = tokio::select! {
+            biased;
+            () = evicted(eviction) => Err(SessionError::Evicted),
+            outcome = session.run() => outcome,
+        };
         if let Some((device, nonce)) = session.check_in {
             let label = match &outcome {
                 Ok(o) => o.to_string(),
@@ -311,6 +377,17 @@ impl Server {
             None => Some(report),
         }
     }
+}
+
+/// Completes when the listener evicts the session; never if it cannot (no table, or past its first
+/// record).
+async fn evicted(signal: Option<oneshot::Receiver<()>>) {
+    if let Some(signal) = signal {
+        if signal.await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Reads lines of at most [`v1::MAX_LINE`] bytes into a fixed buffer; a longer line is refused, never
@@ -425,6 +502,10 @@ struct Session<'r, S> {
     /// The idle timeout in force (v1's, or v2's once told).
     idle: Duration,
     deadline: Instant,
+    /// The first-record deadline, until the first record verified.
+    first_deadline: Option<Instant>,
+    /// The listener's slot, if the session holds one.
+    ticket: Option<Ticket>,
     protocol: Option<Protocol>,
     device: Option<u64>,
     /// The device and nonce of a recorded check-in, whose outcome is recorded at the end.
@@ -434,9 +515,21 @@ struct Session<'r, S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    /// The deadline of the next operation: the idle timeout, capped by the session's.
+    /// The deadline of the next operation: the idle timeout, capped by the session's and, until the
+    /// first record verified, by the first-record deadline.
     fn next_deadline(&self) -> Instant {
-        (Instant::now() + self.idle).min(self.deadline)
+        let next = (Instant::now() + self.idle).min(self.deadline);
+        self.first_deadline.map_or(next, |first| next.min(first))
+    }
+
+    /// The first record verified: the first-record deadline no longer applies, and the session keeps
+    /// its slot to the end (unless the listener evicted it just before).
+    fn first_record_verified(&mut self) -> Result<(), SessionError> {
+        self.first_deadline = None;
+        match self.ticket.as_mut().map(Ticket::activate) {
+            Some(false) => Err(SessionError::Evicted),
+            _ => Ok(()),
+        }
     }
 
     async fn run(&mut self) -> Result<Outcome, SessionError> {
@@ -491,6 +584,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             }
             Err(e) => return Err(SessionError::V2(e)),
         };
+        self.first_record_verified()?;
         let plan = self.repo.plan(&inventory)?;
         let todo = planner::decide(&plan, &inventory, hello.device_id, &hello)?;
         let label = if todo.is_empty() {
@@ -578,6 +672,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if !record.verify(&inventory.secret) {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
+        self.first_record_verified()?;
         let plan = self.repo.plan(&inventory)?;
         // A name the device cannot open would reboot it at every boot: refused before anything.
         restart::check_names(&plan)?;
