@@ -88,6 +88,8 @@ firmware:
 	@mkdir -p $(B)/mps2-an385 $(B)/esp8266
 	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385
 	cp $(ARM_OUT)/rota-mps2-an385 $(B)/mps2-an385/rota.elf
+	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --features power-cut
+	cp $(ARM_OUT)/rota-mps2-an385 $(B)/mps2-an385/rota-power-cut.elf
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-sim.elf
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
@@ -97,7 +99,7 @@ firmware:
 # The plain TCP copy example (network baseline, docs/network.md) and the guestfwd bridge it needs.
 tcp-copy:
 	@mkdir -p $(B)/mps2-an385
-	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --example tcp_copy
+	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --features power-cut --example tcp_copy
 	cp $(ARM_OUT)/examples/tcp_copy $(B)/mps2-an385/tcp_copy.elf
 	$(CARGO) build -q -p rota-bridge
 	cp target/debug/rota-bridge $(B)/rota-bridge
@@ -180,6 +182,7 @@ lint:
 test: setup firmware images fixtures tcp-copy esp-image-check lint
 	$(CARGO) build -q
 	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
+	$(CARGO) test -q -p rota-board-mps2-an385 --features power-cut --lib
 
 clean:
 	rm -rf $(B) target

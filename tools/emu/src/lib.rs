@@ -42,6 +42,15 @@ impl Machine {
         }
     }
 
+    /// The firmware ELF built with power-cut injection (`cut=<n>`; mps2-an385 only), for the power-cut
+    /// tests: the firmware `make` ships has none.
+    pub fn power_cut_firmware(self) -> PathBuf {
+        match self {
+            Machine::Mps2An385 => artifact("mps2-an385/rota-power-cut.elf"),
+            Machine::Esp8266Sim => panic!("the esp8266 sim build has no power-cut injection"),
+        }
+    }
+
     /// Directory of this machine's packed overlays.
     pub fn isa_dir(self) -> &'static str {
         match self {

@@ -219,7 +219,11 @@ impl Device {
     /// Powers the device on until it exits (the app ran), a cut, or the time limit. A reboot inside
     /// the run (after an update) keeps going in the same run, as on hardware.
     pub fn boot(&self, b: &Boot) -> Run {
-        let mut qemu = Mps2Run::new(Machine::Mps2An385.firmware());
+        let elf = match b.cut {
+            Some(_) => Machine::Mps2An385.power_cut_firmware(),
+            None => Machine::Mps2An385.firmware(),
+        };
+        let mut qemu = Mps2Run::new(elf);
         qemu.storage = Some(self.storage.path().to_path_buf());
         qemu.cut = b.cut;
         qemu.server_port = b.server;

@@ -295,6 +295,27 @@ fn power_cut_at_spread_flash_operations_always_boots_old_or_new_and_then_complet
 }
 
 #[test]
+fn the_shipped_firmware_has_no_power_cut_injection() {
+    let storage = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(storage.path(), storage_image(&release(M, 1), SECRET)).unwrap();
+    let mut run = rota_emu::net::Mps2Run::new(M.firmware());
+    run.storage = Some(storage.path().to_path_buf());
+    run.cut = Some(3);
+    let out = run.run(Duration::from_secs(20));
+    assert_eq!(out.status, Some(2), "{}", out.console);
+    assert!(
+        out.console.contains("cut= needs the power-cut build"),
+        "{}",
+        out.console
+    );
+    assert_eq!(
+        std::fs::read(storage.path()).unwrap(),
+        storage_image(&release(M, 1), SECRET),
+        "nothing was written"
+    );
+}
+
+#[test]
 fn a_device_in_v1_mode_is_provisioned_by_the_luaota_protocol() {
     let mut config = rota_emu::system::device_config(SECRET);
     config.protocol = 1;

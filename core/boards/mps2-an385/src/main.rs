@@ -107,8 +107,15 @@ fn main() -> ! {
     let mut line = [0u8; 160];
     let cmdline = semihosting::cmdline(&mut line).unwrap_or(&[]);
     let (flash, origin) = storage::open(region, cmdline);
-    if origin == storage::Origin::Failed {
-        uart.print(b"storage: cannot open the storage file; using memory\n");
+    match origin {
+        storage::Origin::Failed => {
+            uart.print(b"storage: cannot open the storage file; using memory\n")
+        }
+        storage::Origin::CutUnsupported => {
+            uart.print(b"storage: cut= needs the power-cut build (rota-power-cut.elf)\n");
+            semihosting::exit(2)
+        }
+        _ => {}
     }
     // SAFETY: the only call.
     let (nic, mac) = match unsafe { nic::take() } {

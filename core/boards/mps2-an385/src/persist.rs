@@ -71,6 +71,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>, B: Backing> PersistentFlash<S, B> {
     }
 
     /// Cuts power during operation `op` (see the module docs).
+    #[cfg(feature = "power-cut")]
     pub fn cut_power_at(&mut self, op: u32) {
         self.flash.cut_power_at(op);
     }
@@ -208,6 +209,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "power-cut")]
     fn a_cut_write_stores_its_first_half_then_reports_the_cut() {
         let mut f = flash();
         f.erase(0, 4096).unwrap();
@@ -225,6 +227,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "power-cut")]
     fn a_cut_erase_stores_half_the_sector() {
         let mut f = flash();
         f.cut_power_at(0);

@@ -6,7 +6,8 @@
 //!   (created if missing) and read over the region; a shorter file is extended with what the region
 //!   held (the `-device loader` image, if any). Every later write and erase is written through.
 //! - `cut=<n>`: flash operation `n` (from 0) is cut short as `persist` describes, and the emulator
-//!   exits with [`crate::POWER_CUT_EXIT`].
+//!   exits with [`crate::POWER_CUT_EXIT`]. Only in a build with the `power-cut` feature; any other
+//!   build refuses to start with `cut=` rather than run without the cut a test asked for.
 
 use crate::persist::{Backing, PersistentFlash};
 use crate::semihosting::{self, mode, File};
@@ -62,11 +63,21 @@ pub enum Origin {
     Created,
     /// `storage=` was given but the file could not be opened or created, or its path is too long.
     Failed,
+    /// `cut=` was given to a build without the `power-cut` feature (nothing was opened).
+    CutUnsupported,
 }
 
 /// Builds the flash over `region` as the command line says; also returns where its contents came from.
 pub fn open(region: &'static mut [u8], cmdline: &[u8]) -> (Flash, Origin) {
+    #[cfg(feature = "power-cut")]
     let cut = arg(cmdline, "cut").and_then(number);
+    #[cfg(not(feature = "power-cut"))]
+    if arg(cmdline, "cut").is_some() {
+        return (
+            PersistentFlash::new(MemFlash::new(region), None),
+            Origin::CutUnsupported,
+        );
+    }
     let (backing, origin) = match arg(cmdline, "storage") {
         None => (None, Origin::Memory),
         Some(path) => match load(region, path) {
@@ -74,7 +85,9 @@ pub fn open(region: &'static mut [u8], cmdline: &[u8]) -> (Flash, Origin) {
             None => (None, Origin::Failed),
         },
     };
+    #[cfg_attr(not(feature = "power-cut"), allow(unused_mut))]
     let mut flash = PersistentFlash::new(MemFlash::new(region), backing);
+    #[cfg(feature = "power-cut")]
     if let Some(op) = cut {
         flash.cut_power_at(op);
     }
