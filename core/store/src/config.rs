@@ -120,7 +120,7 @@ impl<F: NorFlash> Store<F> {
         )?;
         match self.load_slot(slot)? {
             Some(c) if c.seq == seq => Ok(()),
-            _ => Err(Error::Readback),
+            _ => Err(self.mismatch(base)),
         }
     }
 

@@ -1,6 +1,8 @@
-//! The store's errors.
+//! The store's errors, and where a failed call went wrong.
 
 use core::fmt;
+
+use embedded_storage::nor_flash::NorFlashErrorKind;
 
 /// Everything a store operation can report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,5 +59,72 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.describe())
+    }
+}
+
+/// The flash access a store call was making when it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reading.
+    Read,
+    /// Programming (writing).
+    Write,
+    /// Erasing a sector.
+    Erase,
+    /// Reading back what was just written and comparing it.
+    ReadBack,
+}
+
+impl Access {
+    /// A short human-readable name.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Erase => "erase",
+            Access::ReadBack => "read-back",
+        }
+    }
+}
+
+/// Where a store call failed with [`Error::Flash`] or [`Error::Readback`], as
+/// [`Store::failure`](crate::Store::failure) reports it: the error the call returned, the flash
+/// access it was making, the offset in the region, and the driver's own error kind when the driver
+/// failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The error the call returned.
+    pub error: Error,
+    /// What the store was doing.
+    pub access: Access,
+    /// Offset in the storage region of the access that failed (for a read-back, of the first byte
+    /// that differed, or of the record or header that did not check).
+    pub offset: u32,
+    /// The driver's error kind, when the driver reported the failure (`None` for a read-back
+    /// mismatch, or an offset past 4 GB).
+    pub driver: Option<NorFlashErrorKind>,
+}
+
+impl Failure {
+    /// A short human-readable description of the error (the access and offset are fields; the
+    /// `Display` form has all of them).
+    pub fn describe(&self) -> &'static str {
+        self.error.describe()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: flash {} at {:#010x}",
+            self.error.describe(),
+            self.access.describe(),
+            self.offset
+        )?;
+        match self.driver {
+            Some(k) => write!(f, " ({k:?})"),
+            None => Ok(()),
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Raw flash access: reads through an aligned bounce buffer when the driver needs it, programming at any offset, comparing, and the tail-first erase with its kill-before-erase rule.
 
-use embedded_storage::nor_flash::NorFlash;
+use embedded_storage::nor_flash::{NorFlash, NorFlashError};
 
 use crate::layout::{CONFIG_SECTORS, FILE_MAGIC, SECTOR};
-use crate::{Error, Store, BUF};
+use crate::{Access, Error, Failure, Store, BUF};
 
 impl<F: NorFlash> Store<F> {
     /// Sectors in the region (bounded so that every offset fits in a `u32`).
@@ -12,22 +12,47 @@ impl<F: NorFlash> Store<F> {
         n.min((u32::MAX / SECTOR) as usize) as u32
     }
 
+    /// Records where a call failed, and returns its error.
+    pub(crate) fn failed(
+        &mut self,
+        error: Error,
+        access: Access,
+        offset: u32,
+        driver: Option<F::Error>,
+    ) -> Error {
+        self.failure = Some(Failure {
+            error,
+            access,
+            offset,
+            driver: driver.map(|e| e.kind()),
+        });
+        error
+    }
+
+    /// A read-back mismatch at `offset`: recorded, and [`Error::Readback`] returned.
+    pub(crate) fn mismatch(&mut self, offset: u32) -> Error {
+        self.failed(Error::Readback, Access::ReadBack, offset, None)
+    }
+
     pub(crate) fn rd(&mut self, off: u32, buf: &mut [u8]) -> Result<(), Error> {
         if F::READ_SIZE <= 1 {
-            return self.flash.read(off, buf).map_err(|_| Error::Flash);
+            let r = self.flash.read(off, buf);
+            return r.map_err(|e| self.failed(Error::Flash, Access::Read, off, Some(e)));
         }
         // Reads through an aligned bounce buffer for drivers that need aligned reads.
         let rs = F::READ_SIZE as u32;
         let mut b = [0u8; BUF];
         let mut done = 0;
         while done < buf.len() {
-            let at = off.checked_add(done as u32).ok_or(Error::Flash)?;
+            let Some(at) = off.checked_add(done as u32) else {
+                return Err(self.failed(Error::Flash, Access::Read, off, None));
+            };
             let skip = (at % rs) as usize;
             let n = (BUF - skip).min(buf.len() - done);
             let len = (skip + n).div_ceil(rs as usize) * rs as usize;
-            self.flash
-                .read(at - skip as u32, &mut b[..len])
-                .map_err(|_| Error::Flash)?;
+            let from = at - skip as u32;
+            let r = self.flash.read(from, &mut b[..len]);
+            r.map_err(|e| self.failed(Error::Flash, Access::Read, from, Some(e)))?;
             buf[done..done + n].copy_from_slice(&b[skip..skip + n]);
             done += n;
         }
@@ -43,15 +68,14 @@ impl<F: NorFlash> Store<F> {
                 let n = (4 - skip).min(data.len());
                 let mut w = [0xFF; 4];
                 w[skip..skip + n].copy_from_slice(&data[..n]);
-                self.flash
-                    .write(off - skip as u32, &w)
-                    .map_err(|_| Error::Flash)?;
+                let at = off - skip as u32;
+                let r = self.flash.write(at, &w);
+                r.map_err(|e| self.failed(Error::Flash, Access::Write, at, Some(e)))?;
                 n
             } else {
                 let n = data.len() & !3;
-                self.flash
-                    .write(off, &data[..n])
-                    .map_err(|_| Error::Flash)?;
+                let r = self.flash.write(off, &data[..n]);
+                r.map_err(|e| self.failed(Error::Flash, Access::Write, off, Some(e)))?;
                 n
             };
             off += n as u32;
@@ -60,17 +84,19 @@ impl<F: NorFlash> Store<F> {
         Ok(())
     }
 
-    /// Whether flash at `off` holds exactly `data`.
-    pub(crate) fn same(&mut self, off: u32, data: &[u8]) -> Result<bool, Error> {
+    /// Checks that flash at `off` holds exactly `data`; [`Error::Readback`] (recorded with the
+    /// offset of the first byte that differs) if not.
+    pub(crate) fn same(&mut self, off: u32, data: &[u8]) -> Result<(), Error> {
         let mut b = [0u8; BUF];
         for (i, want) in data.chunks(BUF).enumerate() {
+            let at = off + (i * BUF) as u32;
             let got = &mut b[..want.len()];
-            self.rd(off + (i * BUF) as u32, got)?;
-            if got != want {
-                return Ok(false);
+            self.rd(at, got)?;
+            if let Some(k) = got.iter().zip(want).position(|(g, w)| g != w) {
+                return Err(self.mismatch(at + k as u32));
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Erases sectors `start..end` one by one from the last to the first, so that an interrupted
@@ -93,9 +119,8 @@ impl<F: NorFlash> Store<F> {
                     self.program(base, &[0; 4])?;
                 }
             }
-            self.flash
-                .erase(base, base + SECTOR)
-                .map_err(|_| Error::Flash)?;
+            let r = self.flash.erase(base, base + SECTOR);
+            r.map_err(|e| self.failed(Error::Flash, Access::Erase, base, Some(e)))?;
         }
         Ok(())
     }

@@ -42,7 +42,7 @@ use core::fmt;
 use embedded_storage::nor_flash::NorFlash;
 use layout::SECTOR;
 
-pub use error::Error;
+pub use error::{Access, Error, Failure};
 pub use layout::{header_area, DATA_ALIGN};
 
 /// Bytes of file data per progress word: the granularity of resuming an interrupted transfer.
@@ -163,6 +163,7 @@ struct WritePos {
 pub struct Store<F> {
     flash: F,
     pos: Option<WritePos>,
+    failure: Option<Failure>,
 }
 
 impl<F: NorFlash> Store<F> {
@@ -182,7 +183,11 @@ impl<F: NorFlash> Store<F> {
                 "read size must divide 4"
             );
         }
-        Store { flash, pos: None }
+        Store {
+            flash,
+            pos: None,
+            failure: None,
+        }
     }
 
     /// The flash, e.g. for a loader that reads a file's data in place.
@@ -193,5 +198,12 @@ impl<F: NorFlash> Store<F> {
     /// Gives the flash back.
     pub fn into_inner(self) -> F {
         self.flash
+    }
+
+    /// Where the most recent call through this `Store` value that returned [`Error::Flash`] or
+    /// [`Error::Readback`] failed: which flash access, at which offset, and the driver's error kind.
+    /// `None` if no call has failed so far; not cleared by later calls that succeed.
+    pub fn failure(&self) -> Option<Failure> {
+        self.failure
     }
 }

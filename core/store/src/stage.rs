@@ -125,7 +125,7 @@ impl<F: NorFlash> Store<F> {
         let mut e = Entry::EMPTY;
         match self.entry_at(start, self.total(), &mut e)? {
             true => Ok(e),
-            false => Err(Error::Readback),
+            false => Err(self.mismatch(start * SECTOR)),
         }
     }
 
@@ -143,9 +143,11 @@ impl<F: NorFlash> Store<F> {
             let n = data.len().min((chunk_end - pos) as usize);
             let (piece, rest) = data.split_at(n);
             self.program(base + pos, piece)?;
-            if !self.same(base + pos, piece)? {
-                self.kill(e)?;
-                return Err(Error::Readback);
+            if let Err(mismatch) = self.same(base + pos, piece) {
+                if mismatch == Error::Readback {
+                    self.kill(e)?;
+                }
+                return Err(mismatch);
             }
             pos += n as u32;
             data = rest;

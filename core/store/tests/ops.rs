@@ -3,8 +3,9 @@
 mod common;
 
 use common::*;
+use embedded_storage::nor_flash::NorFlashErrorKind;
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Error, Store, CHUNK, CONFIG_MAX, NAME_MAX};
+use rota_store::{Access, Cursor, Error, Failure, Store, CHUNK, CONFIG_MAX, NAME_MAX};
 
 #[test]
 fn format_config_bump_and_write() {
@@ -531,4 +532,116 @@ fn a_caller_hashed_finish_checks_completeness_and_the_announced_digest() {
     s.stage_finish_hashed(b"f", &sha(&data)).unwrap();
     s.commit(None).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
+}
+
+/// A flash whose cell at `stuck` never programs its lowest bit: writes there do not read back.
+struct StuckBit(Mem, u32);
+
+impl embedded_storage::nor_flash::ErrorType for StuckBit {
+    type Error = rota_memflash::MemFlashError;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for StuckBit {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for StuckBit {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 4096;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.0.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        let mut b = bytes.to_vec();
+        if let Some(i) = self
+            .1
+            .checked_sub(offset)
+            .filter(|&i| (i as usize) < b.len())
+        {
+            b[i as usize] |= 1;
+        }
+        self.0.write(offset, &b)
+    }
+}
+
+#[test]
+fn a_failure_says_which_access_at_which_offset() {
+    // A write the driver fails: the first data write of a file staged in sector 2.
+    let mut s = formatted(8, b"");
+    let data = bytes(60, 3000);
+    s.stage_begin(b"f", 3000, &sha(&data), 1).unwrap();
+    assert_eq!(s.failure(), None);
+    let next = s.flash().ops();
+    s.flash().fail_op(next);
+    assert_eq!(s.stage_write(b"f", 0, &data), Err(Error::Flash));
+    let data_at = 2 * SECTOR as u32 + rota_store::header_area(3000);
+    let f = s.failure().unwrap();
+    assert_eq!(
+        f,
+        Failure {
+            error: Error::Flash,
+            access: Access::Write,
+            offset: data_at,
+            driver: Some(NorFlashErrorKind::Other),
+        }
+    );
+    assert_eq!(f.describe(), "flash operation failed");
+    assert_eq!(
+        f.to_string(),
+        format!("flash operation failed: flash write at {data_at:#010x} (Other)")
+    );
+
+    // An erase: format erases the region's last sector first.
+    let mut s = Store::new(MemFlash::new(vec![0u8; 8 * SECTOR]));
+    s.flash().fail_op(0);
+    assert_eq!(s.format(b""), Err(Error::Flash));
+    let f = s.failure().unwrap();
+    assert_eq!((f.access, f.offset), (Access::Erase, 7 * SECTOR as u32));
+
+    // A read: after a power cut every read fails, the first one of `find` at the config record.
+    let mut s = formatted(8, b"");
+    let next = s.flash().ops();
+    s.flash().cut_power_at(next);
+    assert!(s.bump_boot().is_err());
+    assert_eq!(s.find(b"f"), Err(Error::Flash));
+    let f = s.failure().unwrap();
+    assert_eq!(
+        (f.access, f.offset, f.error),
+        (Access::Read, 0, Error::Flash)
+    );
+
+    // A read-back mismatch: the first byte that differs, no driver error; the file is dropped.
+    let stuck = data_at + 1000;
+    let mut s = Store::new(StuckBit(MemFlash::new(vec![0u8; 8 * SECTOR]), stuck));
+    s.format(b"").unwrap();
+    let data = vec![0u8; 3000];
+    s.stage_begin(b"f", 3000, &sha(&data), 1).unwrap();
+    assert_eq!(s.stage_write(b"f", 0, &data), Err(Error::Readback));
+    let f = s.failure().unwrap();
+    assert_eq!(
+        f,
+        Failure {
+            error: Error::Readback,
+            access: Access::ReadBack,
+            offset: stuck,
+            driver: None,
+        }
+    );
+    assert_eq!(
+        f.to_string(),
+        format!("read-back mismatch: flash read-back at {stuck:#010x}")
+    );
+    assert!(staged_all(&mut s).is_empty());
+}
+
+#[test]
+fn a_store_is_the_flash_and_twenty_bytes() {
+    // docs/flash-layout.md says so; the write position and the last failure are all it keeps.
+    assert_eq!(std::mem::size_of::<Store<()>>(), 20);
 }
