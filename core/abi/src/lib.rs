@@ -528,6 +528,32 @@ pub mod report {
     /// Phase names, indexed by [`PhaseStat::phase`]: the boot, each overlay, the residue.
     pub const PHASES: [&str; OVERLAYS.len() + 2] =
         ["boot", OVERLAYS[0], OVERLAYS[1], OVERLAYS[2], "residue"];
+
+    /// The phases of a boot, in order: the number is the report's [`PhaseStat::phase`].
+    #[repr(u8)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Phase {
+        /// The core's own start (boot number, config).
+        Boot = 0,
+        /// The `init` overlay: the network comes up.
+        Init = 1,
+        /// The `tick` overlay: deadlines, the abort key, the connect.
+        Tick = 2,
+        /// The `provision` overlay: the check-in and the update.
+        Provision = 3,
+        /// Not a phase: the heap left in use when the update phases are over (must be 0).
+        Residue = 4,
+    }
+
+    impl Phase {
+        /// The overlay phases in boot order (each runs the blob of its name).
+        pub const OVERLAYS: [Phase; OVERLAYS.len()] = [Phase::Init, Phase::Tick, Phase::Provision];
+
+        /// The phase's name: the file name of its overlay, or `boot` / `residue`.
+        pub const fn name(self) -> &'static str {
+            PHASES[self as usize]
+        }
+    }
     /// Bytes per encoded entry.
     pub const ENTRY: usize = rota_limits::REPORT_ENTRY;
 

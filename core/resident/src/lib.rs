@@ -21,6 +21,14 @@ use embedded_storage::nor_flash::NorFlash;
 use heap::AccountingHeap;
 use report::Console;
 use rota_abi::report::PhaseStat;
+// Each overlay phase runs the blob rota-limits names for it, in the same order.
+const _: () = {
+    let mut i = 0;
+    while i < Phase::OVERLAYS.len() {
+        assert!(Phase::OVERLAYS[i] as usize == i + 1);
+        i += 1;
+    }
+};
 use rota_abi::{status, verdict, Context, OverlayEntry, ABI_VERSION};
 pub use rota_blob::Isa;
 use rota_loader::{LoadError, Loaded, Target};
@@ -59,8 +67,7 @@ pub trait Board {
     }
 }
 
-/// The overlay phases, in boot order.
-pub use rota_limits::OVERLAYS as PHASES;
+pub use rota_abi::report::Phase;
 /// Period between two calls of `tick`.
 pub const TICK_MS: u32 = 10;
 /// The application blob's file name.
@@ -73,10 +80,10 @@ pub enum Outcome {
     App,
     /// The store has no config record: the device was never provisioned.
     Unprovisioned,
-    /// The named phase's blob was refused.
-    Refused(&'static str, LoadError),
-    /// The named phase returned an error status.
-    Failed(&'static str, i32),
+    /// The phase's blob was refused.
+    Refused(Phase, LoadError),
+    /// The phase returned an error status.
+    Failed(Phase, i32),
 }
 
 /// The memory the core manages besides the heap.
@@ -111,18 +118,18 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     let before = heap.stats().used;
     let mut ctx = Context::new();
     ctx.boot_ms = board.now_ms();
-    let mut stats = [None; 5];
+    let mut stats = [None; STATS];
     let outcome = match record::start_boot(board, &mut ctx) {
         Ok(()) => {
-            stats[0] = Some(phase_stat(0, heap, &stack));
-            report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
+            stats[Phase::Boot as usize] = Some(phase_stat(Phase::Boot, heap, &stack));
+            report::heap_line(board, Phase::Boot.name(), heap.stats(), 0, stack.peak());
             let mut state = CoreState::new(board, heap);
             let outcome = run_phases(&mut state, arena, &stack, &mut ctx, &mut stats);
             state.net_down();
             outcome
         }
         Err(e) => {
-            report::heap_line(board, "boot", heap.stats(), 0, stack.peak());
+            report::heap_line(board, Phase::Boot.name(), heap.stats(), 0, stack.peak());
             board.print(b"store: ");
             board.print(e.describe().as_bytes());
             board.print(b"; starting app\n");
@@ -134,8 +141,8 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     report::write_signed(board, residue);
     board.print(b"\n");
     if outcome != Outcome::Unprovisioned {
-        stats[4] = Some(PhaseStat {
-            phase: 4,
+        stats[Phase::Residue as usize] = Some(PhaseStat {
+            phase: Phase::Residue as u8,
             used: residue as i32 as u32,
             ..PhaseStat::default()
         });
@@ -145,10 +152,13 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     outcome
 }
 
-fn phase_stat(phase: u8, heap: &AccountingHeap, stack: &Stack) -> PhaseStat {
+/// Entries of a boot's heap report: one per [`Phase`].
+const STATS: usize = Phase::Residue as usize + 1;
+
+fn phase_stat(phase: Phase, heap: &AccountingHeap, stack: &Stack) -> PhaseStat {
     let s = heap.stats();
     PhaseStat {
-        phase,
+        phase: phase as u8,
         used: s.used as u32,
         peak: s.peak as u32,
         stack_peak: stack.peak(),
@@ -160,34 +170,35 @@ fn run_phases<B: Board>(
     arena: &mut [u32],
     stack: &Stack,
     ctx: &mut Context,
-    stats: &mut [Option<PhaseStat>; 5],
+    stats: &mut [Option<PhaseStat>; STATS],
 ) -> Outcome {
-    for (i, phase) in PHASES.into_iter().enumerate() {
+    for phase in Phase::OVERLAYS {
+        let name = phase.name();
         state.heap.reset_peak();
         // SAFETY: painting stays below the current frame.
         unsafe { stack.paint() };
-        let loaded = match load(state.board, arena, phase) {
+        let loaded = match load(state.board, arena, name) {
             Ok(l) => l,
             Err(e) => {
-                report::refusal(state.board, phase, &e);
+                report::refusal(state.board, name, &e);
                 return Outcome::Refused(phase, e);
             }
         };
         let svc = services::table(state);
         // SAFETY: the blob was fully verified and relocated for this address; the entry follows the ABI.
         let entry: OverlayEntry = unsafe { core::mem::transmute(loaded.entry as usize) };
-        let verdict = if phase == "tick" {
+        let verdict = if phase == Phase::Tick {
             tick_loop(state, &svc, entry, ctx)
         } else {
             // SAFETY: as above; `svc` points at `state`, which outlives the call.
             unsafe { entry(&svc, ctx) }
         };
-        if phase == "provision" && verdict != verdict::RESTART {
+        if phase == Phase::Provision && verdict != verdict::RESTART {
             state.net_down();
         }
         let used = forget(arena, &loaded);
-        stats[i + 1] = Some(phase_stat(i as u8 + 1, state.heap, stack));
-        report::heap_line(state.board, phase, state.heap.stats(), used, stack.peak());
+        stats[phase as usize] = Some(phase_stat(phase, state.heap, stack));
+        report::heap_line(state.board, name, state.heap.stats(), used, stack.peak());
         match verdict {
             status::OK | verdict::PROVISION => {}
             verdict::APP => return Outcome::App,
@@ -202,7 +213,7 @@ fn run_phases<B: Board>(
                 state.board.reset()
             }
             v => {
-                report::failure(state.board, phase, v);
+                report::failure(state.board, name, v);
                 return Outcome::Failed(phase, v);
             }
         }

@@ -6,7 +6,7 @@ use rota_abi::{status, Context};
 use rota_core::heap::AccountingHeap;
 use rota_core::services::{self, CoreState};
 use rota_core::stack::Stack;
-use rota_core::{record, Board, Isa, Memory, Outcome};
+use rota_core::{record, Board, Isa, Memory, Outcome, Phase};
 use rota_loader::LoadError;
 use rota_memflash::MemFlash;
 use rota_store::Store;
@@ -127,7 +127,7 @@ fn an_unprovisioned_device_starts_its_app_path_without_touching_flash() {
 #[test]
 fn each_boot_persists_a_new_number_and_the_heap_report() {
     let (outcome, out, flash) = boot(provisioned(&[]));
-    assert_eq!(outcome, Outcome::Refused("init", LoadError::NotFound));
+    assert_eq!(outcome, Outcome::Refused(Phase::Init, LoadError::NotFound));
     assert!(out.contains("boot 1\n"), "{out}");
     assert!(
         out.contains("overlay init refused: not found; starting app\n"),
@@ -153,7 +153,10 @@ fn a_corrupt_blob_is_refused_with_its_reason_and_never_prepared() {
     let (outcome, out, _) = boot(provisioned(&[("init", blob)]));
     assert_eq!(
         outcome,
-        Outcome::Refused("init", LoadError::Blob(rota_blob::Error::DigestMismatch))
+        Outcome::Refused(
+            Phase::Init,
+            LoadError::Blob(rota_blob::Error::DigestMismatch)
+        )
     );
     assert!(
         out.contains("overlay init refused: digest mismatch; starting app"),
@@ -167,7 +170,7 @@ fn a_blob_for_another_abi_is_refused() {
     let blob = rota_blob::emit_blob(Isa::Lx106, 1, "init", &image, 0, &[]).unwrap();
     let (outcome, _, _) = boot(provisioned(&[("init", blob)]));
     assert!(
-        matches!(outcome, Outcome::Refused("init", LoadError::Blob(_))),
+        matches!(outcome, Outcome::Refused(Phase::Init, LoadError::Blob(_))),
         "{outcome:?}"
     );
 }
@@ -255,7 +258,7 @@ fn a_config_of_the_largest_size_goes_through_check_commit_and_reboot() {
     let (outcome, out, flash) = boot(board.flash.contents().to_vec());
     assert_eq!(
         outcome,
-        Outcome::Refused("init", LoadError::NotFound),
+        Outcome::Refused(Phase::Init, LoadError::NotFound),
         "{out}"
     );
     let (_, payload) = config_of(flash);
