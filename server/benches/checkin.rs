@@ -33,7 +33,6 @@ fn inventory(files: &[&str], secret: &str) -> Vec<u8> {
 fn start(dir: &std::path::Path) -> (std::net::SocketAddr, oneshot::Sender<()>) {
     // Every simulated device connects from 127.0.0.1: no per-address cap below the table.
     let limits = Limits {
-        sessions: 8192,
         sessions_per_peer: Some(8192),
         ..Limits::default()
     };
@@ -41,7 +40,7 @@ fn start(dir: &std::path::Path) -> (std::net::SocketAddr, oneshot::Sender<()>) {
     let listener = listen::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(listen::run(listener, Arc::new(server), async {
+    tokio::spawn(listen::run(listener, Arc::new(server), 8192, async {
         let _ = stopped.await;
     }));
     (addr, stop)

@@ -4,7 +4,8 @@
 //! - A connection that has not sent its first record (the v1 HI line or the v2 Hello) within
 //!   [`Limits::first_record`] (2 s) is dropped by its session: silence holds a slot 2 s at most.
 //! - One peer address holds at most [`Limits::sessions_per_peer`] slots (by default a quarter of
-//!   the table; an IPv6 peer counts by its /64): a further connection from it is closed at once.
+//!   the table, [`run`]'s `max_sessions`; an IPv6 peer counts by its /64): a further connection from
+//!   it is closed at once.
 //! - When the table is full, a new connection takes the slot of the oldest connection that has not
 //!   yet sent its first record, which is closed ([`SessionError::Evicted`]); if every session is past
 //!   its first record, the new connection is closed at once. A device is never left waiting in the
@@ -37,6 +38,9 @@ use crate::session::Server;
 
 /// Accept backlog: room for a burst of devices connecting at once.
 const BACKLOG: u32 = 4096;
+
+/// The default session table size (`--max-sessions`).
+pub const MAX_SESSIONS: usize = 4096;
 
 /// Pause after closing a connection for want of descriptors, so that its task can release one.
 const RELEASE_PAUSE: Duration = Duration::from_millis(5);
@@ -255,22 +259,28 @@ fn out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(23 | 24))
 }
 
-/// Serves connections from `listener` until `shutdown` completes, with the session table the
-/// server's [`Limits`](crate::session::Limits) describe (`sessions`, `sessions_per_peer`), capped by
-/// the process's file descriptors.
-pub async fn run(listener: TcpListener, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
+/// Serves connections from `listener` until `shutdown` completes, at most `max_sessions` at a time
+/// (capped by the process's file descriptors), at most the server's
+/// [`Limits::sessions_per_peer`](crate::session::Limits::sessions_per_peer) of them from one peer
+/// address.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<Server>,
+    max_sessions: usize,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = server.limits();
     let descriptors = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .ok()
         .map(|(soft, _)| soft);
     let slots = descriptors
-        .map_or(limits.sessions, |d| {
-            limits.sessions.min(sessions_for_descriptors(d))
+        .map_or(max_sessions, |d| {
+            max_sessions.min(sessions_for_descriptors(d))
         })
         .max(1);
-    if slots < limits.sessions {
+    if slots < max_sessions {
         tracing::warn!(
-            sessions = limits.sessions,
+            sessions = max_sessions,
             slots,
             descriptors = descriptors.unwrap_or_default(),
             "the open-file limit leaves room for fewer sessions than asked; raise `ulimit -n` for more"

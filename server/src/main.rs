@@ -52,7 +52,7 @@ enum Command {
         listen: SocketAddr,
         /// Most sessions served at once (also capped by the open-file limit). When all are taken, a
         /// new connection replaces the oldest one that has sent nothing yet, or is closed at once.
-        #[arg(long, default_value_t = Limits::SESSIONS)]
+        #[arg(long, default_value_t = listen::MAX_SESSIONS)]
         max_sessions: usize,
         /// Most sessions from one peer address (an IPv4 address or an IPv6 /64); further
         /// connections from it are closed at once. Default: a quarter of --max-sessions.
@@ -159,7 +159,6 @@ async fn run(command: Command) -> Result<bool, CliError> {
                 return Err(CliError::Count("max-sessions-per-peer"));
             }
             let server = Arc::new(repo.server(|limits| {
-                limits.sessions = max_sessions;
                 limits.sessions_per_peer = max_sessions_per_peer;
             })?);
             listen::raise_descriptor_limit(max_sessions);
@@ -174,7 +173,7 @@ async fn run(command: Command) -> Result<bool, CliError> {
                 }
                 tracing::info!("interrupted; stopping");
             };
-            listen::run(listener, server, shutdown).await;
+            listen::run(listener, server, max_sessions, shutdown).await;
             Ok(true)
         }
         Command::ServeStdio { repo } => {

@@ -25,19 +25,16 @@ use crate::restart::{self, RestartError};
 use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
 use crate::v2::{self as planner, PlanError};
 
-/// The limits of the server: the timing of each session, and how many sessions the listener holds at
-/// once.
+/// The limits of the server: the timing of each session, and how many sessions one peer address
+/// may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest wait, from a connection's start, for its first record (the v1 HI line or the v2 Hello)
     /// to arrive whole: a connection that sends nothing holds its slot no longer
     /// ([`Limits::FIRST_RECORD`]).
     pub first_record: Duration,
-    /// Most sessions the listener holds at once ([`Limits::SESSIONS`]; also capped by the process's
-    /// open-file limit, see [`crate::listen`]).
-    pub sessions: usize,
-    /// Most of them from one peer address (an IPv4 address, or an IPv6 /64); `None`: a quarter of
-    /// the table.
+    /// Most sessions the listener holds at once from one peer address (an IPv4 address, or an IPv6
+    /// /64); `None`: a quarter of its table (see [`crate::listen::run`]).
     pub sessions_per_peer: Option<usize>,
     /// Longest wait for any one read (a whole line) or write.
     pub idle: Duration,
@@ -54,15 +51,12 @@ impl Limits {
     /// The default first-record deadline: devices send their first record right after connecting,
     /// and a NodeMCU device gives up 3 s after `connect()`.
     pub const FIRST_RECORD: Duration = Duration::from_secs(2);
-    /// The default session table size.
-    pub const SESSIONS: usize = 4096;
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             first_record: Limits::FIRST_RECORD,
-            sessions: Limits::SESSIONS,
             sessions_per_peer: None,
             idle: Duration::from_secs(15),
             session: Duration::from_secs(45),

@@ -94,7 +94,7 @@ pub async fn start(repo: Repo, limits: Limits) -> Running {
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(listen::run(listener, Arc::new(server), async {
+    tokio::spawn(listen::run(listener, Arc::new(server), 4096, async {
         let _ = stopped.await;
     }));
     Running {

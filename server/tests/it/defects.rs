@@ -355,16 +355,14 @@ async fn trickling_and_slow_peers_hit_their_deadlines() {
 #[tokio::test]
 async fn over_max_sessions_new_connections_are_closed_at_once() {
     let fx = Fixture::standard();
-    let limits = Limits {
-        sessions: 2,
-        ..Limits::default()
-    };
-    let server = rota_server::session::Server::new(Repo::open_dir(fx.path()).unwrap(), limits);
+    let server =
+        rota_server::session::Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default());
     let listener = rota_server::listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(rota_server::listen::run(
         listener,
         std::sync::Arc::new(server),
+        2,
         std::future::pending(),
     ));
     let holders = [

@@ -51,17 +51,14 @@ async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
 
 /// A server on `fx` with `slots` session slots, in this runtime, and its reports.
 async fn serve(fx: &Fixture, slots: usize) -> (SocketAddr, mpsc::UnboundedReceiver<SessionReport>) {
-    let limits = Limits {
-        sessions: slots,
-        ..Limits::default()
-    };
-    let mut server = Server::new(Repo::open_dir(fx.path()).unwrap(), limits);
+    let mut server = Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default());
     let reports = server.report_channel();
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(listen::run(
         listener,
         Arc::new(server),
+        slots,
         std::future::pending(),
     ));
     (addr, reports)
