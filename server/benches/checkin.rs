@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rota_devices::nodemcu::{Device, Outcome};
 use rota_server::listen;
 use rota_server::repo::Repo;
 use rota_server::session::{Limits, Server};
-use rota_server::sim::{Device, Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 

@@ -8,9 +8,10 @@
 //! - [`v2`]: what a rota (protocol v2) device gets, decided from content digests; the frames and the
 //!   session state machine are `rota-wire`'s;
 //! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`);
-//! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener;
-//! - [`sim`]: a NodeMCU luaOTA client simulator for tests and benchmarks; [`sim_v2`]: a rota (v2)
-//!   device simulator.
+//! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
+//!
+//! The simulated devices its tests use (a NodeMCU luaOTA client, a rota device) are the crate
+//! `rota-devices` (`server/devices/`), outside the server.
 //!
 //! How to run it, the repository layout, limits and measured figures: `docs/server.md`.
 
@@ -20,8 +21,6 @@ pub mod luac;
 pub mod repo;
 pub mod restart;
 pub mod session;
-pub mod sim;
-pub mod sim_v2;
 pub mod trim;
 pub mod v1;
 pub mod v2;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use rota_devices::nodemcu::{AppReason, Device, Outcome};
 use rota_server::repo::{Repo, RepoError};
 use rota_server::session::{Limits, Phase, SessionError};
-use rota_server::sim::{AppReason, Device, Outcome};
 use rota_server::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

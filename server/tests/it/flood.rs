@@ -9,11 +9,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rota_devices::nodemcu::{Device, Outcome, FIRST_RECORD_WINDOW};
+use rota_devices::rota::{RotaDevice, V2Outcome};
 use rota_server::listen;
 use rota_server::repo::Repo;
 use rota_server::session::{Limits, Phase, Server, SessionError, SessionReport};
-use rota_server::sim::{Device, Outcome, FIRST_RECORD_WINDOW};
-use rota_server::sim_v2::{RotaDevice, V2Outcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;

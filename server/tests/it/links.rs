@@ -4,10 +4,10 @@
 
 use std::os::unix::fs::symlink;
 
+use rota_devices::nodemcu::{AppReason, Device, Outcome};
+use rota_devices::rota::{RotaDevice, V2Outcome};
 use rota_server::repo::{Repo, RepoError};
 use rota_server::session::{Limits, SessionError};
-use rota_server::sim::{AppReason, Device, Outcome};
-use rota_server::sim_v2::{RotaDevice, V2Outcome};
 use tempfile::TempDir;
 
 use crate::common::{data_txt, git, start, Fixture};

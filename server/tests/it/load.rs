@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rota_server::sim::{Device, Outcome, FIRST_RECORD_WINDOW};
+use rota_devices::nodemcu::{Device, Outcome, FIRST_RECORD_WINDOW};
 
 use crate::common::{data_txt, init_lua, Fixture};
 

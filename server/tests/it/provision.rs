@@ -3,9 +3,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use rota_devices::nodemcu::{AppReason, CheckIn, Device, Outcome};
 use rota_server::repo::{content_number, fingerprint, Repo};
 use rota_server::session::{Limits, Outcome as ServerOutcome, SessionError};
-use rota_server::sim::{AppReason, CheckIn, Device, Outcome};
 use rota_server::trim;
 use serde_json::Value;
 
@@ -281,7 +281,7 @@ async fn a_restart_that_could_brick_is_refused() {
         device.check_in_tcp(server.addr).await.unwrap().outcome,
         Outcome::Restarted
     );
-    assert!(device.fs[rota_server::sim::CONFIG_FILE].len() <= 1000);
+    assert!(device.fs[rota_devices::nodemcu::CONFIG_FILE].len() <= 1000);
     assert_eq!(
         device.check_in_tcp(server.addr).await.unwrap().outcome,
         Outcome::NoUpdate

@@ -1,14 +1,14 @@
-//! Protocol v2 against the real server over TCP on 127.0.0.1: rota devices (`sim_v2`, i.e.
+//! Protocol v2 against the real server over TCP on 127.0.0.1: rota devices (`rota_devices::rota`, i.e.
 //! rota-wire's DeviceSession with an in-memory store), side by side with v1 devices.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rota_devices::nodemcu::{Device, Outcome};
+use rota_devices::rota::{RotaDevice, V2Outcome};
 use rota_server::fleet::Fleet;
 use rota_server::repo::Repo;
 use rota_server::session::{Limits, Outcome as ServerOutcome, Phase, Protocol, SessionError};
-use rota_server::sim::{Device, Outcome};
-use rota_server::sim_v2::{RotaDevice, V2Outcome};
 use rota_wire::MAX_FRAME;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::luac;
-use crate::v1::{self, CommandRepr, Record, ReplyRepr};
+use rota_server::luac;
+use rota_server::v1::{self, CommandRepr, Record, ReplyRepr};
 
 /// Where the client keeps its config.
 pub const CONFIG_FILE: &str = "luaOTA/config.json";
