@@ -64,14 +64,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
 fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut Work) -> i32 {
     let n = match hello(svc, ctx, cfg, w) {
         Ok(n) => n,
-        Err(rota_wire::Error::Store { detail, .. }) => {
-            // The status code's text is the server's and the core's to print (a table of strings
-            // would give provision relocations, and it runs in place).
-            svc.write(b"provision: store failed listing files (status -");
-            svc.write_dec(u32::from(detail));
-            svc.write(b"); nothing committed, starting app\n");
-            return verdict::APP;
-        }
+        Err(e @ rota_wire::Error::Store { .. }) => return refused(svc, e),
         Err(_) => return fail(svc, b"check-in does not fit one frame"),
     };
     if !link.send_all(&w.out[..n]) {
@@ -111,15 +104,7 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
                 svc.write(b"\n");
                 return verdict::RESTART;
             }
-            Err(e) => {
-                let (reason, detail) = e.reason();
-                svc.write(b"provision: session refused (reason ");
-                svc.write_dec(reason as u32);
-                svc.write(b", code ");
-                svc.write_dec(u32::from(detail));
-                svc.write(b"); nothing committed\n");
-                return verdict::APP;
-            }
+            Err(e) => return refused(svc, e),
         }
     }
 }
@@ -134,17 +119,8 @@ fn hello(
 ) -> Result<usize, rota_wire::Error> {
     let mut live = [None; MAX_FILES];
     let mut staged = [None; MAX_STAGED];
-    // A store that cannot be read is said so, never reported as holding fewer files.
-    let listing = |rc: i32| rota_wire::Error::Store {
-        reason: rota_wire::msg::Reason::Read,
-        detail: rc.unsigned_abs().min(255) as u8,
-    };
-    for (i, slot) in live.iter_mut().enumerate() {
-        *slot = svc.file_info(false, i as u32).map_err(listing)?;
-    }
-    for (i, slot) in staged.iter_mut().enumerate() {
-        *slot = svc.file_info(true, i as u32).map_err(listing)?;
-    }
+    list(svc, false, &mut live)?;
+    list(svc, true, &mut staged)?;
     let mut msg = Hello {
         device_id: cfg.device_id,
         nonce: ctx.boot_count,
@@ -191,6 +167,43 @@ fn hello(
         }
     }
     w.session.hello(&msg, &mut w.out)
+}
+
+/// Fills `slots` with the first live or staged files. A store that cannot be read is said so, never
+/// reported as holding fewer files.
+#[inline(never)]
+fn list(
+    svc: &Services,
+    staged: bool,
+    slots: &mut [Option<rota_abi::FileInfo>],
+) -> Result<(), rota_wire::Error> {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        match svc.file_info(staged, i as u32) {
+            Ok(None) => break,
+            Ok(f) => *slot = f,
+            Err(rc) => {
+                return Err(rota_wire::Error::Store {
+                    reason: rota_wire::msg::Reason::Read,
+                    detail: rc.unsigned_abs().min(255) as u8,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reports a session that ended in `e` (reason and code: a store failure's code is its status's
+/// magnitude, which the server's log names; a table of texts here would give provision relocations, and
+/// it runs in place).
+#[inline(never)]
+fn refused(svc: &Services, e: rota_wire::Error) -> i32 {
+    let (reason, detail) = e.reason();
+    svc.write(b"provision: session refused (reason ");
+    svc.write_dec(reason as u32);
+    svc.write(b", code ");
+    svc.write_dec(u32::from(detail));
+    svc.write(b"); nothing committed\n");
+    verdict::APP
 }
 
 #[inline(never)]
