@@ -14,6 +14,8 @@
 //! `rota-devices` (`server/devices/`), outside the server.
 //!
 //! How to run it, the repository layout, limits and measured figures: `docs/server.md`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod fleet;
 pub mod listen;

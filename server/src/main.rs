@@ -1,5 +1,7 @@
 //! `rota-server`: provisions NodeMCU luaOTA devices (protocol v1) and rota devices (protocol v2) from a
 //! repository directory (or one git commit of it).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;

@@ -14,6 +14,7 @@
 //! 1 -> 0 transitions happened, not all), an erase that stopped part-way from either end of its range,
 //! or an erase that left its range with arbitrary contents.
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 use embedded_storage::nor_flash::{

@@ -24,6 +24,7 @@
 //! (allocation, writing, verifying), `hash` (SHA-256 over flash), `commit` and `collect` (gc); this
 //! file holds the public types.
 #![no_std]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod collect;

@@ -6,6 +6,8 @@
 //!   window, `filename invalid` above 31 bytes);
 //! - [`rota`]: a rota device (protocol v2): `rota-wire`'s device session with an in-memory staging
 //!   store.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod nodemcu;
 pub mod rota;
