@@ -230,7 +230,8 @@ pub struct Services {
 
 pub use rota_limits::NAME_MAX;
 
-/// A file name: up to [`NAME_MAX`] bytes.
+/// A file name: 1 to [`NAME_MAX`] bytes, no NUL byte. The one owned file-name type: overlays pass it
+/// to the core's services, and the file store keeps it in its headers and hands it back.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {
@@ -241,9 +242,9 @@ pub struct Name {
 }
 
 impl Name {
-    /// A name from `s`, or `None` if it is empty or too long.
+    /// A name from `s`, or `None` if it is empty, too long or holds a NUL byte.
     pub fn new(s: &[u8]) -> Option<Name> {
-        if s.is_empty() || s.len() > NAME_MAX {
+        if s.is_empty() || s.len() > NAME_MAX || s.contains(&0) {
             return None;
         }
         let mut bytes = [0; NAME_MAX];
@@ -257,6 +258,15 @@ impl Name {
     /// The name's bytes (an out-of-range `len` is clamped, never trusted).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..(self.len as usize).min(NAME_MAX)]
+    }
+}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match core::str::from_utf8(self.as_bytes()) {
+            Ok(s) => core::fmt::Debug::fmt(s, f),
+            Err(_) => core::fmt::Debug::fmt(self.as_bytes(), f),
+        }
     }
 }
 
@@ -681,6 +691,7 @@ mod tests {
     fn names_are_bounded_and_never_read_past_their_field() {
         assert!(Name::new(b"").is_none());
         assert!(Name::new(&[b'a'; NAME_MAX + 1]).is_none());
+        assert!(Name::new(b"a\0b").is_none());
         let mut n = Name::new(b"app").unwrap();
         assert_eq!(n.as_bytes(), b"app");
         n.len = 200;

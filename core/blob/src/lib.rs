@@ -43,8 +43,9 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_SIZE: usize = 48;
 /// Size of the trailing digest.
 pub const DIGEST_SIZE: usize = 32;
-/// Maximum name length.
-pub const NAME_MAX: usize = 16;
+/// Longest overlay name in a blob header (the overlay's own name, not the file name it is stored
+/// under, which rota-limits' `NAME_MAX` bounds).
+pub const OVERLAY_NAME_MAX: usize = 16;
 
 /// Instruction set an overlay image is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,15 +303,15 @@ impl<T: AsRef<[u8]>> Header<T> {
 
 /// An overlay name: 1 to 16 bytes of `[a-z0-9_-]`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Name {
-    bytes: [u8; NAME_MAX],
+pub struct OverlayName {
+    bytes: [u8; OVERLAY_NAME_MAX],
     len: u8,
 }
 
-impl Name {
+impl OverlayName {
     /// Validates `s` as a name.
-    pub fn new(s: &[u8]) -> Result<Name, Error> {
-        if s.is_empty() || s.len() > NAME_MAX {
+    pub fn new(s: &[u8]) -> Result<OverlayName, Error> {
+        if s.is_empty() || s.len() > OVERLAY_NAME_MAX {
             return Err(Error::BadName);
         }
         if !s
@@ -319,20 +320,20 @@ impl Name {
         {
             return Err(Error::BadName);
         }
-        let mut bytes = [0; NAME_MAX];
+        let mut bytes = [0; OVERLAY_NAME_MAX];
         bytes[..s.len()].copy_from_slice(s);
-        Ok(Name {
+        Ok(OverlayName {
             bytes,
             len: s.len() as u8,
         })
     }
 
-    fn from_padded(raw: &[u8]) -> Result<Name, Error> {
+    fn from_padded(raw: &[u8]) -> Result<OverlayName, Error> {
         let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
         if raw[len..].iter().any(|&c| c != 0) {
             return Err(Error::BadName);
         }
-        Name::new(&raw[..len])
+        OverlayName::new(&raw[..len])
     }
 
     /// The name's bytes.
@@ -346,7 +347,7 @@ impl Name {
     }
 }
 
-impl core::fmt::Debug for Name {
+impl core::fmt::Debug for OverlayName {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:?}", self.as_str())
     }
@@ -360,7 +361,7 @@ pub struct HeaderRepr {
     /// ABI version the overlay was built against.
     pub abi_version: u32,
     /// Overlay name.
-    pub name: Name,
+    pub name: OverlayName,
     /// Image size in bytes.
     pub image_size: u32,
     /// Entry offset inside the image.
@@ -386,7 +387,7 @@ impl HeaderRepr {
         if h.flags() != 0 || h.reserved() != 0 {
             return Err(Error::Reserved);
         }
-        let name = Name::from_padded(h.name_raw())?;
+        let name = OverlayName::from_padded(h.name_raw())?;
         let image_size = h.image_size();
         if image_size == 0 || image_size % 4 != 0 {
             return Err(Error::BadImageSize(image_size));
@@ -564,7 +565,7 @@ pub fn emit_blob(
     let repr = HeaderRepr {
         isa,
         abi_version,
-        name: Name::new(name.as_bytes())?,
+        name: OverlayName::new(name.as_bytes())?,
         image_size,
         entry_offset,
         reloc_count: u32::try_from(relocs.len()).map_err(|_| Error::Sequence)?,

@@ -340,7 +340,7 @@ unsafe extern "C" fn file_info<B: Board>(
         let info = if staged == 0 {
             st.next_file(&mut cursor).map(|f| {
                 f.map(|f| FileInfo {
-                    name: abi_name(f.name.as_bytes()),
+                    name: f.name,
                     size: f.size,
                     version: f.version,
                     done: f.size,
@@ -350,7 +350,7 @@ unsafe extern "C" fn file_info<B: Board>(
         } else {
             st.next_staged(&mut cursor).map(|f| {
                 f.map(|f| FileInfo {
-                    name: abi_name(f.name.as_bytes()),
+                    name: f.name,
                     size: f.size,
                     version: f.version,
                     done: f.done,
@@ -374,13 +374,6 @@ unsafe extern "C" fn file_info<B: Board>(
         }
     }
     status::ENOENT
-}
-
-fn abi_name(b: &[u8]) -> Name {
-    Name::new(b).unwrap_or(Name {
-        len: 0,
-        bytes: [0; rota_abi::NAME_MAX],
-    })
 }
 
 /// # Safety

@@ -3,7 +3,7 @@
 //! Everything here works on bytes already read from flash, which are untrusted: parsing returns
 //! `None` for anything malformed and never indexes outside its fixed-size buffers.
 
-use crate::{Name, CHUNK, NAME_MAX};
+use crate::{checked_name, Name, CHUNK, NAME_MAX};
 
 /// Bytes per sector (the unit of erase and of extent allocation).
 pub const SECTOR: u32 = 4096;
@@ -186,7 +186,7 @@ pub fn parse_header(b: &[u8; H_READ], sector: u32, total: u32, out: &mut Entry) 
     {
         return false;
     }
-    let Ok(name) = Name::new(&b[H_NAME..H_NAME + len]) else {
+    let Ok(name) = checked_name(&b[H_NAME..H_NAME + len]) else {
         return false;
     };
     let size = le32(b, H_SIZE);

@@ -38,8 +38,6 @@ mod read;
 mod scan;
 mod stage;
 
-use core::fmt;
-
 use embedded_storage::nor_flash::NorFlash;
 use layout::SECTOR;
 
@@ -58,43 +56,16 @@ pub const SECTOR_SIZE: u32 = SECTOR;
 /// Size of the stack buffers used to stream data through (reads, compares, hashing).
 pub(crate) const BUF: usize = 64;
 
-/// A file name: 1 to [`NAME_MAX`] bytes, no NUL byte.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Name {
-    len: u8,
-    bytes: [u8; NAME_MAX],
-}
+/// A file name: 1 to [`NAME_MAX`] bytes, no NUL byte (the ABI's type, so the core hands the store's
+/// names to overlays as they are).
+pub use rota_abi::Name;
 
-impl Name {
-    /// Checks and copies `name`.
-    pub fn new(name: &[u8]) -> Result<Name, Error> {
-        if name.len() > NAME_MAX {
-            return Err(Error::NameTooLong);
-        }
-        if name.is_empty() || name.contains(&0) {
-            return Err(Error::BadName);
-        }
-        let mut bytes = [0; NAME_MAX];
-        bytes[..name.len()].copy_from_slice(name);
-        Ok(Name {
-            len: name.len() as u8,
-            bytes,
-        })
+/// Checks and copies `name`, saying which rule it breaks.
+pub(crate) fn checked_name(name: &[u8]) -> Result<Name, Error> {
+    if name.len() > NAME_MAX {
+        return Err(Error::NameTooLong);
     }
-
-    /// The name's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len).min(NAME_MAX)]
-    }
-}
-
-impl fmt::Debug for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match core::str::from_utf8(self.as_bytes()) {
-            Ok(s) => fmt::Debug::fmt(s, f),
-            Err(_) => fmt::Debug::fmt(self.as_bytes(), f),
-        }
-    }
+    Name::new(name).ok_or(Error::BadName)
 }
 
 /// The current config record, as [`Store::config`] reports it.

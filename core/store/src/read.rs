@@ -4,12 +4,12 @@ use embedded_storage::nor_flash::NorFlash;
 
 use crate::layout::Entry;
 use crate::scan::{candidate, staged};
-use crate::{Cursor, Error, File, Name, Staged, Store};
+use crate::{checked_name, Cursor, Error, File, Staged, Store};
 
 impl<F: NorFlash> Store<F> {
     /// The live file named `name`, if any.
     pub fn find(&mut self, name: &[u8]) -> Result<Option<File>, Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         let g = self.generation()?;
         match self.live(&name, g)? {
             Some(e) => self.file(&e).map(Some),

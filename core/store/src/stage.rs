@@ -7,7 +7,7 @@ use crate::layout::{
     KIND_TOMBSTONE, SECTOR,
 };
 use crate::scan::{junk, staged, whole_tombstone};
-use crate::{Error, Name, Store, WritePos, BUF, CHUNK};
+use crate::{checked_name, Error, Name, Store, WritePos, BUF, CHUNK};
 
 impl<F: NorFlash> Store<F> {
     pub(crate) fn kill(&mut self, e: &Entry) -> Result<(), Error> {
@@ -183,7 +183,7 @@ impl<F: NorFlash> Store<F> {
         digest: &[u8; 32],
         version: u32,
     ) -> Result<u32, Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         if layout::sectors_for(KIND_FILE, size)
             .is_none_or(|n| n > self.total().saturating_sub(CONFIG_SECTORS))
         {
@@ -210,7 +210,7 @@ impl<F: NorFlash> Store<F> {
     /// that chunk being taken as written; a gap would be caught by the digest check in
     /// [`Store::stage_finish`].
     pub fn stage_write(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         let g = self.generation()?;
         let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
         let flash = self.progress(&e)?;
@@ -242,7 +242,7 @@ impl<F: NorFlash> Store<F> {
     /// The staged entry `name` if it is completely written and not verified yet; `None` if it is
     /// verified already. Forgets the write position (the file takes no more bytes).
     pub(crate) fn complete_entry(&mut self, name: &[u8]) -> Result<Option<Entry>, Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         let g = self.generation()?;
         let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
         if e.verified {
@@ -272,7 +272,7 @@ impl<F: NorFlash> Store<F> {
 
     /// Drops every staged entry named `name` ([`Error::NotFound`] if there is none).
     pub fn stage_drop(&mut self, name: &[u8]) -> Result<(), Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         let g = self.generation()?;
         match self.kill_staged(&name, g, |_, _| Ok(false))? {
             (_, true) => Ok(()),
@@ -297,7 +297,7 @@ impl<F: NorFlash> Store<F> {
     /// Stages a tombstone for `name` (kept if one is already staged), so that commit deletes it; drops
     /// staged files of that name. [`Error::NotFound`] if there was neither a live nor a staged file.
     pub fn stage_delete(&mut self, name: &[u8]) -> Result<(), Error> {
-        let name = Name::new(name)?;
+        let name = checked_name(name)?;
         let g = self.generation()?;
         let (kept, killed) = self.kill_staged(&name, g, |_, e| Ok(whole_tombstone(e)))?;
         if kept.is_some() {
@@ -314,7 +314,7 @@ impl<F: NorFlash> Store<F> {
     /// commit the file exists under `to` only. Staged entries of either name are replaced (a staged
     /// verified copy with the same contents is kept, so a repeated rename costs nothing).
     pub fn stage_rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), Error> {
-        let (from, to) = (Name::new(from)?, Name::new(to)?);
+        let (from, to) = (checked_name(from)?, checked_name(to)?);
         if from == to {
             return Err(Error::BadName);
         }
