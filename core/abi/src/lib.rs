@@ -230,7 +230,7 @@ pub struct Services {
 
 pub use rota_limits::NAME_MAX;
 
-/// A file name: 1 to [`NAME_MAX`] bytes, no NUL byte. The one owned file-name type: overlays pass it
+/// A file name: 1 to [`NAME_MAX`] bytes (the store refuses one with a NUL byte). The one owned file-name type: overlays pass it
 /// to the core's services, and the file store keeps it in its headers and hands it back.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -242,9 +242,9 @@ pub struct Name {
 }
 
 impl Name {
-    /// A name from `s`, or `None` if it is empty, too long or holds a NUL byte.
+    /// A name from `s`, or `None` if it is empty or too long (the store also refuses a NUL byte).
     pub fn new(s: &[u8]) -> Option<Name> {
-        if s.is_empty() || s.len() > NAME_MAX || s.contains(&0) {
+        if s.is_empty() || s.len() > NAME_MAX {
             return None;
         }
         let mut bytes = [0; NAME_MAX];
@@ -691,7 +691,6 @@ mod tests {
     fn names_are_bounded_and_never_read_past_their_field() {
         assert!(Name::new(b"").is_none());
         assert!(Name::new(&[b'a'; NAME_MAX + 1]).is_none());
-        assert!(Name::new(b"a\0b").is_none());
         let mut n = Name::new(b"app").unwrap();
         assert_eq!(n.as_bytes(), b"app");
         n.len = 200;

@@ -65,6 +65,9 @@ pub(crate) fn checked_name(name: &[u8]) -> Result<Name, Error> {
     if name.len() > NAME_MAX {
         return Err(Error::NameTooLong);
     }
+    if name.contains(&0) {
+        return Err(Error::BadName);
+    }
     Name::new(name).ok_or(Error::BadName)
 }
 
