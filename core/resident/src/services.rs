@@ -154,22 +154,7 @@ unsafe fn bytes_mut<'a>(ptr: *mut u8, len: usize) -> Option<&'a mut [u8]> {
 /// A store error as a service status code: one code per failure, so the overlay, its log line and
 /// the server (which gets the code in a `Failed` message) all say what happened.
 pub fn store_status(e: rota_store::Error) -> i32 {
-    use rota_store::Error as E;
-    match e {
-        E::Flash => status::EIO,
-        E::NoConfig => status::ENOCONFIG,
-        E::NameTooLong => status::ENAMETOOLONG,
-        E::BadName => status::EBADNAME,
-        E::TooLarge => status::EFBIG,
-        E::PayloadTooLong => status::ETOOLONG,
-        E::NoSpace => status::ENOSPC,
-        E::NotFound => status::ENOENT,
-        E::OutOfOrder => status::EORDER,
-        E::Incomplete => status::EINCOMPLETE,
-        E::DigestMismatch => status::EDIGEST,
-        E::Readback => status::EREADBACK,
-        E::Corrupt => status::ECORRUPT,
-    }
+    e.status()
 }
 
 fn done(r: Result<(), rota_store::Error>) -> i32 {

@@ -2,57 +2,53 @@
 
 use core::fmt;
 
+use rota_abi::status;
+
 use embedded_storage::nor_flash::NorFlashErrorKind;
 
-/// Everything a store operation can report.
+/// Everything a store operation can report. Each variant's value is the core's service status code
+/// for it (`rota_abi::status`), so the code an overlay, the core's log and the server see is the
+/// error itself, and its text is declared once, there.
+#[repr(i8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// The flash driver failed a read, write or erase.
-    Flash,
+    Flash = status::EIO as i8,
     /// Neither config copy is valid: the store was never formatted (or both copies are damaged).
-    NoConfig,
+    NoConfig = status::ENOCONFIG as i8,
     /// A name longer than [`NAME_MAX`](crate::NAME_MAX) bytes.
-    NameTooLong,
+    NameTooLong = status::ENAMETOOLONG as i8,
     /// An empty name, a name containing a NUL byte, or a rename onto itself.
-    BadName,
+    BadName = status::EBADNAME as i8,
     /// A file that could never fit in the region.
-    TooLarge,
+    TooLarge = status::EFBIG as i8,
     /// A config payload over [`CONFIG_MAX`](crate::CONFIG_MAX) bytes.
-    PayloadTooLong,
+    PayloadTooLong = status::ETOOLONG as i8,
     /// No contiguous free room for the extent, even after garbage collection.
-    NoSpace,
+    NoSpace = status::ENOSPC as i8,
     /// No such (live or staged, as the call needs) file.
-    NotFound,
+    NotFound = status::ENOENT as i8,
     /// A write at another offset than the staged file's current progress.
-    OutOfOrder,
+    OutOfOrder = status::EORDER as i8,
     /// `stage_finish` before all bytes of the file were written.
-    Incomplete,
+    Incomplete = status::EINCOMPLETE as i8,
     /// The data's SHA-256 is not the announced digest; the staged file was dropped.
-    DigestMismatch,
+    DigestMismatch = status::EDIGEST as i8,
     /// Data read back after writing differs from what was written; the staged file was dropped.
-    Readback,
+    Readback = status::EREADBACK as i8,
     /// Flash contents are inconsistent (e.g. a live file whose data no longer matches its digest).
-    Corrupt,
+    Corrupt = status::ECORRUPT as i8,
 }
 
 impl Error {
+    /// The service status code of this error (negative).
+    pub fn status(self) -> i32 {
+        i32::from(self as i8)
+    }
+
     /// A short human-readable description.
     pub fn describe(&self) -> &'static str {
-        match self {
-            Error::Flash => "flash operation failed",
-            Error::NoConfig => "no valid config record",
-            Error::NameTooLong => "name too long",
-            Error::BadName => "bad name",
-            Error::TooLarge => "file larger than the region",
-            Error::PayloadTooLong => "config payload too long",
-            Error::NoSpace => "no space left",
-            Error::NotFound => "no such file",
-            Error::OutOfOrder => "write out of order",
-            Error::Incomplete => "file incomplete",
-            Error::DigestMismatch => "digest mismatch",
-            Error::Readback => "read-back mismatch",
-            Error::Corrupt => "flash contents corrupt",
-        }
+        status::describe(self.status())
     }
 }
 

@@ -645,3 +645,33 @@ fn a_store_is_the_flash_and_twenty_bytes() {
     // docs/flash-layout.md says so; the write position and the last failure are all it keeps.
     assert_eq!(std::mem::size_of::<Store<()>>(), 20);
 }
+
+#[test]
+fn every_error_is_its_own_service_status_with_a_text() {
+    use Error as E;
+    let all = [
+        E::Flash,
+        E::NoConfig,
+        E::NameTooLong,
+        E::BadName,
+        E::TooLarge,
+        E::PayloadTooLong,
+        E::NoSpace,
+        E::NotFound,
+        E::OutOfOrder,
+        E::Incomplete,
+        E::DigestMismatch,
+        E::Readback,
+        E::Corrupt,
+    ];
+    let codes: std::collections::BTreeSet<i32> = all.iter().map(|e| e.status()).collect();
+    assert_eq!(codes.len(), all.len(), "two errors share a status code");
+    for e in all {
+        assert!(e.status() < 0, "{e:?}");
+        assert_ne!(
+            e.describe(),
+            rota_abi::status::describe(i32::MIN),
+            "{e:?} has no text"
+        );
+    }
+}
