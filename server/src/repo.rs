@@ -294,7 +294,7 @@ impl Plan {
 ///
 /// It is a JSON integer below 2^31, so NodeMCU integer builds store and echo it exactly.
 pub fn content_number(data: &[u8]) -> u32 {
-    let d = v1::md5(data);
+    let d = rota_luaota::md5(data);
     u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff
 }
 
@@ -304,7 +304,12 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u32)>) -> Strin
         .into_iter()
         .map(|(name, n)| format!("{name}:{n}"))
         .collect();
-    v1::hex(&v1::md5(joined.join(":").as_bytes()))
+    hex(&rota_luaota::md5(joined.join(":").as_bytes()))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `name` is a safe relative path: non-empty `/`-separated components, none `.`, `..` or empty,
@@ -645,7 +650,7 @@ mod tests {
 
     #[test]
     fn fingerprint_follows_the_doc() {
-        let expected = v1::hex(&v1::md5(b"main.lua:12:data.txt:7"));
+        let expected = hex(&rota_luaota::md5(b"main.lua:12:data.txt:7"));
         assert_eq!(fingerprint([("main.lua", 12), ("data.txt", 7)]), expected);
         assert_ne!(fingerprint([("data.txt", 7), ("main.lua", 12)]), expected);
     }

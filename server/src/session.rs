@@ -22,7 +22,7 @@ use crate::listen::Ticket;
 use crate::luac::{self, CompileError};
 use crate::repo::{Action, Plan, Repo, RepoError};
 use crate::restart::{self, RestartError};
-use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
+use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr, Signer};
 use crate::v2::{self as planner, PlanError};
 
 /// The limits of the server: the timing of each session, and how many sessions one peer address
@@ -663,7 +663,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // Repository reads run inline: they are small page-cache reads (microseconds), and handing them
         // to a blocking thread cost a third of the no-update throughput in the benchmark.
         let inventory = self.repo.inventory(hi.id)?;
-        if !record.verify(&inventory.secret) {
+        let signer = Signer::new(&inventory.secret);
+        if !record.verify(&signer) {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         self.first_record_verified()?;
@@ -673,7 +674,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let secret = &inventory.secret;
 
         if hi.chk.as_deref() == Some(plan.chk.as_str()) {
-            let ok = v1::emit_record(secret, &CommandRepr::NoUpdate.to_json(), &[])?;
+            let ok = v1::emit_record(&signer, &CommandRepr::NoUpdate.to_json(), &[])?;
             self.send(&ok).await?;
             self.wait_close().await;
             return Ok(Outcome::NoUpdate);
@@ -681,7 +682,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 
         // Everything that could refuse the update is checked before the first byte is sent.
         let restart = restart::build(&hi, &plan, secret)?;
-        let restart = v1::emit_record(secret, &restart, &[])?;
+        let restart = v1::emit_record(&signer, &restart, &[])?;
         let stale: Vec<usize> = plan
             .files
             .iter()
@@ -691,7 +692,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .collect();
         check_lua(&plan, &stale)?;
         for &i in &stale {
-            self.send_file(&plan, i, secret).await?;
+            self.send_file(&plan, i, &signer).await?;
         }
         self.send(&restart).await?;
         self.wait_close().await;
@@ -702,7 +703,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         &mut self,
         plan: &Plan,
         i: usize,
-        secret: &[u8],
+        signer: &Signer,
     ) -> Result<(), SessionError> {
         let file = &plan.files[i];
         let mut chunks = file.data.chunks(v1::MAX_CHUNK).peekable();
@@ -716,9 +717,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 (true, Action::Download) => CommandRepr::Download { name, len },
                 (true, Action::Compile) => CommandRepr::Compile { name, len },
             };
-            let record = v1::emit_record(secret, &command.to_json(), chunk)?;
+            let record = v1::emit_record(signer, &command.to_json(), chunk)?;
             self.send(&record).await?;
-            self.expect_ok(&file.name, secret).await?;
+            self.expect_ok(&file.name, signer).await?;
             match chunks.next() {
                 Some(next) => chunk = next,
                 None => break,
@@ -728,10 +729,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Ok(())
     }
 
-    async fn expect_ok(&mut self, file: &str, secret: &[u8]) -> Result<(), SessionError> {
+    async fn expect_ok(&mut self, file: &str, signer: &Signer) -> Result<(), SessionError> {
         let line = self.read_line(Phase::Reply).await?;
         let record = Record::parse_line(&line)?;
-        if !record.verify(secret) {
+        if !record.verify(signer) {
             return Err(SessionError::BadReplyTag);
         }
         let reply = ReplyRepr::parse(&record.object()?)?;
