@@ -7,9 +7,12 @@
 //! ```
 //! An inventory is `{"files": ["main.lua", "lib/util.lc"], "secret": "..."}`; order matters.
 //!
-//! Each file gets a number derived from the bytes the device receives (see [`content_number`]) and the
-//! inventory a fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force
-//! re-sends and a same-second edit is never missed.
+//! What a device should hold is a [`Plan`]: every inventory file as the device receives it, with its
+//! SHA-256, and [`Plan::to_send`], the one rule both protocols decide by. For protocol v1 each file also
+//! gets a number derived from the bytes the device receives (see [`content_number`]) and the inventory a
+//! fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force re-sends
+//! and a same-second edit is never missed; protocol v2 never uses either (it compares SHA-256 digests,
+//! and its versions are its own: `v2::file_version`).
 //!
 //! Symbolic links inside the repository are never followed, in either mode: a file that is a link, or
 //! whose path goes through one, is refused ([`RepoError::Symlink`]), as it could lead outside the
@@ -259,7 +262,8 @@ pub enum Action {
 pub struct PlannedFile {
     /// Its name (relative path).
     pub name: String,
-    /// Its content-derived number.
+    /// Its v1 file number ([`content_number`] of `data`): what luaOTA's `files` map and `chk` hold.
+    /// Protocol v2 does not use it.
     pub number: u32,
     /// The bytes sent (after `--SAFETRIM`, if asked for).
     pub data: Vec<u8>,
@@ -271,16 +275,35 @@ pub struct PlannedFile {
     pub digest: [u8; 32],
 }
 
-/// What a device should hold: every inventory file, numbered, and the fingerprint.
+/// What a device should hold: every inventory file, numbered, and the (v1) fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The files in inventory order.
     pub files: Vec<Arc<PlannedFile>>,
-    /// `md5_hex("name1:n1:name2:n2:...")`.
+    /// The v1 fingerprint, `md5_hex("name1:n1:name2:n2:...")`.
     pub chk: String,
 }
 
 impl Plan {
+    /// The files the device must be sent, in inventory order: each one unless `holds(file)` says the
+    /// device already has exactly that file. Both protocols decide by this one rule; each says what
+    /// "exactly" means (v1: the device echoes the file's number; v2: it holds a file of that name with
+    /// the same SHA-256).
+    pub fn to_send<'p>(
+        &'p self,
+        holds: impl Fn(&PlannedFile) -> bool + 'p,
+    ) -> impl Iterator<Item = &'p Arc<PlannedFile>> + 'p {
+        self.files.iter().filter(move |f| !holds(f))
+    }
+
+    /// The first file whose name is over `limit` bytes, if any (neither protocol's devices can hold it).
+    pub fn name_over(&self, limit: usize) -> Option<&PlannedFile> {
+        self.files
+            .iter()
+            .map(Arc::as_ref)
+            .find(|f| f.name.len() > limit)
+    }
+
     /// The `files` object of the `restart` record: exactly the inventory (pruned of anything else).
     pub fn file_numbers(&self) -> Map<String, Value> {
         self.files
@@ -733,6 +756,23 @@ mod tests {
         assert!(matches!(repo.plan(&missing), Err(RepoError::MissingFile(n)) if n == "nope"));
         let dir = Inventory::parse("i", br#"{"files":["lib"],"secret":"s"}"#).unwrap();
         assert!(matches!(repo.plan(&dir), Err(RepoError::NotAFile(_))));
+    }
+
+    #[test]
+    fn to_send_keeps_inventory_order_and_skips_what_the_device_holds() {
+        let file = |name: &str| Arc::new(prepare(name, name.as_bytes().to_vec()));
+        let plan = Plan {
+            files: vec![file("a"), file("b.lua"), file("c"), file("lib/d")],
+            chk: String::new(),
+        };
+        let names = |holds: &dyn Fn(&PlannedFile) -> bool| -> Vec<String> {
+            plan.to_send(holds).map(|f| f.name.clone()).collect()
+        };
+        assert_eq!(names(&|_| false), ["a", "b.lua", "c", "lib/d"]);
+        assert_eq!(names(&|f| f.name != "c" && f.name != "a"), ["a", "c"]);
+        assert!(names(&|_| true).is_empty());
+        assert_eq!(plan.name_over(4).map(|f| f.name.as_str()), Some("b.lua"));
+        assert_eq!(plan.name_over(5), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -20,7 +21,7 @@ use rota_wire::{Header, HEADER_LEN, MAX_FRAME};
 use crate::fleet::{Fleet, FleetError};
 use crate::listen::Ticket;
 use crate::luac::{self, CompileError};
-use crate::repo::{Action, Plan, Repo, RepoError};
+use crate::repo::{Action, PlannedFile, Repo, RepoError};
 use crate::restart::{self, RestartError};
 use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr, Signer};
 use crate::v2::{self as planner, PlanError};
@@ -683,29 +684,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // Everything that could refuse the update is checked before the first byte is sent.
         let restart = restart::build(&hi, &plan, secret)?;
         let restart = v1::emit_record(&signer, &restart, &[])?;
-        let stale: Vec<usize> = plan
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| hi.file_number(&f.name) != Some(u64::from(f.number)))
-            .map(|(i, _)| i)
+        // The one rule of both protocols; a v1 device holds a file when it echoes the file's number.
+        let stale: Vec<&PlannedFile> = plan
+            .to_send(|f| hi.file_number(&f.name) == Some(u64::from(f.number)))
+            .map(Arc::as_ref)
             .collect();
-        check_lua(&plan, &stale)?;
-        for &i in &stale {
-            self.send_file(&plan, i, &signer).await?;
+        check_lua(&stale)?;
+        for file in stale {
+            self.send_file(file, &signer).await?;
         }
         self.send(&restart).await?;
         self.wait_close().await;
         Ok(Outcome::Updated)
     }
 
-    async fn send_file(
-        &mut self,
-        plan: &Plan,
-        i: usize,
-        signer: &Signer,
-    ) -> Result<(), SessionError> {
-        let file = &plan.files[i];
+    async fn send_file(&mut self, file: &PlannedFile, signer: &Signer) -> Result<(), SessionError> {
         let mut chunks = file.data.chunks(v1::MAX_CHUNK).peekable();
         let mut chunk: &[u8] = chunks.next().unwrap_or_default();
         loop {
@@ -759,9 +752,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
 }
 
 /// Checks that every stale `.lua` file compiles before anything is sent.
-fn check_lua(plan: &Plan, stale: &[usize]) -> Result<(), SessionError> {
-    for &i in stale {
-        let f = &plan.files[i];
+fn check_lua(stale: &[&PlannedFile]) -> Result<(), SessionError> {
+    for f in stale {
         if f.action == Action::Compile {
             luac::check(&f.name, &f.data).map_err(|error| SessionError::Lua {
                 file: f.name.clone(),
