@@ -12,7 +12,7 @@
 //! gets a number derived from the bytes the device receives (see [`content_number`]) and the inventory a
 //! fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force re-sends
 //! and a same-second edit is never missed; protocol v2 never uses either (it compares SHA-256 digests,
-//! and its versions are its own: `v2::file_version`).
+//! and its versions are its own: `plan_v2::file_version`).
 //!
 //! Symbolic links inside the repository are never followed, in either mode: a file that is a link, or
 //! whose path goes through one, is refused ([`RepoError::Symlink`]), as it could lead outside the

@@ -21,10 +21,10 @@ use rota_wire::{Header, HEADER_LEN, MAX_FRAME};
 use crate::fleet::{Fleet, FleetError};
 use crate::listen::Ticket;
 use crate::luac::{self, CompileError};
+use crate::plan_v2::{self as planner, PlanError};
 use crate::repo::{Action, PlannedFile, Repo, RepoError};
 use crate::restart::{self, RestartError};
 use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr, Signer};
-use crate::v2::{self as planner, PlanError};
 
 /// The limits of the server: the timing of each session, and how many sessions one peer address
 /// may hold at once.

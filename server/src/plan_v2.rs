@@ -1,4 +1,4 @@
-//! Protocol v2 on the server: what to send a rota device, decided from content digests.
+//! The protocol v2 planner: what to send a rota device, decided from content digests.
 //!
 //! The frames, keys and the session state machine are `rota-wire`'s; this module turns a verified
 //! Hello and the device's inventory into the [`Step`]s of a session, and the inventory's `config`
