@@ -36,7 +36,8 @@ pub struct FileRecord {
     pub name: String,
     /// Its size.
     pub size: u32,
-    /// Its version (v2: the server's content number; v1: the number the device echoed).
+    /// Its version (v2: the version the server sent it with, `plan_v2::file_version` of its SHA-256; v1:
+    /// the number the device echoed).
     pub version: u32,
     /// SHA-256, lowercase hex (v2 only).
     #[serde(default, skip_serializing_if = "String::is_empty")]

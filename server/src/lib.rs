@@ -1,12 +1,14 @@
 //! rota's provisioning server: a byte-exact luaOTA (protocol v1) service that never falls over, and
 //! rota's own protocol v2 on the same port.
 //!
-//! - [`v1`]: framing, HMAC-MD5 tags and typed records (parse and emit);
-//! - [`repo`]: inventories, content-derived file numbers, the fingerprint, an optional git revision;
+//! - [`v1`]: typed v1 records (parse and emit) over rota-luaota's record layer (framing, HMAC-MD5
+//!   tags), which the device side uses too;
+//! - [`repo`]: inventories, what a device should hold and the send rule both protocols follow, v1's
+//!   content-derived file numbers and fingerprint, an optional git revision;
 //! - [`trim`]: `--SAFETRIM` by lexing Lua 5.1; [`luac`]: the Lua 5.1 compile check;
 //! - [`restart`]: the `restart` record, refused when it could brick a device;
-//! - [`v2`]: what a rota (protocol v2) device gets, decided from content digests; the frames and the
-//!   session state machine are `rota-wire`'s;
+//! - [`plan_v2`]: the protocol v2 planner: what a rota device gets, decided from content digests, and
+//!   its files' versions; the frames and the session state machine are `rota-wire`'s;
 //! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`);
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
@@ -20,9 +22,9 @@
 pub mod fleet;
 pub mod listen;
 pub mod luac;
+pub mod plan_v2;
 pub mod repo;
 pub mod restart;
 pub mod session;
 pub mod trim;
 pub mod v1;
-pub mod v2;

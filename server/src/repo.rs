@@ -7,53 +7,46 @@
 //! ```
 //! An inventory is `{"files": ["main.lua", "lib/util.lc"], "secret": "..."}`; order matters.
 //!
-//! Each file gets a number derived from the bytes the device receives (see [`content_number`]) and the
-//! inventory a fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force
-//! re-sends and a same-second edit is never missed.
+//! What a device should hold is a [`Plan`]: every inventory file as the device receives it, with its
+//! SHA-256, and [`Plan::to_send`], the one rule both protocols decide by. For protocol v1 each file also
+//! gets a number derived from the bytes the device receives (see [`content_number`]) and the inventory a
+//! fingerprint `chk = md5_hex("name1:n1:name2:n2:...")`, so a checkout or a copy does not force re-sends
+//! and a same-second edit is never missed; protocol v2 never uses either (it compares SHA-256 digests,
+//! and its versions are its own: `plan_v2::file_version`).
 //!
 //! Symbolic links inside the repository are never followed, in either mode: a file that is a link, or
 //! whose path goes through one, is refused ([`RepoError::Symlink`]), as it could lead outside the
 //! repository. (The repository directory itself may be reached through links.)
+//!
+//! Here: the repository and its errors, and what it serves to a device (an inventory, a plan); in
+//! submodules: `inventory` (parsing and checking inventories), `plan` (each file as the device
+//! receives it: `--SAFETRIM`, digest, number; the send rule), `numbering` (v1's file numbers and
+//! fingerprint), `cache` (what is kept while a file is unchanged), `dir` (the working tree, without
+//! following links) and `git` (one commit, read with gix).
 
-use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
+mod cache;
+mod dir;
+mod git;
+mod inventory;
+mod numbering;
+mod plan;
 
-use crate::{trim, v1};
+use cache::{Cache, Stamp};
+use plan::prepare;
+
+pub use cache::{CacheStats, RACY_WINDOW};
+pub use inventory::{Inventory, InventoryError};
+pub use numbering::{content_number, fingerprint};
+pub use plan::{Action, Plan, PlannedFile};
 
 /// Largest inventory file read.
 pub const MAX_INVENTORY: u64 = 64 * 1024;
 /// Largest repository file served (the client buffers a whole file in RAM; this only bounds the server).
 pub const MAX_FILE: u64 = 1024 * 1024;
-
-/// Why an inventory is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InventoryError {
-    /// Not JSON, or not an object.
-    #[error("not a JSON object: {0}")]
-    Json(String),
-    /// No `files` array.
-    #[error("`files` must be an array of file names")]
-    Files,
-    /// A `files` entry that is not a safe relative path.
-    #[error("`{0}` is not a relative path inside the repository")]
-    BadName(String),
-    /// A file named twice.
-    #[error("`{0}` is named twice")]
-    Duplicate(String),
-    /// No `secret` string.
-    #[error("`secret` must be a string")]
-    Secret,
-    /// A `config` that is not an object.
-    #[error("`config` must be an object")]
-    Config,
-}
 
 /// A repository that cannot serve a device.
 #[derive(Debug, thiserror::Error)]
@@ -123,39 +116,6 @@ fn leading(name: &str, n: usize) -> String {
     name.split('/').take(n).collect::<Vec<_>>().join("/")
 }
 
-/// The metadata of `name` in `dir`, checked component by component without following any symbolic
-/// link; `Ok(None)` when it does not exist (or a directory on its way is not one).
-fn lstat_no_links(dir: &Path, name: &str) -> Result<Option<std::fs::Metadata>, RepoError> {
-    let parts = name.split('/').count();
-    let mut path = dir.to_path_buf();
-    for (i, component) in name.split('/').enumerate() {
-        path.push(component);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(RepoError::Io {
-                    name: name.to_owned(),
-                    source,
-                })
-            }
-        };
-        if meta.file_type().is_symlink() {
-            return Err(RepoError::Symlink {
-                name: name.to_owned(),
-                link: leading(name, i + 1),
-            });
-        }
-        if i + 1 == parts {
-            return Ok(Some(meta));
-        }
-        if !meta.is_dir() {
-            return Ok(None);
-        }
-    }
-    Ok(None)
-}
-
 /// Where files come from.
 enum Source {
     /// The directory as it is now.
@@ -187,180 +147,6 @@ pub struct Repo {
     misses: AtomicU64,
 }
 
-/// A file changed this recently is not cached: a further change could keep its timestamps.
-pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Cache effectiveness, for tests and tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that read the file.
-    pub misses: u64,
-}
-
-/// What identifies a file's content on disk; `None` for a git revision, which never changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-
-    /// Whether the file changed within [`RACY_WINDOW`] of `now`.
-    fn is_racy(&self, now: SystemTime) -> bool {
-        let now_ns = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        self.mtime_ns.max(self.ctime_ns) + RACY_WINDOW.as_nanos() as i128 > now_ns
-    }
-}
-
-type Cache<T> = Mutex<HashMap<String, (Option<Stamp>, T)>>;
-
-/// One device's inventory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inventory {
-    /// The inventory file it came from (`ESP-<id>.json` or `default.json`).
-    pub file: String,
-    /// The files, in order.
-    pub files: Vec<String>,
-    /// The device's HMAC key.
-    pub secret: Vec<u8>,
-    /// The optional `config` object: a new device config for protocol v2 devices.
-    pub config: Option<Map<String, Value>>,
-}
-
-/// How a file is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// `dl`: stored as is.
-    Download,
-    /// `cm`: a `.lua` source the device compiles to `.lc`.
-    Compile,
-}
-
-/// One file as the device will receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedFile {
-    /// Its name (relative path).
-    pub name: String,
-    /// Its content-derived number.
-    pub number: u32,
-    /// The bytes sent (after `--SAFETRIM`, if asked for).
-    pub data: Vec<u8>,
-    /// `dl` or `cm`.
-    pub action: Action,
-    /// Whether `--SAFETRIM` was applied.
-    pub trimmed: bool,
-    /// SHA-256 of `data` (protocol v2 compares and checks files by it).
-    pub digest: [u8; 32],
-}
-
-/// What a device should hold: every inventory file, numbered, and the fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The files in inventory order.
-    pub files: Vec<Arc<PlannedFile>>,
-    /// `md5_hex("name1:n1:name2:n2:...")`.
-    pub chk: String,
-}
-
-impl Plan {
-    /// The `files` object of the `restart` record: exactly the inventory (pruned of anything else).
-    pub fn file_numbers(&self) -> Map<String, Value> {
-        self.files
-            .iter()
-            .map(|f| (f.name.clone(), Value::from(f.number)))
-            .collect()
-    }
-}
-
-/// The number of a file: the first 4 bytes of the MD5 of the bytes sent, big-endian, top bit cleared.
-///
-/// It is a JSON integer below 2^31, so NodeMCU integer builds store and echo it exactly.
-pub fn content_number(data: &[u8]) -> u32 {
-    let d = v1::md5(data);
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff
-}
-
-/// The fingerprint of an inventory: `md5_hex("name1:n1:name2:n2:...")` in inventory order.
-pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u32)>) -> String {
-    let joined: Vec<String> = files
-        .into_iter()
-        .map(|(name, n)| format!("{name}:{n}"))
-        .collect();
-    v1::hex(&v1::md5(joined.join(":").as_bytes()))
-}
-
-/// Whether `name` is a safe relative path: non-empty `/`-separated components, none `.`, `..` or empty,
-/// no backslash and no control character.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.contains('\\')
-        && !name.chars().any(char::is_control)
-        && name
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
-}
-
-impl Inventory {
-    /// Parses an inventory file's bytes; `file` names it in errors.
-    pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, RepoError> {
-        let error = |error| RepoError::Inventory {
-            file: file.to_owned(),
-            error,
-        };
-        let obj =
-            v1::parse_object(bytes).map_err(|e| error(InventoryError::Json(e.to_string())))?;
-        let names = obj
-            .get("files")
-            .and_then(Value::as_array)
-            .ok_or(error(InventoryError::Files))?;
-        let mut files = Vec::with_capacity(names.len());
-        let mut seen = HashSet::new();
-        for name in names {
-            let name = name.as_str().ok_or(error(InventoryError::Files))?;
-            if !valid_name(name) {
-                return Err(error(InventoryError::BadName(name.to_owned())));
-            }
-            if !seen.insert(name) {
-                return Err(error(InventoryError::Duplicate(name.to_owned())));
-            }
-            files.push(name.to_owned());
-        }
-        let secret = obj
-            .get("secret")
-            .and_then(Value::as_str)
-            .ok_or(error(InventoryError::Secret))?;
-        let config = match obj.get("config") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(config)) => Some(config.clone()),
-            Some(_) => return Err(error(InventoryError::Config)),
-        };
-        Ok(Inventory {
-            file: file.to_owned(),
-            files,
-            secret: secret.as_bytes().to_vec(),
-            config,
-        })
-    }
-}
-
 impl Repo {
     fn with_source(source: Source) -> Self {
         Repo {
@@ -372,14 +158,6 @@ impl Repo {
         }
     }
 
-    /// How often the cache answered.
-    pub fn cache_stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-        }
-    }
-
     /// Serves the directory `dir` as it is on disk.
     pub fn open_dir(dir: impl Into<PathBuf>) -> Result<Self, RepoError> {
         let dir = dir.into();
@@ -387,49 +165,6 @@ impl Repo {
             return Err(RepoError::NotADirectory(dir));
         }
         Ok(Repo::with_source(Source::Dir(dir)))
-    }
-
-    /// Serves `dir` as committed at git revision `rev` (anything `git rev-parse` takes); `dir` may be the
-    /// work tree or a directory inside it. The revision is resolved once, here.
-    pub fn open_rev(dir: impl Into<PathBuf>, rev: &str) -> Result<Self, RepoError> {
-        let dir = dir.into();
-        if !dir.is_dir() {
-            return Err(RepoError::NotADirectory(dir));
-        }
-        let git = |e: gix::Error| RepoError::Git(e.to_string());
-        let repo = gix::discover(&dir).map_err(git)?;
-        let prefix = match repo.workdir() {
-            Some(workdir) => {
-                let canon = |p: &Path| {
-                    p.canonicalize().map_err(|source| RepoError::Io {
-                        name: p.display().to_string(),
-                        source,
-                    })
-                };
-                let (d, w) = (canon(&dir)?, canon(workdir)?);
-                d.strip_prefix(&w).map(Path::to_path_buf).map_err(|_| {
-                    RepoError::Git(format!("{} is outside the work tree", d.display()))
-                })?
-            }
-            None => PathBuf::new(),
-        };
-        let (commit, tree) = {
-            let commit = repo
-                .rev_parse_single(rev)
-                .map_err(git)?
-                .object()
-                .map_err(git)?
-                .peel_to_commit()
-                .map_err(git)?;
-            (commit.id, commit.tree_id().map_err(git)?.detach())
-        };
-        Ok(Repo::with_source(Source::Git {
-            repo: Box::new(repo.into_sync()),
-            tree,
-            commit,
-            prefix,
-            dir,
-        }))
     }
 
     /// The repository directory (for a git revision: the directory given, in the work tree).
@@ -452,139 +187,12 @@ impl Repo {
     /// Reads `name` (already validated). In a directory, the file opened must be the one `checked`
     /// (same device and inode): one swapped in since (a link, say) is [`Found::Replaced`].
     fn read(&self, name: &str, limit: u64, checked: Option<&Stamp>) -> Result<Found, RepoError> {
-        let io = |source| RepoError::Io {
-            name: name.to_owned(),
-            source,
-        };
-        let too_large = || RepoError::TooLarge {
-            name: name.to_owned(),
-            limit,
-        };
         match &self.source {
-            Source::Dir(dir) => {
-                let file = match std::fs::File::open(dir.join(name)) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Ok(Found::Missing)
-                    }
-                    Err(e) => return Err(io(e)),
-                };
-                let meta = file.metadata().map_err(io)?;
-                if checked.is_some_and(|s| (s.dev, s.ino) != (meta.dev(), meta.ino())) {
-                    return Ok(Found::Replaced);
-                }
-                if !meta.is_file() {
-                    return Err(RepoError::NotAFile(name.to_owned()));
-                }
-                let mut data = Vec::new();
-                file.take(limit + 1).read_to_end(&mut data).map_err(io)?;
-                if data.len() as u64 > limit {
-                    return Err(too_large());
-                }
-                Ok(Found::Bytes(data))
-            }
+            Source::Dir(dir) => dir::read(dir, name, limit, checked),
             Source::Git {
                 repo, tree, prefix, ..
-            } => {
-                let git = |e: gix::Error| RepoError::Git(format!("reading `{name}`: {e}"));
-                let repo = repo.to_thread_local();
-                let tree = repo.find_tree(*tree).map_err(git)?;
-                // Component by component, so a link on the way is refused, not just not found.
-                let mut path = prefix.clone();
-                let mut found = None;
-                for (i, component) in name.split('/').enumerate() {
-                    path.push(component);
-                    let Some(entry) = tree.lookup_entry_by_path(&path).map_err(git)? else {
-                        return Ok(Found::Missing);
-                    };
-                    if entry.mode().is_link() {
-                        return Err(RepoError::Symlink {
-                            name: name.to_owned(),
-                            link: leading(name, i + 1),
-                        });
-                    }
-                    found = Some(entry);
-                }
-                let Some(entry) = found else {
-                    return Ok(Found::Missing);
-                };
-                if !entry.mode().is_blob() {
-                    return Err(RepoError::NotAFile(name.to_owned()));
-                }
-                let blob = entry.object().map_err(git)?;
-                if blob.data.len() as u64 > limit {
-                    return Err(too_large());
-                }
-                Ok(Found::Bytes(blob.detach().data))
-            }
+            } => git::read(repo, *tree, prefix, name, limit),
         }
-    }
-
-    /// The stamp of `name` in a directory source (checked to be a file within `limit`, reached through
-    /// no symbolic link); `Ok(None)` when it does not exist.
-    fn stamp(dir: &Path, name: &str, limit: u64) -> Result<Option<Stamp>, RepoError> {
-        let Some(meta) = lstat_no_links(dir, name)? else {
-            return Ok(None);
-        };
-        if !meta.is_file() {
-            return Err(RepoError::NotAFile(name.to_owned()));
-        }
-        if meta.len() > limit {
-            return Err(RepoError::TooLarge {
-                name: name.to_owned(),
-                limit,
-            });
-        }
-        Ok(Some(Stamp::of(&meta)))
-    }
-
-    /// `name` parsed by `parse`, from the cache while the file is unchanged; `Ok(None)` when it does not
-    /// exist.
-    fn load<T: Clone>(
-        &self,
-        cache: &Cache<T>,
-        name: &str,
-        limit: u64,
-        parse: impl FnOnce(Vec<u8>) -> Result<T, RepoError>,
-    ) -> Result<Option<T>, RepoError> {
-        let lock = || {
-            cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        };
-        // A file replaced between its check and its opening is checked again; a few times at most.
-        for _ in 0..3 {
-            // The stamp is taken BEFORE reading: a change during the read only causes one more read
-            // later.
-            let stamp = match &self.source {
-                Source::Dir(dir) => match Self::stamp(dir, name, limit)? {
-                    Some(stamp) => Some(stamp),
-                    None => return Ok(None),
-                },
-                Source::Git { .. } => None,
-            };
-            if let Some((cached, value)) = lock().get(name) {
-                if *cached == stamp {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Some(value.clone()));
-                }
-            }
-            let bytes = match self.read(name, limit, stamp.as_ref())? {
-                Found::Bytes(bytes) => bytes,
-                Found::Missing => return Ok(None),
-                Found::Replaced => continue,
-            };
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            let value = parse(bytes)?;
-            if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
-                lock().insert(name.to_owned(), (stamp, value.clone()));
-            }
-            return Ok(Some(value));
-        }
-        Err(RepoError::Io {
-            name: name.to_owned(),
-            source: std::io::Error::other("replaced while being read, three times in a row"),
-        })
     }
 
     /// The inventory of device `id`: `ESP-<id>.json`, else `default.json`.
@@ -614,25 +222,6 @@ impl Repo {
     }
 }
 
-/// A repository file as the device receives it.
-fn prepare(name: &str, raw: Vec<u8>) -> PlannedFile {
-    let is_lua = name.ends_with(".lua");
-    let trimmed = is_lua && trim::wants_trim(&raw);
-    let data = if trimmed { trim::safetrim(&raw) } else { raw };
-    PlannedFile {
-        name: name.to_owned(),
-        number: content_number(&data),
-        digest: rota_wire::sha256(&data),
-        data,
-        action: if is_lua {
-            Action::Compile
-        } else {
-            Action::Download
-        },
-        trimmed,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,48 +230,6 @@ mod tests {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, data).unwrap();
-    }
-
-    #[test]
-    fn fingerprint_follows_the_doc() {
-        let expected = v1::hex(&v1::md5(b"main.lua:12:data.txt:7"));
-        assert_eq!(fingerprint([("main.lua", 12), ("data.txt", 7)]), expected);
-        assert_ne!(fingerprint([("data.txt", 7), ("main.lua", 12)]), expected);
-    }
-
-    #[test]
-    fn numbers_are_content_derived_31_bit() {
-        assert_eq!(content_number(b"abc"), content_number(b"abc"));
-        assert_ne!(content_number(b"abc"), content_number(b"abd"));
-        // md5("") = d41d8cd9...; top bit of 0xd4 cleared.
-        assert_eq!(content_number(b""), 0x541d_8cd9);
-    }
-
-    #[test]
-    fn inventory_errors_are_typed() {
-        let err = |json: &str| match Inventory::parse("x.json", json.as_bytes()) {
-            Err(RepoError::Inventory { error, .. }) => error,
-            other => panic!("{other:?}"),
-        };
-        assert!(matches!(err("[1]"), InventoryError::Json(_)));
-        assert_eq!(err(r#"{"secret":"s"}"#), InventoryError::Files);
-        assert_eq!(err(r#"{"files":[1],"secret":"s"}"#), InventoryError::Files);
-        assert_eq!(err(r#"{"files":["a"]}"#), InventoryError::Secret);
-        for bad in ["../etc/passwd", "/abs", "a//b", "a/./b", "", "a\\b", "a\nb"] {
-            let json = Value::from(vec![bad]);
-            assert_eq!(
-                err(&format!(r#"{{"files":{json},"secret":"s"}}"#)),
-                InventoryError::BadName(bad.into()),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(
-            err(r#"{"files":["a","b","a"],"secret":"s"}"#),
-            InventoryError::Duplicate("a".into())
-        );
-        let ok =
-            Inventory::parse("x.json", br#"{"files":["lib/a.lua","b"],"secret":"s"}"#).unwrap();
-        assert_eq!(ok.files, ["lib/a.lua", "b"]);
     }
 
     #[test]

@@ -56,11 +56,7 @@ pub enum RestartError {
 /// Checks that the device can open every file of `plan`: names of at most [`rota_wire::MAX_NAME`]
 /// bytes. The first name over it is the error.
 pub fn check_names(plan: &Plan) -> Result<(), RestartError> {
-    match plan
-        .files
-        .iter()
-        .find(|f| f.name.len() > rota_wire::MAX_NAME)
-    {
+    match plan.name_over(rota_wire::MAX_NAME) {
         Some(f) => Err(RestartError::NameTooLong {
             name: f.name.clone(),
             len: f.name.len(),

@@ -5,25 +5,34 @@
 //! frames; files stream with windowed acknowledgements). Every read and write has a deadline (the idle
 //! timeout, capped by the whole-session limit, and until the first record has verified by the
 //! first-record deadline), so a slow or silent peer only ever holds its own session, and not long.
+//!
+//! Here: the limits, the protocol dispatch, the error and report types, and the per-connection
+//! `Session`'s deadlines and I/O; in submodules: [`Server`] (the state all sessions share, and the
+//! one log line per session), the bounded reader of lines and frames, and the two protocol drivers
+//! (`serve_v1`: luaOTA ping-pong; `serve_v2`: rota-wire's server session).
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
-
-use rota_wire::server::{self as wire_server, Event, ServerSession};
-use rota_wire::{Header, HEADER_LEN, MAX_FRAME};
 
 use crate::fleet::{Fleet, FleetError};
 use crate::listen::Ticket;
-use crate::luac::{self, CompileError};
-use crate::repo::{Action, Plan, Repo, RepoError};
-use crate::restart::{self, RestartError};
-use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr};
-use crate::v2::{self as planner, PlanError};
+use crate::luac::CompileError;
+use crate::plan_v2::PlanError;
+use crate::repo::{Repo, RepoError};
+use crate::restart::RestartError;
+use crate::v1;
+
+mod reader;
+mod serve_v1;
+mod serve_v2;
+mod server;
+
+use reader::{FrameError, LineError, LineReader};
+pub use server::Server;
 
 /// The limits of the server: the timing of each session, and how many sessions one peer address
 /// may hold at once.
@@ -223,270 +232,8 @@ pub struct SessionReport {
     pub duration: Duration,
 }
 
-/// The shared state of all sessions: the repository, its fleet state and the limits.
-pub struct Server {
-    repo: Repo,
-    fleet: Fleet,
-    limits: Limits,
-    reports: Option<mpsc::UnboundedSender<SessionReport>>,
-}
-
-impl Server {
-    /// A server for `repo` with `limits`; device check-ins are recorded in the repository's state
-    /// ([`Fleet::for_repo`]).
-    pub fn new(repo: Repo, limits: Limits) -> Self {
-        Server {
-            fleet: Fleet::for_repo(repo.dir()),
-            repo,
-            limits,
-            reports: None,
-        }
-    }
-
-    /// The fleet state the server records check-ins in.
-    pub fn fleet(&self) -> &Fleet {
-        &self.fleet
-    }
-
-    /// The server's limits.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
-    /// Also sends every session's report to the returned receiver (for tests and tools).
-    pub fn report_channel(&mut self) -> mpsc::UnboundedReceiver<SessionReport> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.reports = Some(tx);
-        rx
-    }
-
-    /// Runs one session on `io` and logs its summary line; `peer` names the other end in the log.
-    /// Returns the report unless a report channel takes it.
-    pub async fn serve<S>(&self, io: S, peer: &str) -> Option<SessionReport>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        self.serve_in(io, peer, None).await
-    }
-
-    /// [`Server::serve`] in a slot of the listener's table, which may close the session to make room
-    /// until its first record has verified.
-    pub(crate) async fn serve_slot<S>(
-        &self,
-        io: S,
-        peer: &str,
-        ticket: Ticket,
-    ) -> Option<SessionReport>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        self.serve_in(io, peer, Some(ticket)).await
-    }
-
-    async fn serve_in<S>(
-        &self,
-        io: S,
-        peer: &str,
-        mut ticket: Option<Ticket>,
-    ) -> Option<SessionReport>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let start = Instant::now();
-        let eviction = ticket.as_mut().and_then(Ticket::take_eviction);
-        let mut session = Session {
-            io: LineReader::new(io),
-            repo: &self.repo,
-            fleet: &self.fleet,
-            peer,
-            limits: self.limits,
-            idle: self.limits.idle,
-            deadline: start + self.limits.session,
-            first_deadline: Some(start + self.limits.first_record),
-            ticket,
-            protocol: None,
-            device: None,
-            check_in: None,
-            files: 0,
-            bytes: 0,
-        };
-        // Eviction only ever comes before the first record verified: nothing was sent or recorded.
-        let outcome = tokio::select! {
-            biased;
-            () = evicted(eviction) => Err(SessionError::Evicted),
-            outcome = session.run() => outcome,
-        };
-        if let Some((device, nonce)) = session.check_in {
-            let label = match &outcome {
-                Ok(o) => o.to_string(),
-                Err(e) => format!("failed: {e}"),
-            };
-            let fleet = self.fleet.clone();
-            let done =
-                tokio::task::spawn_blocking(move || fleet.finish(device, nonce, &label)).await;
-            if let Ok(Err(error)) = done {
-                tracing::warn!(%device, %error, "cannot record the session's outcome");
-            }
-        }
-        let report = SessionReport {
-            peer: peer.to_owned(),
-            protocol: session.protocol,
-            device: session.device,
-            outcome,
-            files: session.files,
-            bytes: session.bytes,
-            duration: start.elapsed(),
-        };
-        let device = report
-            .device
-            .map_or_else(|| "-".to_owned(), |d| d.to_string());
-        let ms = report.duration.as_millis();
-        match &report.outcome {
-            Ok(outcome) => tracing::info!(
-                %device,
-                %peer,
-                %outcome,
-                files = report.files,
-                bytes = report.bytes,
-                duration_ms = ms,
-                "session"
-            ),
-            Err(error) => tracing::warn!(
-                %device,
-                %peer,
-                outcome = %"failed",
-                %error,
-                files = report.files,
-                bytes = report.bytes,
-                duration_ms = ms,
-                "session"
-            ),
-        }
-        match &self.reports {
-            Some(tx) => {
-                // A closed receiver only means nobody listens any more.
-                let _ = tx.send(report);
-                None
-            }
-            None => Some(report),
-        }
-    }
-}
-
-/// Completes when the listener evicts the session; never if it cannot (no table, or past its first
-/// record).
-async fn evicted(signal: Option<oneshot::Receiver<()>>) {
-    if let Some(signal) = signal {
-        if signal.await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending().await
-}
-
-/// Reads lines of at most [`v1::MAX_LINE`] bytes into a fixed buffer; a longer line is refused, never
-/// buffered.
-struct LineReader<S> {
-    inner: S,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-/// What a bounded line read can end in.
-enum LineError {
-    TooLong,
-    Eof,
-    Io(io::Error),
-}
-
-impl<S: AsyncRead + Unpin> LineReader<S> {
-    fn new(inner: S) -> Self {
-        LineReader {
-            inner,
-            buf: vec![0; v1::MAX_LINE].into_boxed_slice(),
-            start: 0,
-            end: 0,
-        }
-    }
-
-    /// Reads more bytes after the buffered ones; `Ok(0)` at end of stream.
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let n = self.inner.read(&mut self.buf[self.end..]).await?;
-        self.end += n;
-        Ok(n)
-    }
-
-    /// The next byte without consuming it; `None` at end of stream.
-    async fn peek(&mut self) -> io::Result<Option<u8>> {
-        if self.start == self.end && self.fill().await? == 0 {
-            return Ok(None);
-        }
-        Ok(Some(self.buf[self.start]))
-    }
-
-    /// Makes at least `n` bytes available after `start` (`n` at most the buffer's size).
-    async fn want(&mut self, n: usize) -> Result<(), LineError> {
-        while self.end - self.start < n {
-            match self.fill().await {
-                Ok(0) => return Err(LineError::Eof),
-                Ok(_) => {}
-                Err(e) => return Err(LineError::Io(e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// The next v2 frame. The header is checked (magic, length bound) before the rest is read, so an
-    /// oversized frame is refused without buffering it.
-    async fn read_frame(&mut self) -> Result<&[u8], FrameError> {
-        self.want(HEADER_LEN).await.map_err(FrameError::Read)?;
-        let header = Header::parse(&self.buf[self.start..self.start + HEADER_LEN])
-            .map_err(FrameError::Frame)?;
-        let len = header.frame_len();
-        self.want(len).await.map_err(FrameError::Read)?;
-        let frame = self.start..self.start + len;
-        self.start = frame.end;
-        Ok(&self.buf[frame])
-    }
-
-    /// The next line, line feed included.
-    async fn read_line(&mut self) -> Result<&[u8], LineError> {
-        let mut scanned = 0;
-        loop {
-            let pending = &self.buf[self.start + scanned..self.end];
-            if let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                let line = self.start..self.start + scanned + i + 1;
-                self.start = line.end;
-                return Ok(&self.buf[line]);
-            }
-            scanned = self.end - self.start;
-            if scanned == self.buf.len() {
-                return Err(LineError::TooLong);
-            }
-            match self.fill().await {
-                Ok(0) => return Err(LineError::Eof),
-                Ok(_) => {}
-                Err(e) => return Err(LineError::Io(e)),
-            }
-        }
-    }
-}
-
-/// What a v2 frame read can end in.
-enum FrameError {
-    Read(LineError),
-    Frame(rota_wire::Error),
-}
-
-// The v2 frame buffer is the line buffer.
-const _: () = assert!(MAX_FRAME <= v1::MAX_LINE);
-
+/// One connection, from its first byte to its end: the deadlines in force, the I/O, and what the
+/// report will say. Each protocol's driver (`serve_v1`, `serve_v2`) adds its own methods.
 struct Session<'r, S> {
     io: LineReader<S>,
     repo: &'r Repo,
@@ -554,82 +301,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
-    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent.
-    async fn record_check_in(&mut self, record: crate::fleet::CheckIn) -> Result<(), SessionError> {
-        let fleet = self.fleet.clone();
-        let (device, nonce) = (record.device, record.nonce);
-        tokio::task::spawn_blocking(move || fleet.check_in(&record))
-            .await
-            .map_err(|e| SessionError::Io(io::Error::other(e)))??;
-        self.check_in = Some((device, nonce));
-        Ok(())
-    }
-
-    async fn run_v2(&mut self) -> Result<Outcome, SessionError> {
-        let hello_frame = self.read_frame(Phase::Hi).await?.to_vec();
-        let claimed = wire_server::peek_hello(&hello_frame).map_err(SessionError::V2)?;
-        let id = u64::from(claimed.device_id);
-        self.device = Some(id);
-        let inventory = self.repo.inventory(id)?;
-        let hello = match wire_server::open_hello(&hello_frame, &inventory.secret) {
-            Ok(hello) => hello,
-            Err(rota_wire::Error::BadTag) => {
-                return Err(SessionError::BadHiTag(inventory.file.clone()))
-            }
-            Err(e) => return Err(SessionError::V2(e)),
-        };
-        self.first_record_verified()?;
-        let plan = self.repo.plan(&inventory)?;
-        let todo = planner::decide(&plan, &inventory, hello.device_id, &hello)?;
-        let label = if todo.is_empty() {
-            Outcome::NoUpdate.to_string()
-        } else {
-            "updating".to_owned()
-        };
-        self.record_check_in(planner::check_in_record(&hello, self.peer, &label))
-            .await?;
-        let secret = &inventory.secret;
-        let mut out = vec![0u8; MAX_FRAME];
-
-        if todo.is_empty() {
-            let n = wire_server::no_update(secret, &hello, &mut out).map_err(SessionError::V2)?;
-            self.send(&out[..n]).await?;
-            self.wait_close().await;
-            return Ok(Outcome::NoUpdate);
-        }
-
-        let mut server_nonce = [0u8; rota_wire::SERVER_NONCE_LEN];
-        getrandom::fill(&mut server_nonce)
-            .map_err(|e| SessionError::Io(io::Error::other(e.to_string())))?;
-        let steps = todo.steps();
-        let (mut session, n) =
-            ServerSession::welcome(secret, &hello, server_nonce, &steps, &mut out)
-                .map_err(SessionError::V2)?;
-        let mut batch = out[..n].to_vec();
-        loop {
-            while let Some(n) = session.poll_transmit(&mut out).map_err(SessionError::V2)? {
-                batch.extend_from_slice(&out[..n]);
-            }
-            if !batch.is_empty() {
-                self.send(&batch).await?;
-                batch.clear();
-            }
-            if session.is_done() {
-                break;
-            }
-            let frame = self.read_frame(Phase::Reply).await?;
-            match session.handle(frame).map_err(SessionError::V2)? {
-                Event::Staged { .. } => self.files += 1,
-                Event::Ready { step, offset } if offset > 0 => {
-                    tracing::debug!(device = id, step, offset, "resuming a staged file");
-                }
-                _ => {}
-            }
-        }
-        self.wait_close().await;
-        Ok(Outcome::Updated)
-    }
-
     async fn read_line(&mut self, phase: Phase) -> Result<Vec<u8>, SessionError> {
         let deadline = self.next_deadline();
         match timeout_at(deadline, self.io.read_line()).await {
@@ -655,96 +326,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         Ok(())
     }
 
-    async fn run_v1(&mut self) -> Result<Outcome, SessionError> {
-        let line = self.read_line(Phase::Hi).await?;
-        let record = Record::parse_line(&line)?;
-        let hi = HiRepr::parse(record.object()?)?;
-        self.device = Some(hi.id);
-        // Repository reads run inline: they are small page-cache reads (microseconds), and handing them
-        // to a blocking thread cost a third of the no-update throughput in the benchmark.
-        let inventory = self.repo.inventory(hi.id)?;
-        if !record.verify(&inventory.secret) {
-            return Err(SessionError::BadHiTag(inventory.file.clone()));
-        }
-        self.first_record_verified()?;
-        let plan = self.repo.plan(&inventory)?;
-        // A name the device cannot open would reboot it at every boot: refused before anything.
-        restart::check_names(&plan)?;
-        let secret = &inventory.secret;
-
-        if hi.chk.as_deref() == Some(plan.chk.as_str()) {
-            let ok = v1::emit_record(secret, &CommandRepr::NoUpdate.to_json(), &[])?;
-            self.send(&ok).await?;
-            self.wait_close().await;
-            return Ok(Outcome::NoUpdate);
-        }
-
-        // Everything that could refuse the update is checked before the first byte is sent.
-        let restart = restart::build(&hi, &plan, secret)?;
-        let restart = v1::emit_record(secret, &restart, &[])?;
-        let stale: Vec<usize> = plan
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| hi.file_number(&f.name) != Some(u64::from(f.number)))
-            .map(|(i, _)| i)
-            .collect();
-        check_lua(&plan, &stale)?;
-        for &i in &stale {
-            self.send_file(&plan, i, secret).await?;
-        }
-        self.send(&restart).await?;
-        self.wait_close().await;
-        Ok(Outcome::Updated)
-    }
-
-    async fn send_file(
-        &mut self,
-        plan: &Plan,
-        i: usize,
-        secret: &[u8],
-    ) -> Result<(), SessionError> {
-        let file = &plan.files[i];
-        let mut chunks = file.data.chunks(v1::MAX_CHUNK).peekable();
-        let mut chunk: &[u8] = chunks.next().unwrap_or_default();
-        loop {
-            let last = chunks.peek().is_none();
-            let len = chunk.len() as u64;
-            let name = file.name.clone();
-            let command = match (last, file.action) {
-                (false, _) => CommandRepr::Put { len },
-                (true, Action::Download) => CommandRepr::Download { name, len },
-                (true, Action::Compile) => CommandRepr::Compile { name, len },
-            };
-            let record = v1::emit_record(secret, &command.to_json(), chunk)?;
-            self.send(&record).await?;
-            self.expect_ok(&file.name, secret).await?;
-            match chunks.next() {
-                Some(next) => chunk = next,
-                None => break,
-            }
-        }
-        self.files += 1;
-        Ok(())
-    }
-
-    async fn expect_ok(&mut self, file: &str, secret: &[u8]) -> Result<(), SessionError> {
-        let line = self.read_line(Phase::Reply).await?;
-        let record = Record::parse_line(&line)?;
-        if !record.verify(secret) {
-            return Err(SessionError::BadReplyTag);
-        }
-        let reply = ReplyRepr::parse(&record.object()?)?;
-        if !reply.is_ok() {
-            return Err(SessionError::Refused {
-                file: file.to_owned(),
-                status: reply.status,
-                err: reply.err,
-            });
-        }
-        Ok(())
-    }
-
     /// Lets the device close first (closing on unread input would reset the connection and could drop
     /// the last record); gives up after the close grace.
     async fn wait_close(&mut self) {
@@ -755,18 +336,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         })
         .await;
     }
-}
-
-/// Checks that every stale `.lua` file compiles before anything is sent.
-fn check_lua(plan: &Plan, stale: &[usize]) -> Result<(), SessionError> {
-    for &i in stale {
-        let f = &plan.files[i];
-        if f.action == Action::Compile {
-            luac::check(&f.name, &f.data).map_err(|error| SessionError::Lua {
-                file: f.name.clone(),
-                error,
-            })?;
-        }
-    }
-    Ok(())
 }

@@ -1,8 +1,12 @@
-//! luaOTA protocol v1 on the wire: framing, HMAC-MD5 tags and typed records.
+//! luaOTA protocol v1 on the server: typed records (parse and emit) and the rules of the server's
+//! side of the wire.
 //!
-//! Follows smoltcp's contract: [`Record`] is a checked view over raw bytes (lengths are checked once, on
-//! construction), the `*Repr` types are the parsed forms, and `emit_*` turns a representation back into
-//! bytes. Every malformed input gives a typed [`Error`]; nothing here panics on any input.
+//! The framing, the tags and their verification are rota-luaota's, the one v1 record layer, shared with
+//! the device ([`rota_luaota::Record`], [`rota_luaota::Line`], [`Signer`]); this module adds what only
+//! the server has: [`Record::object`] (the JSON as serde_json values, depth-checked), the `*Repr` types
+//! (the parsed HI, commands and replies), and emitting whole records as one segment of at most
+//! [`MAX_SEGMENT`] bytes with a payload of at most [`MAX_CHUNK`]. Every malformed input gives a typed
+//! [`Error`]; nothing here panics on any input.
 //!
 //! ```text
 //! record  := json tag "\n" [payload]
@@ -10,18 +14,15 @@
 //! payload := raw bytes, present only when json has "data": N
 //! ```
 
-use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
+use rota_luaota::{Line, RecordError};
 use serde_json::{Map, Value};
+
+pub use rota_luaota::{record_len, Signer, MIN_JSON_LEN, TAG_LEN};
 
 /// Largest record the server may write: the NodeMCU client reads one TCP segment per record.
 pub const MAX_SEGMENT: usize = 1460;
 /// Largest payload of one `pu`/`dl`/`cm` record.
 pub const MAX_CHUNK: usize = 1024;
-/// Length of the hex tag that follows the JSON.
-pub const TAG_LEN: usize = 6;
-/// The client rejects records whose JSON is shorter than this.
-pub const MIN_JSON_LEN: usize = 10;
 /// Longest device line (JSON + tag + line feed) the server accepts.
 pub const MAX_LINE: usize = 4096;
 /// Deepest JSON nesting accepted in any record.
@@ -44,6 +45,9 @@ pub enum Error {
     /// The tag is not 6 lowercase hex characters.
     #[error("tag is not 6 lowercase hex characters")]
     TagSyntax,
+    /// The tag does not verify (the sessions report which record's: see `session::SessionError`).
+    #[error("tag does not verify")]
+    BadTag,
     /// The JSON does not parse.
     #[error("invalid JSON: {0}")]
     Json(String),
@@ -86,117 +90,69 @@ pub enum Error {
     RawLineFeed,
 }
 
+impl From<RecordError> for Error {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::NoLineFeed => Error::NoLineFeed,
+            RecordError::TrailingBytes(n) => Error::TrailingBytes(n),
+            RecordError::TooShort(n) => Error::TooShort(n),
+            RecordError::TagSyntax => Error::TagSyntax,
+            RecordError::BadTag => Error::BadTag,
+            RecordError::RawLineFeed => Error::RawLineFeed,
+            RecordError::PayloadLength { declared, actual } => {
+                Error::PayloadLength { declared, actual }
+            }
+        }
+    }
+}
+
 /// Result of v1 parsing and emitting.
 pub type Result<T> = core::result::Result<T, Error>;
 
-/// HMAC-MD5 (RFC 2104) of `msg` under `secret`; keys of any length are accepted.
-pub fn hmac_md5(secret: &[u8], msg: &[u8]) -> [u8; 16] {
-    let mut mac =
-        <Hmac<Md5> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of every length");
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
-}
-
-/// MD5 of `data`.
-pub fn md5(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
-}
-
-/// The 6-character tag of `json` under `secret`: the hex of the last 3 bytes of its HMAC-MD5.
-pub fn tag(secret: &[u8], json: &[u8]) -> [u8; TAG_LEN] {
-    let mac = hmac_md5(secret, json);
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(hex(&mac[13..]).as_bytes());
-    out
-}
-
-/// Checks `tag` against `json` under `secret` in constant time.
-pub fn verify(secret: &[u8], json: &[u8], tag_bytes: &[u8]) -> bool {
-    let expected = tag(secret, json);
-    tag_bytes.len() == TAG_LEN
-        && expected
-            .iter()
-            .zip(tag_bytes)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-/// A checked view of one record: JSON, tag and payload.
+/// A checked view of one record ([`rota_luaota::Record`]: JSON, tag and payload), with its JSON as
+/// serde_json values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record<'a> {
-    json: &'a [u8],
-    tag: &'a [u8],
-    payload: &'a [u8],
-}
+pub struct Record<'a>(rota_luaota::Record<'a>);
 
 impl<'a> Record<'a> {
     /// Checks a device line (`json tag "\n"`, nothing after the line feed).
     pub fn parse_line(line: &'a [u8]) -> Result<Self> {
-        let record = Self::parse_segment(line)?;
-        if !record.payload.is_empty() {
-            return Err(Error::TrailingBytes(record.payload.len()));
-        }
-        Ok(record)
+        Ok(Record(rota_luaota::Record::parse_line(line)?))
     }
 
     /// Checks one server segment (`json tag "\n" payload`); the payload is everything after the line feed.
     pub fn parse_segment(segment: &'a [u8]) -> Result<Self> {
-        let lf = segment
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(Error::NoLineFeed)?;
-        let head = &segment[..lf];
-        if head.len() < MIN_JSON_LEN + TAG_LEN {
-            return Err(Error::TooShort(head.len().saturating_sub(TAG_LEN)));
-        }
-        let (json, tag) = head.split_at(head.len() - TAG_LEN);
-        if !tag
-            .iter()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-        {
-            return Err(Error::TagSyntax);
-        }
-        Ok(Record {
-            json,
-            tag,
-            payload: &segment[lf + 1..],
-        })
+        Ok(Record(rota_luaota::Record::parse_segment(segment)?))
     }
 
     /// The signed JSON bytes.
     pub fn json(&self) -> &'a [u8] {
-        self.json
+        self.0.json()
     }
 
     /// The 6 tag characters.
     pub fn tag(&self) -> &'a [u8] {
-        self.tag
+        self.0.tag()
     }
 
     /// The bytes after the line feed.
     pub fn payload(&self) -> &'a [u8] {
-        self.payload
+        self.0.payload()
     }
 
-    /// Whether the tag is right for `secret`.
-    pub fn verify(&self, secret: &[u8]) -> bool {
-        verify(secret, self.json, self.tag)
+    /// Whether the tag is right under `signer`'s secret (compared in constant time).
+    pub fn verify(&self, signer: &Signer) -> bool {
+        self.0.verify(signer).is_ok()
+    }
+
+    /// The payload, checked to be exactly `declared` bytes (the `data` field).
+    pub fn payload_of(&self, declared: u64) -> Result<&'a [u8]> {
+        Ok(self.0.payload_of(declared)?)
     }
 
     /// Parses the JSON into an object, refusing deep nesting before parsing.
     pub fn object(&self) -> Result<Map<String, Value>> {
-        parse_object(self.json)
+        parse_object(self.json())
     }
 }
 
@@ -238,18 +194,16 @@ fn check_depth(json: &[u8], max: usize) -> Result<()> {
     Ok(())
 }
 
-/// Emits a device line: `json tag "\n"`.
-pub fn emit_line(secret: &[u8], json: &str) -> Result<Vec<u8>> {
-    check_json(json)?;
-    let mut out = Vec::with_capacity(json.len() + TAG_LEN + 1);
-    out.extend_from_slice(json.as_bytes());
-    out.extend_from_slice(&tag(secret, json.as_bytes()));
-    out.push(b'\n');
+/// Emits a device line: `json tag "\n"`, signed by `signer`.
+pub fn emit_line(signer: &Signer, json: &str) -> Result<Vec<u8>> {
+    let line = Line::new(signer, json.as_bytes())?;
+    let mut out = vec![0; line.len()];
+    line.copy_to(0, &mut out);
     Ok(out)
 }
 
 /// Emits a server record `json tag "\n" payload`, refusing anything that would not fit in one segment.
-pub fn emit_record(secret: &[u8], json: &str, payload: &[u8]) -> Result<Vec<u8>> {
+pub fn emit_record(signer: &Signer, json: &str, payload: &[u8]) -> Result<Vec<u8>> {
     if payload.len() > MAX_CHUNK {
         return Err(Error::PayloadTooLong(payload.len()));
     }
@@ -257,24 +211,9 @@ pub fn emit_record(secret: &[u8], json: &str, payload: &[u8]) -> Result<Vec<u8>>
     if size > MAX_SEGMENT {
         return Err(Error::SegmentTooLong(size));
     }
-    let mut out = emit_line(secret, json)?;
+    let mut out = emit_line(signer, json)?;
     out.extend_from_slice(payload);
     Ok(out)
-}
-
-/// Bytes on the wire of a record with JSON of `json_len` bytes and a payload of `payload_len` bytes.
-pub fn record_len(json_len: usize, payload_len: usize) -> usize {
-    json_len + TAG_LEN + 1 + payload_len
-}
-
-fn check_json(json: &str) -> Result<()> {
-    if json.len() < MIN_JSON_LEN {
-        return Err(Error::TooShort(json.len()));
-    }
-    if json.contains('\n') {
-        return Err(Error::RawLineFeed);
-    }
-    Ok(())
 }
 
 /// The device's `HI`: its whole config (minus secret) plus `id` and `a`.
@@ -530,8 +469,25 @@ fn u64_field(obj: &Map<String, Value>, field: &'static str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rota_luaota::md5;
 
     const SECRET: &[u8] = b"supersekrit";
+
+    fn signer() -> Signer {
+        Signer::new(SECRET)
+    }
+
+    fn hmac_md5(secret: &[u8], msg: &[u8]) -> [u8; 16] {
+        Signer::new(secret).hmac(msg)
+    }
+
+    fn tag(secret: &[u8], json: &[u8]) -> [u8; TAG_LEN] {
+        Signer::new(secret).tag(json)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
 
     #[test]
     fn protocol_doc_vectors() {
@@ -567,7 +523,7 @@ mod tests {
 
     #[test]
     fn no_update_on_the_wire() {
-        let wire = emit_record(SECRET, &CommandRepr::NoUpdate.to_json(), b"").unwrap();
+        let wire = emit_record(&signer(), &CommandRepr::NoUpdate.to_json(), b"").unwrap();
         assert_eq!(wire, b"{\"r\":\"OK!\"}4ef057\n");
     }
 
@@ -582,7 +538,7 @@ mod tests {
             len: 5,
         };
         assert_eq!(dl.to_json(), r#"{"a":"dl","data":5,"name":"tiny.txt"}"#);
-        let wire = emit_record(SECRET, &dl.to_json(), b"hello").unwrap();
+        let wire = emit_record(&signer(), &dl.to_json(), b"hello").unwrap();
         assert_eq!(
             wire,
             b"{\"a\":\"dl\",\"data\":5,\"name\":\"tiny.txt\"}987b5d\nhello"
@@ -592,9 +548,47 @@ mod tests {
             ..ReplyRepr::ok()
         };
         assert_eq!(
-            emit_line(SECRET, &reply.to_json()).unwrap(),
+            emit_line(&signer(), &reply.to_json()).unwrap(),
             b"{\"s\":\"OK\",\"lcsize\":82}33a009\n"
         );
+    }
+
+    #[test]
+    fn both_ends_agree_on_the_protocol_vectors() {
+        // Server records as the device's record layer (rota-luaota's, as its session uses it) reads
+        // them: the same bytes, tags that verify, payloads as long as `data` says.
+        let s = signer();
+        let cases = [
+            (CommandRepr::Put { len: 1024 }, vec![b'x'; 1024], "073644"),
+            (
+                CommandRepr::Download {
+                    name: "tiny.txt".into(),
+                    len: 5,
+                },
+                b"hello".to_vec(),
+                "987b5d",
+            ),
+            (CommandRepr::NoUpdate, vec![], "4ef057"),
+        ];
+        for (command, payload, tag) in cases {
+            let json = command.to_json();
+            let wire = emit_record(&s, &json, &payload).unwrap();
+            let mut expected = format!("{json}{tag}\n").into_bytes();
+            expected.extend_from_slice(&payload);
+            assert_eq!(wire, expected, "{json}");
+            let device = rota_luaota::Record::parse_segment(&wire).unwrap();
+            assert_eq!(device.verify(&s), Ok(()), "{json}");
+            assert_eq!(device.payload_of(command.data_len()), Ok(&payload[..]));
+        }
+        // And the device's reply as the server reads it.
+        let reply = br#"{"s":"OK"}"#;
+        let line = rota_luaota::Line::new(&s, reply).unwrap();
+        let mut wire = vec![0; line.len()];
+        line.copy_to(0, &mut wire);
+        assert_eq!(wire, b"{\"s\":\"OK\"}7990f6\n");
+        let rec = Record::parse_line(&wire).unwrap();
+        assert!(rec.verify(&s));
+        assert!(ReplyRepr::parse(&rec.object().unwrap()).unwrap().is_ok());
     }
 
     #[test]
@@ -637,8 +631,8 @@ mod tests {
         let rec = Record::parse_line(line).unwrap();
         assert_eq!(rec.tag(), b"9e3162");
         assert!(rec.payload().is_empty());
-        assert!(rec.verify(SECRET));
-        assert!(!rec.verify(b"other"));
+        assert!(rec.verify(&signer()));
+        assert!(!rec.verify(&Signer::new(b"other")));
         let hi = HiRepr::parse(rec.object().unwrap()).unwrap();
         assert_eq!(hi.id, 11223344);
         assert_eq!(hi.chk, None);
@@ -705,17 +699,17 @@ mod tests {
     fn emit_refuses_what_the_client_cannot_read() {
         let big = vec![b'x'; MAX_CHUNK + 1];
         assert_eq!(
-            emit_record(SECRET, r#"{"a":"pu","data":1025}"#, &big),
+            emit_record(&signer(), r#"{"a":"pu","data":1025}"#, &big),
             Err(Error::PayloadTooLong(1025))
         );
         let json = format!(r#"{{"a":"restart","x":"{}"}}"#, "y".repeat(1500));
         assert!(matches!(
-            emit_record(SECRET, &json, b""),
+            emit_record(&signer(), &json, b""),
             Err(Error::SegmentTooLong(_))
         ));
-        assert_eq!(emit_line(SECRET, "{}"), Err(Error::TooShort(2)));
+        assert_eq!(emit_line(&signer(), "{}"), Err(Error::TooShort(2)));
         assert_eq!(
-            emit_line(SECRET, "{\"a\":\"b\n\"}"),
+            emit_line(&signer(), "{\"a\":\"b\n\"}"),
             Err(Error::RawLineFeed)
         );
     }

@@ -5,11 +5,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, FileNumber, CHK_LEN, SERVER_MAX};
 use crate::json::{self, JsonFault, Key, Span, Val, Writer};
+use crate::record::{Line, Record, RecordError};
 use crate::sign::{Signer, TAG_LEN};
 use crate::store::V1Store;
-
-/// A record's JSON must be at least this long (the NodeMCU client's rule).
-pub const MIN_JSON_LEN: usize = 10;
 /// Recommended line buffer: the longest HI or `restart` of a full [`Config`] (8 files of 31-byte names,
 /// a 64-byte server, the `chk`) is about 560 bytes with its tag.
 pub const LINE_LEN: usize = 640;
@@ -68,7 +66,8 @@ pub enum Refusal {
 pub enum Error<E> {
     /// A line (JSON and tag) longer than the line buffer; refused before it was buffered.
     LineTooLong,
-    /// A record (after the first) whose JSON is shorter than [`MIN_JSON_LEN`] or has no room for a tag.
+    /// A record (after the first) whose JSON is shorter than [`MIN_JSON_LEN`](crate::MIN_JSON_LEN) or
+    /// has no room for a tag.
     TooShort,
     /// A record (after the first) whose tag does not verify.
     BadTag,
@@ -277,21 +276,14 @@ impl<'b, S: V1Store> Session<'b, S> {
             Body::Static(s) => s,
             Body::Line(len) => self.line.get(..len).unwrap_or(&[]),
         };
-        let head = json.len() + TAG_LEN + 1;
+        let line = Line::from_parts(json, tx.tag);
         let mut n = 0;
-        while tx.pos < head {
-            let Some(slot) = out.get_mut(n) else { break };
-            let p = tx.pos;
-            *slot = match (json.get(p), tx.tag.get(p.wrapping_sub(json.len()))) {
-                (Some(&c), _) => c,
-                (None, Some(&c)) => c,
-                _ => b'\n',
-            };
-            n += 1;
-            tx.pos += 1;
-        }
-        if tx.pos < head {
-            return Ok(n);
+        if tx.pos < line.len() {
+            n = line.copy_to(tx.pos, out);
+            tx.pos += n;
+            if tx.pos < line.len() {
+                return Ok(n);
+            }
         }
         if let Some(up) = &mut tx.upload {
             let room = (out.len() - n).min(up.left as usize);
@@ -458,27 +450,25 @@ impl<'b, S: V1Store> Session<'b, S> {
     fn on_line(&mut self, len: usize) -> Result<(), Error<S::Error>> {
         let first = core::mem::replace(&mut self.first, false);
         let line = self.line.get_mut(..len).unwrap_or_default();
-        let signed = len >= MIN_JSON_LEN + TAG_LEN && {
-            let (json, tag) = line.split_at(len - TAG_LEN);
-            self.signer.verify(json, tag)
-        };
-        if !signed {
-            if !first {
-                return Err(if len < MIN_JSON_LEN + TAG_LEN {
-                    Error::TooShort
+        let signed = Record::parse_head(line).and_then(|record| {
+            record.verify(&self.signer)?;
+            Ok(record.json().len())
+        });
+        let json_len = match signed {
+            Ok(json_len) => json_len,
+            Err(RecordError::TooShort(_)) if !first => return Err(Error::TooShort),
+            Err(_) if !first => return Err(Error::BadTag),
+            Err(_) => {
+                let ok = line.windows(9).any(|w| w == br#""r":"OK!""#);
+                self.done = Some(Done::NoUpdate(if ok {
+                    NoUpdate::Unsigned
                 } else {
-                    Error::BadTag
-                });
+                    NoUpdate::BadTag
+                }));
+                return Ok(());
             }
-            let ok = line.windows(9).any(|w| w == br#""r":"OK!""#);
-            self.done = Some(Done::NoUpdate(if ok {
-                NoUpdate::Unsigned
-            } else {
-                NoUpdate::BadTag
-            }));
-            return Ok(());
-        }
-        let f = json::parse(&mut line[..len - TAG_LEN]).map_err(Error::Json)?;
+        };
+        let f = json::parse(&mut line[..json_len]).map_err(Error::Json)?;
         let text = |key| match f.get(key) {
             Some(Val::Str(s)) => Some(json::text(self.line, s)),
             _ => None,

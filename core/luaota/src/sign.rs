@@ -1,7 +1,8 @@
-//! Record tags: the last 3 bytes of HMAC-MD5(secret, json), as 6 lowercase hex characters.
+//! Record tags: the last 3 bytes of HMAC-MD5(secret, json), as 6 lowercase hex characters; and the
+//! plain MD5 a v1 server derives its fingerprint `chk` from (the one MD5 of both ends).
 
 use hmac::{Hmac, Mac};
-use md5::Md5;
+use md5::{Digest, Md5};
 
 /// Length of a record tag in characters.
 pub const TAG_LEN: usize = 6;
@@ -53,4 +54,10 @@ impl Signer {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     }
+}
+
+/// Plain MD5 of `data` (the hash under the tags), for a v1 server's fingerprint `chk` and its file
+/// numbers: the device never computes either, it only stores and echoes them.
+pub fn md5(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
 }

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use rota_server::luac;
-use rota_server::v1::{self, CommandRepr, Record, ReplyRepr};
+use rota_server::v1::{self, CommandRepr, Record, ReplyRepr, Signer};
 
 /// Where the client keeps its config.
 pub const CONFIG_FILE: &str = "luaOTA/config.json";
@@ -183,7 +183,7 @@ impl Device {
         config.insert("id".into(), self.id.into());
         config.insert("a".into(), "HI".into());
         Ok(v1::emit_line(
-            secret.as_bytes(),
+            &Signer::new(secret.as_bytes()),
             &Value::Object(config).to_string(),
         )?)
     }
@@ -211,6 +211,7 @@ impl Device {
     {
         let (_, secret) = self.boot_config()?;
         let secret = secret.into_bytes();
+        let signer = Signer::new(&secret);
         let hi = self.hi_line()?;
         let mut report = CheckIn::app(AppReason::FirstRecordTimeout);
         io.write_all(&hi).await?;
@@ -231,7 +232,7 @@ impl Device {
         report.bytes_received += segment.len() as u64;
         let parsed = Record::parse_segment(&segment);
         if let Ok(record) = parsed {
-            report.received.push(Received::of(&record, &secret));
+            report.received.push(Received::of(&record, &signer));
         }
         // As the client: `"r":"OK!"` anywhere before the tag means no update, signed or not.
         let lf = segment
@@ -243,7 +244,7 @@ impl Device {
             return Ok(report);
         }
         let first = match parsed {
-            Ok(record) if record.verify(&secret) => command(&record)?,
+            Ok(record) if record.verify(&signer) => command(&record)?,
             _ => {
                 report.outcome = Outcome::AppStarted(AppReason::BadFirstRecord);
                 return Ok(report);
@@ -253,7 +254,7 @@ impl Device {
         let session_deadline = Instant::now() + SESSION_WINDOW;
         let mut next = first;
         loop {
-            match self.execute(next.0, next.1, &secret)? {
+            match self.execute(next.0, next.1, &secret, &signer)? {
                 Action::Reply(bytes) => {
                     io.write_all(&bytes).await?;
                     report.bytes_sent += bytes.len() as u64;
@@ -270,8 +271,8 @@ impl Device {
             };
             report.bytes_received += segment.len() as u64;
             let record = Record::parse_segment(&segment)?;
-            report.received.push(Received::of(&record, &secret));
-            if !record.verify(&secret) {
+            report.received.push(Received::of(&record, &signer));
+            if !record.verify(&signer) {
                 return Err(SimError::BadTag);
             }
             next = command(&record)?;
@@ -284,6 +285,7 @@ impl Device {
         command: CommandRepr,
         payload: Vec<u8>,
         secret: &[u8],
+        signer: &Signer,
     ) -> Result<Action, SimError> {
         let ok = ReplyRepr::ok();
         let fail = |status: &str, err: Option<String>| ReplyRepr {
@@ -345,7 +347,7 @@ impl Device {
                 let end = data
                     .len()
                     .min(start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)));
-                let mut out = line(secret, &ok.to_json());
+                let mut out = line(signer, &ok.to_json());
                 out.extend_from_slice(&data[start..end]);
                 return Ok(Action::Reply(out));
             }
@@ -363,7 +365,7 @@ impl Device {
             }
             CommandRepr::NoUpdate | CommandRepr::Other(_) => ok.to_json(),
         };
-        Ok(Action::Reply(line(secret, &reply)))
+        Ok(Action::Reply(line(signer, &reply)))
     }
 }
 
@@ -394,18 +396,18 @@ impl CheckIn {
 }
 
 impl Received {
-    fn of(record: &Record<'_>, secret: &[u8]) -> Self {
+    fn of(record: &Record<'_>, signer: &Signer) -> Self {
         Received {
             json: String::from_utf8_lossy(record.json()).into_owned(),
-            tag_ok: record.verify(secret),
+            tag_ok: record.verify(signer),
             payload: record.payload().len(),
         }
     }
 }
 
-fn line(secret: &[u8], json: &str) -> Vec<u8> {
+fn line(signer: &Signer, json: &str) -> Vec<u8> {
     // Replies are short fixed JSON objects: always at least 10 bytes, never a raw line feed.
-    v1::emit_line(secret, json).unwrap_or_default()
+    v1::emit_line(signer, json).unwrap_or_default()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -456,7 +458,11 @@ mod tests {
     const SECRET: &str = "supersekrit";
 
     fn record(json: &str, payload: &[u8]) -> Vec<u8> {
-        v1::emit_record(SECRET.as_bytes(), json, payload).unwrap()
+        v1::emit_record(&signer(), json, payload).unwrap()
+    }
+
+    fn signer() -> Signer {
+        Signer::new(SECRET.as_bytes())
     }
 
     /// Runs `server` against a fresh device over an in-memory pipe.
@@ -673,11 +679,7 @@ mod tests {
                     String::from_utf8_lossy(&reply)
                 );
                 let lf = reply.iter().position(|&b| b == b'\n').unwrap();
-                assert!(v1::verify(
-                    SECRET.as_bytes(),
-                    &reply[..lf - 6],
-                    &reply[lf - 6..lf]
-                ));
+                assert!(signer().verify(&reply[..lf - 6], &reply[lf - 6..lf]));
                 if expect == b"{\"s\":\"OK\"}" && rec.starts_with(b"{\"a\":\"ul\"") {
                     assert_eq!(&reply[lf + 1..], b"3456");
                 }

@@ -33,7 +33,7 @@ async fn raw(server: &Running, bytes: &[u8]) -> Vec<u8> {
 }
 
 fn signed(secret: &str, json: &str) -> Vec<u8> {
-    v1::emit_line(secret.as_bytes(), json).unwrap()
+    v1::emit_line(&v1::Signer::new(secret.as_bytes()), json).unwrap()
 }
 
 #[tokio::test]

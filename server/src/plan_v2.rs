@@ -1,4 +1,4 @@
-//! Protocol v2 on the server: what to send a rota device, decided from content digests.
+//! The protocol v2 planner: what to send a rota device, decided from content digests.
 //!
 //! The frames, keys and the session state machine are `rota-wire`'s; this module turns a verified
 //! Hello and the device's inventory into the [`Step`]s of a session, and the inventory's `config`
@@ -13,6 +13,10 @@
 //! - the inventory's `config`, when present, is sent in `Commit` if its version differs from the one
 //!   the device reports;
 //! - nothing to do: `NoUpdate`.
+//!
+//! Which inventory files to send is the rule both protocols share ([`Plan::to_send`]); what is v2's
+//! own is the test (same name and SHA-256) and the version each file is given in `Begin`
+//! ([`file_version`], from the SHA-256): luaOTA's MD5-derived file numbers are v1's alone.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -70,7 +74,7 @@ impl V2Plan {
         steps.extend(self.sends.iter().map(|f| {
             Step::Send(Outgoing {
                 name: f.name.as_bytes(),
-                version: f.number,
+                version: file_version(&f.digest),
                 digest: f.digest,
                 data: &f.data,
             })
@@ -78,6 +82,14 @@ impl V2Plan {
         steps.push(Step::Commit(self.config.as_deref()));
         steps
     }
+}
+
+/// The version a file is sent with (`Begin`), which the device keeps and reports back in its Hello: the
+/// first 4 bytes of the file's SHA-256 (as served), little endian, never 0 (the derivation
+/// `rota_wire::config::config_version` uses for config records). Equal contents get equal versions, so
+/// a copy or a checkout changes none; it is not v1's file number, which is MD5-derived.
+pub fn file_version(digest: &[u8; 32]) -> u32 {
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]).max(1)
 }
 
 /// Decides what `hello`'s device needs to match `plan` (its inventory's files) and `inventory`'s
@@ -89,10 +101,8 @@ pub fn decide(
     hello: &Hello<'_>,
 ) -> Result<V2Plan, PlanError> {
     let mut out = V2Plan::default();
-    for f in &plan.files {
-        if f.name.len() > MAX_NAME {
-            return Err(PlanError::NameTooLong(f.name.clone()));
-        }
+    if let Some(f) = plan.name_over(MAX_NAME) {
+        return Err(PlanError::NameTooLong(f.name.clone()));
     }
     let wanted = |name: &[u8]| plan.files.iter().find(|f| f.name.as_bytes() == name);
     for s in &hello.staged {
@@ -109,15 +119,16 @@ pub fn decide(
             out.deletes.push(name.to_vec());
         }
     }
-    for f in &plan.files {
-        let current = hello
-            .files
-            .iter()
-            .any(|d| d.name.as_bytes() == f.name.as_bytes() && d.digest == f.digest);
-        if !current {
-            out.sends.push(Arc::clone(f));
-        }
-    }
+    // The one rule of both protocols; a v2 device holds a file when it reports its name and SHA-256.
+    out.sends = plan
+        .to_send(|f| {
+            hello
+                .files
+                .iter()
+                .any(|d| d.name.as_bytes() == f.name.as_bytes() && d.digest == f.digest)
+        })
+        .cloned()
+        .collect();
     if let Some(config) = &inventory.config {
         let record = config_record(config, device_id, &inventory.secret)?;
         if config_version(&record) != hello.config {
@@ -270,7 +281,8 @@ mod tests {
     fn planned(name: &str, data: &[u8]) -> Arc<PlannedFile> {
         Arc::new(PlannedFile {
             name: name.into(),
-            number: crate::repo::content_number(data),
+            // v1's number: v2 never reads it.
+            number: 0,
             data: data.to_vec(),
             action: Action::Download,
             trimmed: false,
@@ -354,6 +366,29 @@ mod tests {
             decide(&long, &inv, 1, &hello(&[], &[])),
             Err(PlanError::NameTooLong(_))
         ));
+    }
+
+    #[test]
+    fn versions_come_from_the_sha256_not_from_v1_numbers() {
+        let plan = Plan {
+            files: vec![planned("app", b"new app"), planned("data", b"")],
+            chk: String::new(),
+        };
+        let p = decide(&plan, &inventory(None), 1, &hello(&[], &[])).unwrap();
+        let versions: Vec<u32> = p
+            .steps()
+            .iter()
+            .filter_map(|s| match s {
+                Step::Send(o) => Some(o.version),
+                _ => None,
+            })
+            .collect();
+        let sha = |d: &[u8]| rota_wire::sha256(d);
+        let le = |d: [u8; 32]| u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+        assert_eq!(versions, [le(sha(b"new app")), le(sha(b""))]);
+        // SHA-256("") = e3b0c442...: 0x42c4b0e3.
+        assert_eq!(file_version(&sha(b"")), 0x42c4_b0e3);
+        assert_eq!(file_version(&[0; 32]), 1, "never 0");
     }
 
     #[test]

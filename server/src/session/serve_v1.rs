@@ -1,0 +1,109 @@
+//! The luaOTA (v1) driver: the HI, the send rule, then files and `restart`, strictly ping-pong.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Outcome, Phase, Session, SessionError};
+use crate::luac;
+use crate::repo::{Action, PlannedFile};
+use crate::restart;
+use crate::v1::{self, CommandRepr, HiRepr, Record, ReplyRepr, Signer};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    pub(super) async fn run_v1(&mut self) -> Result<Outcome, SessionError> {
+        let line = self.read_line(Phase::Hi).await?;
+        let record = Record::parse_line(&line)?;
+        let hi = HiRepr::parse(record.object()?)?;
+        self.device = Some(hi.id);
+        // Repository reads run inline: they are small page-cache reads (microseconds), and handing them
+        // to a blocking thread cost a third of the no-update throughput in the benchmark.
+        let inventory = self.repo.inventory(hi.id)?;
+        let signer = Signer::new(&inventory.secret);
+        if !record.verify(&signer) {
+            return Err(SessionError::BadHiTag(inventory.file.clone()));
+        }
+        self.first_record_verified()?;
+        let plan = self.repo.plan(&inventory)?;
+        // A name the device cannot open would reboot it at every boot: refused before anything.
+        restart::check_names(&plan)?;
+        let secret = &inventory.secret;
+
+        if hi.chk.as_deref() == Some(plan.chk.as_str()) {
+            let ok = v1::emit_record(&signer, &CommandRepr::NoUpdate.to_json(), &[])?;
+            self.send(&ok).await?;
+            self.wait_close().await;
+            return Ok(Outcome::NoUpdate);
+        }
+
+        // Everything that could refuse the update is checked before the first byte is sent.
+        let restart = restart::build(&hi, &plan, secret)?;
+        let restart = v1::emit_record(&signer, &restart, &[])?;
+        // The one rule of both protocols; a v1 device holds a file when it echoes the file's number.
+        let stale: Vec<&PlannedFile> = plan
+            .to_send(|f| hi.file_number(&f.name) == Some(u64::from(f.number)))
+            .map(Arc::as_ref)
+            .collect();
+        check_lua(&stale)?;
+        for file in stale {
+            self.send_file(file, &signer).await?;
+        }
+        self.send(&restart).await?;
+        self.wait_close().await;
+        Ok(Outcome::Updated)
+    }
+
+    async fn send_file(&mut self, file: &PlannedFile, signer: &Signer) -> Result<(), SessionError> {
+        let mut chunks = file.data.chunks(v1::MAX_CHUNK).peekable();
+        let mut chunk: &[u8] = chunks.next().unwrap_or_default();
+        loop {
+            let last = chunks.peek().is_none();
+            let len = chunk.len() as u64;
+            let name = file.name.clone();
+            let command = match (last, file.action) {
+                (false, _) => CommandRepr::Put { len },
+                (true, Action::Download) => CommandRepr::Download { name, len },
+                (true, Action::Compile) => CommandRepr::Compile { name, len },
+            };
+            let record = v1::emit_record(signer, &command.to_json(), chunk)?;
+            self.send(&record).await?;
+            self.expect_ok(&file.name, signer).await?;
+            match chunks.next() {
+                Some(next) => chunk = next,
+                None => break,
+            }
+        }
+        self.files += 1;
+        Ok(())
+    }
+
+    async fn expect_ok(&mut self, file: &str, signer: &Signer) -> Result<(), SessionError> {
+        let line = self.read_line(Phase::Reply).await?;
+        let record = Record::parse_line(&line)?;
+        if !record.verify(signer) {
+            return Err(SessionError::BadReplyTag);
+        }
+        let reply = ReplyRepr::parse(&record.object()?)?;
+        if !reply.is_ok() {
+            return Err(SessionError::Refused {
+                file: file.to_owned(),
+                status: reply.status,
+                err: reply.err,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that every stale `.lua` file compiles before anything is sent.
+fn check_lua(stale: &[&PlannedFile]) -> Result<(), SessionError> {
+    for f in stale {
+        if f.action == Action::Compile {
+            luac::check(&f.name, &f.data).map_err(|error| SessionError::Lua {
+                file: f.name.clone(),
+                error,
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! [`Server`]: the state all sessions share (repository, fleet state, limits), and the one summary
+//! line each session is logged with.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Limits, LineReader, Session, SessionError, SessionReport};
+use crate::fleet::Fleet;
+use crate::listen::Ticket;
+use crate::repo::Repo;
+
+/// The shared state of all sessions: the repository, its fleet state and the limits.
+pub struct Server {
+    repo: Repo,
+    fleet: Fleet,
+    limits: Limits,
+    reports: Option<mpsc::UnboundedSender<SessionReport>>,
+}
+
+impl Server {
+    /// A server for `repo` with `limits`; device check-ins are recorded in the repository's state
+    /// ([`Fleet::for_repo`]).
+    pub fn new(repo: Repo, limits: Limits) -> Self {
+        Server {
+            fleet: Fleet::for_repo(repo.dir()),
+            repo,
+            limits,
+            reports: None,
+        }
+    }
+
+    /// The fleet state the server records check-ins in.
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// The server's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Also sends every session's report to the returned receiver (for tests and tools).
+    pub fn report_channel(&mut self) -> mpsc::UnboundedReceiver<SessionReport> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.reports = Some(tx);
+        rx
+    }
+
+    /// Runs one session on `io` and logs its summary line; `peer` names the other end in the log.
+    /// Returns the report unless a report channel takes it.
+    pub async fn serve<S>(&self, io: S, peer: &str) -> Option<SessionReport>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.serve_in(io, peer, None).await
+    }
+
+    /// [`Server::serve`] in a slot of the listener's table, which may close the session to make room
+    /// until its first record has verified.
+    pub(crate) async fn serve_slot<S>(
+        &self,
+        io: S,
+        peer: &str,
+        ticket: Ticket,
+    ) -> Option<SessionReport>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.serve_in(io, peer, Some(ticket)).await
+    }
+
+    async fn serve_in<S>(
+        &self,
+        io: S,
+        peer: &str,
+        mut ticket: Option<Ticket>,
+    ) -> Option<SessionReport>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let start = Instant::now();
+        let eviction = ticket.as_mut().and_then(Ticket::take_eviction);
+        let mut session = Session {
+            io: LineReader::new(io),
+            repo: &self.repo,
+            fleet: &self.fleet,
+            peer,
+            limits: self.limits,
+            idle: self.limits.idle,
+            deadline: start + self.limits.session,
+            first_deadline: Some(start + self.limits.first_record),
+            ticket,
+            protocol: None,
+            device: None,
+            check_in: None,
+            files: 0,
+            bytes: 0,
+        };
+        // Eviction only ever comes before the first record verified: nothing was sent or recorded.
+        let outcome = tokio::select! {
+            biased;
+            () = evicted(eviction) => Err(SessionError::Evicted),
+            outcome = session.run() => outcome,
+        };
+        if let Some((device, nonce)) = session.check_in {
+            let label = match &outcome {
+                Ok(o) => o.to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
+            let fleet = self.fleet.clone();
+            let done =
+                tokio::task::spawn_blocking(move || fleet.finish(device, nonce, &label)).await;
+            if let Ok(Err(error)) = done {
+                tracing::warn!(%device, %error, "cannot record the session's outcome");
+            }
+        }
+        let report = SessionReport {
+            peer: peer.to_owned(),
+            protocol: session.protocol,
+            device: session.device,
+            outcome,
+            files: session.files,
+            bytes: session.bytes,
+            duration: start.elapsed(),
+        };
+        let device = report
+            .device
+            .map_or_else(|| "-".to_owned(), |d| d.to_string());
+        let ms = report.duration.as_millis();
+        match &report.outcome {
+            Ok(outcome) => tracing::info!(
+                %device,
+                %peer,
+                %outcome,
+                files = report.files,
+                bytes = report.bytes,
+                duration_ms = ms,
+                "session"
+            ),
+            Err(error) => tracing::warn!(
+                %device,
+                %peer,
+                outcome = %"failed",
+                %error,
+                files = report.files,
+                bytes = report.bytes,
+                duration_ms = ms,
+                "session"
+            ),
+        }
+        match &self.reports {
+            Some(tx) => {
+                // A closed receiver only means nobody listens any more.
+                let _ = tx.send(report);
+                None
+            }
+            None => Some(report),
+        }
+    }
+}
+
+/// Completes when the listener evicts the session; never if it cannot (no table, or past its first
+/// record).
+async fn evicted(signal: Option<oneshot::Receiver<()>>) {
+    if let Some(signal) = signal {
+        if signal.await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
