@@ -36,6 +36,6 @@ mod store;
 pub use config::{render_hi, Config, FileNumber, CHK_LEN, FILES_MAX, NAME_MAX, SERVER_MAX};
 pub use json::{JsonError, JsonFault};
 pub use record::{record_len, Line, Record, RecordError, MIN_JSON_LEN};
-pub use session::{Error, NoUpdate, Outcome, Refusal, Session, Step, FILE_LEN, LINE_LEN};
+pub use session::{Error, NoUpdate, Outcome, Poll, Refusal, Session, FILE_LEN, LINE_LEN};
 pub use sign::{md5, Signer, TAG_LEN};
 pub use store::V1Store;

@@ -94,7 +94,7 @@ pub enum Error<E> {
 
 /// What the session waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum Poll {
     /// Bytes to send: call [`Session::transmit`] (the caller sends them) until this changes.
     Transmit,
     /// Waiting for the server: call [`Session::feed`] with what arrives.
@@ -164,17 +164,17 @@ struct Tx {
 ///
 /// ```text
 /// loop {
-///     match session.step() {
-///         Step::Transmit => { let n = session.transmit(&mut out)?; send(&out[..n]) }
-///         Step::Receive  => { /* recv into buf, then */ let used = session.feed(&buf[..n])?;
+///     match session.poll() {
+///         Poll::Transmit => { let n = session.transmit(&mut out)?; send(&out[..n]) }
+///         Poll::Receive  => { /* recv into buf, then */ let used = session.feed(&buf[..n])?;
 ///                             /* keep buf[used..] for the next feed */ }
-///         Step::Done | Step::Aborted => break,
+///         Poll::Done | Poll::Aborted => break,
 ///     }
 /// }
 /// ```
 /// Records may arrive split or joined in any way: `feed` consumes up to the end of a record that needs
 /// a reply and returns how many bytes it used. The caller enforces the time limits (3 s to the first
-/// record, 30 s for the session), and treats a closed connection before [`Step::Done`] as a failed
+/// record, 30 s for the session), and treats a closed connection before [`Poll::Done`] as a failed
 /// session (see [`Session::refusal`] for why the server may have given up).
 pub struct Session<'b, S: V1Store> {
     signer: Signer,
@@ -229,19 +229,19 @@ impl<'b, S: V1Store> Session<'b, S> {
     }
 
     /// What the session waits for.
-    pub fn step(&self) -> Step {
+    pub fn poll(&self) -> Poll {
         if self.aborted {
-            Step::Aborted
+            Poll::Aborted
         } else if self.tx.is_some() {
-            Step::Transmit
+            Poll::Transmit
         } else if self.done.is_some() {
-            Step::Done
+            Poll::Done
         } else {
-            Step::Receive
+            Poll::Receive
         }
     }
 
-    /// How the session ended, once [`Step::Done`].
+    /// How the session ended, once [`Poll::Done`].
     pub fn outcome(&self) -> Option<Outcome<'_>> {
         Some(match self.done? {
             Done::NoUpdate(why) => Outcome::NoUpdate(why),

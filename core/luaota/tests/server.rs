@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rota_luaota::{Config, Error, FileNumber, NoUpdate, Refusal, Session, Step};
+use rota_luaota::{Config, Error, FileNumber, NoUpdate, Poll, Refusal, Session};
 use rota_server::repo::{content_number, fingerprint, Repo};
 use rota_server::session::{Limits, Outcome as ServerOutcome, Server, SessionError, SessionReport};
 use tokio::runtime::Runtime;
@@ -92,12 +92,12 @@ fn check_in(addr: SocketAddr, config: &Config, store: MemStore, piece: usize) ->
     let (mut at, mut end) = (0, 0);
     let mut out = [0u8; 256];
     let result = loop {
-        match s.step() {
-            Step::Transmit => match s.transmit(&mut out) {
+        match s.poll() {
+            Poll::Transmit => match s.transmit(&mut out) {
                 Ok(n) => tcp.write_all(&out[..n]).unwrap(),
                 Err(e) => break Err(e),
             },
-            Step::Receive => {
+            Poll::Receive => {
                 if at == end {
                     at = 0;
                     end = match tcp.read(&mut buf) {
@@ -115,8 +115,8 @@ fn check_in(addr: SocketAddr, config: &Config, store: MemStore, piece: usize) ->
                     Err(e) => break Err(e),
                 }
             }
-            Step::Done => break Ok(s.outcome().map(Outcome::from)),
-            Step::Aborted => unreachable!(),
+            Poll::Done => break Ok(s.outcome().map(Outcome::from)),
+            Poll::Aborted => unreachable!(),
         }
     };
     drop(tcp);

@@ -576,7 +576,7 @@ fn malformed_signed_records_give_typed_errors() {
 
 #[test]
 fn after_an_error_the_session_stays_aborted() {
-    use rota_luaota::{Session, Step};
+    use rota_luaota::{Poll, Session};
     let mut small = [0u8; 64];
     let mut file = [0u8; 16];
     let s = Session::new(
@@ -599,14 +599,14 @@ fn after_an_error_the_session_stays_aborted() {
     )
     .unwrap();
     let mut out = [0u8; 256];
-    assert_eq!(s.step(), Step::Transmit);
+    assert_eq!(s.poll(), Poll::Transmit);
     assert_eq!(
         s.feed(b"{"),
         Ok(0),
         "no input taken while a reply is pending"
     );
     while s.transmit(&mut out).unwrap() > 0 {}
-    assert_eq!(s.step(), Step::Receive);
+    assert_eq!(s.poll(), Poll::Receive);
     let good = record(r#"{"a":"pu","data":1}"#, b"x");
     let mut joined = good.clone();
     joined.extend(b"{\"a\":\"pu\",\"data\":1}bad000\n");
@@ -615,10 +615,10 @@ fn after_an_error_the_session_stays_aborted() {
         Ok(good.len()),
         "stops after the record that needs a reply"
     );
-    assert_eq!(s.step(), Step::Transmit);
+    assert_eq!(s.poll(), Poll::Transmit);
     while s.transmit(&mut out).unwrap() > 0 {}
     assert_eq!(s.feed(&joined[good.len()..]), Err(Error::BadTag));
-    assert_eq!(s.step(), Step::Aborted);
+    assert_eq!(s.poll(), Poll::Aborted);
     assert_eq!(s.feed(b"x"), Err(Error::Aborted));
     assert_eq!(s.transmit(&mut out), Err(Error::Aborted));
     assert_eq!(s.outcome(), None);

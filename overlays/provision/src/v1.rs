@@ -7,7 +7,7 @@
 use crate::io::{check, name, Link};
 use core::mem::{align_of, size_of};
 use rota_abi::{verdict, Name, Services};
-use rota_luaota::{Config, FileNumber, Outcome, Session, Step, V1Store, FILE_LEN, LINE_LEN};
+use rota_luaota::{Config, FileNumber, Outcome, Poll, Session, V1Store, FILE_LEN, LINE_LEN};
 use rota_wire::ConfigView;
 
 /// Largest piece sent or received at once.
@@ -70,8 +70,8 @@ fn check_in(svc: &Services, view: &ConfigView, link: &Link, b: &mut Buffers) -> 
     // Bytes received and not yet fed, in `rx[at..n]`.
     let (mut at, mut n) = (0, 0);
     loop {
-        match session.step() {
-            Step::Transmit => {
+        match session.poll() {
+            Poll::Transmit => {
                 let Ok(k) = session.transmit(tx) else {
                     return fail(svc, b"upload failed");
                 };
@@ -79,19 +79,19 @@ fn check_in(svc: &Services, view: &ConfigView, link: &Link, b: &mut Buffers) -> 
                     return fail(svc, b"server closed the connection");
                 }
             }
-            Step::Receive if at < n => match session.feed(&rx[at..n]) {
+            Poll::Receive if at < n => match session.feed(&rx[at..n]) {
                 Ok(used) => at += used,
                 Err(_) => return fail(svc, b"bad record from the server"),
             },
-            Step::Receive => {
+            Poll::Receive => {
                 at = 0;
                 n = match link.recv(rx) {
                     Ok(n) => n,
                     Err(why) => return fail(svc, why),
                 };
             }
-            Step::Done => break,
-            Step::Aborted => return fail(svc, b"session aborted"),
+            Poll::Done => break,
+            Poll::Aborted => return fail(svc, b"session aborted"),
         }
     }
     match session.outcome() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rota_luaota::{Config, Error, NoUpdate, Refusal, Session, Signer, Step, V1Store};
+use rota_luaota::{Config, Error, NoUpdate, Poll, Refusal, Session, Signer, V1Store};
 use sha2::{Digest, Sha256};
 
 pub const SECRET: &[u8] = b"supersekrit";
@@ -161,12 +161,12 @@ pub fn run_with(
     let mut i = 0;
     let mut obuf = vec![0u8; out];
     let result = loop {
-        match s.step() {
-            Step::Transmit => match s.transmit(&mut obuf) {
+        match s.poll() {
+            Poll::Transmit => match s.transmit(&mut obuf) {
                 Ok(n) => sent.extend_from_slice(&obuf[..n]),
                 Err(e) => break Err(e),
             },
-            Step::Receive => {
+            Poll::Receive => {
                 if pos == input.len() {
                     break Ok(None);
                 }
@@ -177,8 +177,8 @@ pub fn run_with(
                     Err(e) => break Err(e),
                 }
             }
-            Step::Done => break Ok(s.outcome().map(Outcome::from)),
-            Step::Aborted => unreachable!("errors are returned first"),
+            Poll::Done => break Ok(s.outcome().map(Outcome::from)),
+            Poll::Aborted => unreachable!("errors are returned first"),
         }
     };
     Run {
