@@ -31,7 +31,7 @@ use crate::fleet::{self, CheckIn, FileRecord, HeapRecord, StagedRecord};
 use crate::repo::{Inventory, Plan, PlannedFile};
 
 /// Device files never deleted for being absent from the inventory: the updater itself.
-pub const PROTECTED: [&str; 3] = ["init", "tick", "provision"];
+pub use rota_limits::OVERLAYS as PROTECTED;
 
 /// Why an inventory cannot serve a v2 device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

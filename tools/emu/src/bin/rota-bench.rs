@@ -105,10 +105,11 @@ fn no_update_bytes(protocol: u8) -> (u64, u64, usize) {
     config.protocol = protocol;
     let image = rota_image::build(rota_image::REGION_SIZE, &config, &release(M, 1)).unwrap();
     let device = Device::new(&image);
-    // v1 buffers a file in RAM (4 KB at most): its inventory leaves out `provision`.
+    // v1 buffers a file in RAM (at most rota_luaota::FILE_LEN): its inventory leaves out what is
+    // larger (`provision`).
     let files: Vec<FileSpec> = release(M, 1)
         .into_iter()
-        .filter(|f| protocol == 2 || f.name != "provision")
+        .filter(|f| protocol == 2 || f.data.len() <= rota_luaota::FILE_LEN)
         .collect();
     let server = Server::start(&files, SECRET);
     if protocol == 1 {
