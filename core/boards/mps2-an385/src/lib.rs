@@ -3,20 +3,19 @@
 //!
 //! Console: CMSDK UART0 ([`uart`]). Clock: CMSDK TIMER0 ([`clock`]). Network: the LAN9118 ([`nic`]).
 //! Storage: the writable memory at 3 MiB, driven as NOR flash, optionally kept in a host file with
-//! power-cut injection ([`storage`], [`persist`]). Exit: semihosting ([`semihosting`]), so the
-//! emulator's exit status is the guest's.
+//! power-cut injection ([`storage`] over `rota-hostflash`). Exit: semihosting ([`semihosting`]), so
+//! the emulator's exit status is the guest's.
 #![no_std]
 #![deny(missing_docs)]
 
 pub mod clock;
 pub mod nic;
-pub mod persist;
 pub mod semihosting;
 pub mod storage;
 pub mod uart;
 
 /// Exit status of a run ended by an injected power cut (`cut=<n>`).
-pub const POWER_CUT_EXIT: u32 = 86;
+pub const POWER_CUT_EXIT: u32 = rota_hostflash::POWER_CUT_EXIT;
 
 extern "C" {
     static mut _storage_start: u8;

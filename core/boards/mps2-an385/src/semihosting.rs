@@ -47,8 +47,13 @@ impl File {
         (n as isize >= 0).then_some(n)
     }
 
-    /// Reads into `buf` from the current position; returns the number of bytes read.
-    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+    /// Reads into `buf` from absolute position `pos`; returns the number of bytes read.
+    pub fn read_at(&mut self, pos: usize, buf: &mut [u8]) -> usize {
+        let seek = [self.0, pos];
+        // SAFETY: plain arguments.
+        if unsafe { syscall(nr::SEEK, &seek) } != 0 {
+            return 0;
+        }
         let block = [self.0, buf.as_mut_ptr() as usize, buf.len()];
         // SAFETY: the block names a writable buffer of the given length. The call returns how many
         // bytes were NOT read.

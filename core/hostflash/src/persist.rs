@@ -1,16 +1,14 @@
 //! Flash that survives the emulator: a RAM-backed [`MemFlash`] whose every write and erase is also
-//! written to a host file, with an optional power cut at one chosen operation.
+//! written to a [`Backing`] (the host file), with an optional power cut at one chosen operation.
 //!
-//! QEMU restores `-device loader` images at every guest reset and keeps nothing across runs, so the
-//! board keeps its storage region in a host file (`storage=<path>` on the semihosting command line):
-//! [`crate::storage`] reads it into the region at boot, and [`PersistentFlash`] writes the bytes each
-//! operation changed through to it, right after the operation. The file is therefore always what the
-//! flash would hold after a real power loss.
+//! [`crate::open`] reads the file into the region at boot, and [`PersistentFlash`] writes the bytes
+//! each operation changed through to it, right after the operation. The file is therefore always what
+//! the flash would hold after a real power loss.
 //!
 //! Power cut (`cut=<n>`): operation number `n` (writes and erases counted from 0 since boot, as
 //! [`MemFlash`] counts them; refused operations do not count) takes effect only partly, exactly as
 //! `MemFlash::cut_power_at` defines it (the first half of a write's words, the first half of an erase's
-//! bytes), that partial state is written to the file, and then [`Backing::power_cut`] is called: on the
+//! bytes), that partial state is written to the file, and then [`Backing::power_cut`] is called: on a
 //! board it ends QEMU at once with [`crate::POWER_CUT_EXIT`].
 
 use embedded_storage::nor_flash::{
@@ -209,11 +207,10 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "power-cut")]
     fn a_cut_write_stores_its_first_half_then_reports_the_cut() {
         let mut f = flash();
         f.erase(0, 4096).unwrap();
-        f.cut_power_at(1);
+        f.flash.cut_power_at(1);
         assert_eq!(
             f.write(0, &[0; 16]),
             Err(PersistError::Flash(MemFlashError::PowerLost))
@@ -227,10 +224,9 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "power-cut")]
     fn a_cut_erase_stores_half_the_sector() {
         let mut f = flash();
-        f.cut_power_at(0);
+        f.flash.cut_power_at(0);
         assert!(f.erase(0, 4096).is_err());
         assert!(f.backing().cut);
         assert!(f.backing().file[..2048].iter().all(|&b| b == 0xFF));
