@@ -133,7 +133,10 @@ fn a_missing_file_is_created_from_the_region_and_then_written_through() {
     flash.erase(4096, 8192).unwrap();
     flash.write(4096, &[1, 2, 3, 4]).unwrap();
     assert_eq!(file("/tmp/new.bin").unwrap(), flash.flash().contents());
-    assert_eq!(&file("/tmp/new.bin").unwrap()[4096..4101], &[1, 2, 3, 4, 0xFF]);
+    assert_eq!(
+        &file("/tmp/new.bin").unwrap()[4096..4101],
+        &[1, 2, 3, 4, 0xFF]
+    );
 }
 
 #[test]
