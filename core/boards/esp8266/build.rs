@@ -1,7 +1,11 @@
-//! Picks the linker script of the selected machine (`sim` or `chip`) for the firmware binary.
+//! Picks the linker script of the selected machine (`sim` or `chip`) from this
+//! folder's `linker/` for the firmware binary.
 
 use std::env;
 use std::path::PathBuf;
+
+/// The machines, as cargo features, each with its script `linker/esp8266-<machine>.x`.
+const MACHINES: [&str; 2] = ["sim", "chip"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -9,23 +13,32 @@ fn main() {
     if env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("xtensa") {
         return;
     }
-    let sim = env::var_os("CARGO_FEATURE_SIM").is_some();
-    let chip = env::var_os("CARGO_FEATURE_CHIP").is_some();
-    let machine = match (sim, chip) {
-        (true, false) => "sim",
-        (false, true) => "chip",
-        _ => panic!(
+    let selected: Vec<&str> = MACHINES
+        .into_iter()
+        .filter(|m| env::var_os(format!("CARGO_FEATURE_{}", m.to_uppercase())).is_some())
+        .collect();
+    let [machine] = selected[..] else {
+        panic!(
             "rota-board-esp8266: enable exactly one of the features `sim` (default) or `chip` \
-             (use --no-default-features --features chip for the real chip)"
-        ),
+             (use --no-default-features --features chip for the real chip); got {selected:?}"
+        )
     };
-    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let script = manifest.join(format!("../../../linker/esp8266-{machine}.x"));
-    let script = script.canonicalize().unwrap_or(script);
-    println!("cargo:rerun-if-changed={}", script.display());
+    let dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("linker");
+    // Every script of the folder (one may INCLUDE another).
+    for m in MACHINES {
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(format!("esp8266-{m}.x")).display()
+        );
+    }
     println!("cargo:rustc-link-arg-bins=-nostartfiles");
     println!("cargo:rustc-link-arg-bins=-nostdlib");
-    println!("cargo:rustc-link-arg-bins=-Wl,-T{}", script.display());
+    // The directory is on the search path for INCLUDE.
+    println!("cargo:rustc-link-arg-bins=-Wl,-L{}", dir.display());
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,-T{}",
+        dir.join(format!("esp8266-{machine}.x")).display()
+    );
     println!("cargo:rustc-link-arg-bins=-Wl,--gc-sections");
     // IRAM holds code and the (writable, executable) overlay arena by design.
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-rwx-segments");
