@@ -1,11 +1,11 @@
-//! Picks the linker script of the selected machine (`sim` or `chip`) from this
-//! folder's `linker/` for the firmware binary.
+//! Picks the linker script of the selected machine (`sim`, `xtfpga` or `chip`: exactly one) from
+//! this folder's `linker/` for the firmware binary.
 
 use std::env;
 use std::path::PathBuf;
 
 /// The machines, as cargo features, each with its script `linker/esp8266-<machine>.x`.
-const MACHINES: [&str; 2] = ["sim", "chip"];
+const MACHINES: [&str; 3] = ["sim", "xtfpga", "chip"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -19,8 +19,8 @@ fn main() {
         .collect();
     let [machine] = selected[..] else {
         panic!(
-            "rota-board-esp8266: enable exactly one of the features `sim` (default) or `chip` \
-             (use --no-default-features --features chip for the real chip); got {selected:?}"
+            "rota-board-esp8266: enable exactly one of the features `sim` (default), `xtfpga` or \
+             `chip` (--no-default-features --features xtfpga or chip for the others); got {selected:?}"
         )
     };
     let dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("linker");

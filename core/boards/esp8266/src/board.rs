@@ -1,14 +1,30 @@
 //! The board as the resident core sees it: [`rota_core::Board`] over the console, the flash window,
-//! CCOUNT time, reset, and the instruction-cache sync.
+//! the network interface (none yet), CCOUNT time, reset, and the instruction-cache sync.
 
-use crate::flash::Flash;
 use crate::{console, rt, time};
 use rota_core::stack::Stack;
 
-/// The ESP8266 board (sim or chip, per the cargo feature).
+/// The storage region's driver: NOR flash over the window (sim), the ROM's SPI routines (chip).
+#[cfg(not(feature = "xtfpga"))]
+pub type Flash = crate::flash::Flash;
+/// The storage region's driver: RAM flash written through to the `storage=` host file.
+#[cfg(feature = "xtfpga")]
+pub type Flash = crate::xtfpga::storage::Flash;
+
+/// The network interface: none on the sim machine; on the chip the WiFi would need Espressif's SDK
+/// (docs/boards-esp8266.md). The update phases find no network and the application starts.
+#[cfg(not(feature = "xtfpga"))]
+pub type Nic = rota_net::NoNic;
+/// The network interface: the xtfpga board's (none yet, see [`crate::xtfpga::Nic`]).
+#[cfg(feature = "xtfpga")]
+pub type Nic = crate::xtfpga::Nic;
+
+/// The ESP8266 board (sim, xtfpga or chip, per the cargo feature).
 pub struct Esp8266 {
     /// The storage region (the flash window).
     pub flash: Flash,
+    /// The network interface, if the machine has one and it came up.
+    nic: Option<Nic>,
 }
 
 /// Instruction RAM and memory-mapped flash: only aligned 32-bit loads are allowed there on the chip.
@@ -16,9 +32,38 @@ const WORD_ONLY: core::ops::Range<usize> = 0x4000_0000..0x4040_0000;
 
 impl Esp8266 {
     /// Takes the board. Call once.
+    #[cfg(not(feature = "xtfpga"))]
     pub fn take() -> Self {
         Esp8266 {
             flash: Flash::take(),
+            nic: None,
+        }
+    }
+
+    /// Takes the board: the UART, CCOUNT's rate from the FPGA, and the storage the semihosting
+    /// command line names (`storage=<path>`; without it the window is plain memory). Exits with 2
+    /// on `cut=` (this build has no power-cut injection). Call once.
+    #[cfg(feature = "xtfpga")]
+    pub fn take() -> Self {
+        use crate::xtfpga::{self, storage};
+        xtfpga::uart::init();
+        time::set_ccount_hz(xtfpga::clock_hz());
+        let mut line = [0u8; 320];
+        let cmdline = crate::semihosting::cmdline(&mut line).unwrap_or(&[]);
+        let (flash, origin) = storage::open(cmdline);
+        match origin {
+            storage::Origin::Failed => {
+                console::write(b"storage: cannot open the storage file; using memory\n")
+            }
+            storage::Origin::CutUnsupported => {
+                console::write(b"storage: cut= needs a build with power-cut injection\n");
+                crate::exit(2)
+            }
+            _ => {}
+        }
+        Esp8266 {
+            flash,
+            nic: xtfpga::nic(),
         }
     }
 
@@ -47,9 +92,7 @@ impl Esp8266 {
 
 impl rota_core::Board for Esp8266 {
     type Flash = Flash;
-    /// No Rust WiFi driver exists for the ESP8266 (docs/boards-esp8266.md): the update phases find no
-    /// network and the application starts.
-    type Nic = rota_net::NoNic;
+    type Nic = Nic;
     const ISA: rota_core::Isa = rota_core::Isa::Lx106;
 
     fn console_write(&mut self, bytes: &[u8]) {
@@ -66,8 +109,8 @@ impl rota_core::Board for Esp8266 {
         console::read()
     }
 
-    fn nic(&mut self) -> Option<&mut rota_net::NoNic> {
-        None
+    fn nic(&mut self) -> Option<&mut Nic> {
+        self.nic.as_mut()
     }
 
     fn mac(&self) -> [u8; 6] {
@@ -84,6 +127,11 @@ impl rota_core::Board for Esp8266 {
     }
 
     fn reset(&mut self) -> ! {
+        // The next boot opens the storage file again: close this one (the file is up to date).
+        #[cfg(feature = "xtfpga")]
+        if let Some(file) = self.flash.backing().take() {
+            file.close();
+        }
         crate::reset()
     }
 

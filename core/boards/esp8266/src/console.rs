@@ -1,4 +1,5 @@
-//! The console: semihosting `write(1, ..)` under QEMU (`sim`), UART0 on the chip (`chip`).
+//! The console: semihosting `write(1, ..)` under QEMU's sim machine (`sim`), the board's 16550 UART
+//! on the xtfpga machine (`xtfpga`), UART0 on the chip (`chip`).
 
 /// A zero-sized handle on the console, for code that runs without the board (fault handlers).
 pub struct Console;
@@ -67,6 +68,11 @@ mod imp {
     pub fn read() -> Option<u8> {
         None
     }
+}
+
+#[cfg(feature = "xtfpga")]
+mod imp {
+    pub use crate::xtfpga::uart::{read, write};
 }
 
 #[cfg(feature = "chip")]

@@ -1,4 +1,6 @@
-//! rota on the ESP8266 (Xtensa LX106): `sim` (`qemu-system-xtensa -M sim -cpu lx106`) or `chip`.
+//! rota on the ESP8266 (Xtensa LX106), on one of three machines (cargo features):
+//! `sim` (`qemu-system-xtensa -M sim -cpu lx106`), `xtfpga` (`-M lx60-nommu -cpu lx106`: QEMU's
+//! xtfpga board with the ESP8266's CPU core) or `chip`.
 //!
 //! The runtime ([`rt`]) sets up the stack, `.data` and `.bss`, then calls [`main`], which hands the
 //! board to the resident core. Under QEMU the exit status is the guest's (semihosting).
@@ -6,18 +8,25 @@
 #![no_main]
 #![feature(asm_experimental_arch)]
 
-#[cfg(all(feature = "sim", feature = "chip"))]
-compile_error!("enable exactly one of the features `sim` and `chip`");
-#[cfg(not(any(feature = "sim", feature = "chip")))]
-compile_error!("enable one of the features `sim` (default) or `chip`");
+#[cfg(any(
+    all(feature = "sim", feature = "xtfpga"),
+    all(feature = "sim", feature = "chip"),
+    all(feature = "xtfpga", feature = "chip")
+))]
+compile_error!("enable exactly one of the features `sim`, `xtfpga` and `chip`");
+#[cfg(not(any(feature = "sim", feature = "xtfpga", feature = "chip")))]
+compile_error!("enable one of the features `sim` (default), `xtfpga` or `chip`");
 
 pub mod board;
 pub mod console;
+#[cfg(not(feature = "xtfpga"))]
 pub mod flash;
 pub mod rt;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", feature = "xtfpga"))]
 pub mod semihosting;
 pub mod time;
+#[cfg(feature = "xtfpga")]
+pub mod xtfpga;
 
 use rota_core::heap::AccountingHeap;
 use rota_core::report::Console;
@@ -26,8 +35,14 @@ use rota_core::{Memory, Outcome};
 #[global_allocator]
 static HEAP: AccountingHeap = AccountingHeap::empty();
 
-/// "sim" or "chip".
-pub const MACHINE: &str = if cfg!(feature = "sim") { "sim" } else { "chip" };
+/// "sim", "xtfpga" or "chip".
+pub const MACHINE: &str = if cfg!(feature = "sim") {
+    "sim"
+} else if cfg!(feature = "xtfpga") {
+    "xtfpga"
+} else {
+    "chip"
+};
 
 /// Board entry, called by the runtime with `.data`/`.bss` ready.
 pub fn main() -> ! {
@@ -50,9 +65,9 @@ pub fn main() -> ! {
     })
 }
 
-/// Stops the machine: QEMU exits with `code` (sim); the chip prints the code and halts.
+/// Stops the machine: QEMU exits with `code` (sim, xtfpga); the chip prints the code and halts.
 pub fn exit(code: u32) -> ! {
-    #[cfg(feature = "sim")]
+    #[cfg(any(feature = "sim", feature = "xtfpga"))]
     semihosting::exit(code);
     #[cfg(feature = "chip")]
     {
@@ -66,10 +81,10 @@ pub fn exit(code: u32) -> ! {
     }
 }
 
-/// Reboots. Sim: jumps to the reset vector (stack, `.data` and `.bss` start afresh; the flash
-/// window keeps its contents). Chip: ROM `software_reset` (untested without a chip).
+/// Reboots. Sim and xtfpga: jumps to the reset vector (stack, `.data` and `.bss` start afresh; the
+/// flash window keeps its contents). Chip: ROM `software_reset` (untested without a chip).
 pub fn reset() -> ! {
-    #[cfg(feature = "sim")]
+    #[cfg(any(feature = "sim", feature = "xtfpga"))]
     // SAFETY: the reset trampoline re-initialises everything and never returns.
     unsafe {
         core::arch::asm!("jx {0}", in(reg) 0x5000_0000u32, options(noreturn))

@@ -4,6 +4,8 @@
 //! - `sim`: QEMU starts the CPU at the reset vector 0x50000000 (`.rota.reset_vector`, placed by
 //!   `linker/esp8266-sim.x`): `j` over two literal words, `l32r a1, <stack top>`,
 //!   `l32r a0, _rota_start`, `jx a0`.
+//! - `xtfpga`: the same trampoline and script; QEMU's xtfpga board enters at the ELF entry, which is
+//!   the trampoline `_rota_reset` itself.
 //! - `chip`: the ROM bootloader loads the IRAM/DRAM segments of the esptool image and calls the ELF
 //!   entry `_rota_start` with its own stack; `_rota_start` switches to ours.
 //!
@@ -27,8 +29,8 @@ use rota_core::report::{self, Console};
 /// Interrupts stay off because INTENABLE is 0.
 pub const PS_RUNNING: u32 = 0x20;
 
-// The reset vector trampoline, only in the sim build (the chip's ROM enters at `_rota_start`).
-#[cfg(feature = "sim")]
+// The reset vector trampoline of the QEMU machines (the chip's ROM enters at `_rota_start`).
+#[cfg(any(feature = "sim", feature = "xtfpga"))]
 global_asm!(
     r#"
     .section .rota.reset_vector, "ax"
@@ -190,8 +192,8 @@ extern "C" fn rota_rt_chip_init() {
     }
 }
 
-/// Sim: nothing to do before `.data`/`.bss` (no cache, no watchdog in QEMU's sim machine).
-#[cfg(feature = "sim")]
+/// QEMU's machines: nothing to do before `.data`/`.bss` (no flash cache, no watchdog).
+#[cfg(any(feature = "sim", feature = "xtfpga"))]
 #[no_mangle]
 #[link_section = ".rota.iram.text.chip_init"]
 extern "C" fn rota_rt_chip_init() {}
