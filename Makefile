@@ -1,9 +1,13 @@
 # rota: build, run and test. `make demo` and `make test` set everything up on a fresh Debian machine.
+# Each board folder's core/boards/<board>/board.mk says how to build, image, run, size and lint that
+# board; this file includes them all, so adding a board is adding a folder.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := demo
 
 BOARD ?= mps2-an385
+# The emulated machine of BOARD that `make qemu` runs (each board.mk has its default).
+MACHINE ?=
 PORT ?= /dev/ttyUSB0
 TOOLCHAIN := nightly-2026-10-29
 COMPONENTS := rust-src,llvm-tools,rustfmt,clippy
@@ -37,13 +41,21 @@ PACK := target/debug/rota-pack
 IMAGE := target/debug/rota-image
 SIZE := target/debug/rota-size
 
-QEMU_ARM := qemu-system-arm -M mps2-an385 -nographic -monitor none -semihosting-config enable=on,target=native -nic user,restrict=on
-QEMU_XT := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
-ESP_FLASH_WINDOW := 0x40280000
-ESP_CHIP_STORAGE := 0x80000
+# Overlays are linted with the board of their ISA (each board.mk's lint-<board>).
+LINT_OVERLAYS := $(foreach o,$(OVERLAYS),-p rota-overlay-$(o))
 
-.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size bench flash esp-images \
-        esp-image-check demo test lint fixtures clean
+# The storage images' device config: the mps2 device reaches the server as 10.0.2.100:8266 through
+# QEMU's guestfwd (docs/flash-layout.md).
+DEVICE := --device-id 1001 --secret demo-secret-1001 --server 10.0.2.100 --port 8266 --ip 10.0.2.15/24 --gateway 10.0.2.2
+
+# The boards: each fragment adds its name to BOARDS (and FLASH_BOARDS if it has a chip to flash) and
+# defines firmware-<board>, images-<board>, run-qemu-<board>, size-<board> and lint-<board>.
+BOARDS :=
+FLASH_BOARDS :=
+include $(sort $(wildcard core/boards/*/board.mk))
+
+.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench \
+        flash no-flash unknown-board demo test lint lint-host fixtures clean
 
 ## ---------- set-up (idempotent; quick when already done) ----------
 setup: toolchain packages esptool
@@ -84,74 +96,40 @@ overlays: host-tools
 	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/v2/$$o.blob --limit $(IMAGE_LIMIT); \
 	done
 
-firmware:
-	@mkdir -p $(B)/mps2-an385 $(B)/esp8266
-	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385
-	cp $(ARM_OUT)/rota-mps2-an385 $(B)/mps2-an385/rota.elf
-	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --features power-cut
-	cp $(ARM_OUT)/rota-mps2-an385 $(B)/mps2-an385/rota-power-cut.elf
-	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
-	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-sim.elf
-	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
-	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
-
-.PHONY: tcp-copy
-# The plain TCP copy example (network baseline, docs/network.md) and the guestfwd bridge it needs.
-tcp-copy:
-	@mkdir -p $(B)/mps2-an385
-	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --features power-cut --example tcp_copy
-	cp $(ARM_OUT)/examples/tcp_copy $(B)/mps2-an385/tcp_copy.elf
-	$(CARGO) build -q -p rota-bridge
-	cp target/debug/rota-bridge $(B)/rota-bridge
+# Every board's firmware ELFs (build/<board>/*.elf).
+firmware: $(addprefix firmware-,$(BOARDS))
 
 # Storage images: a file store with the device config and the overlays and app, version 1
-# (docs/flash-layout.md). The mps2 device reaches the server as 10.0.2.100:8266 through QEMU's guestfwd.
-DEVICE := --device-id 1001 --secret demo-secret-1001 --server 10.0.2.100 --port 8266 --ip 10.0.2.15/24 --gateway 10.0.2.2
-images: overlays
-	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/thumbv7m/$(o).blob)
-	$(IMAGE) -o $(B)/esp8266/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/lx106/$(o).blob)
+# (docs/flash-layout.md), per board (build/<board>/storage.bin).
+images: overlays $(addprefix images-,$(BOARDS))
 
 ## ---------- run ----------
-# Boots BOARD under QEMU with its storage image; exits with the guest's status.
+# Boots BOARD (MACHINE: one of its emulated machines) under QEMU with its storage image; exits with
+# the guest's status.
 qemu: setup firmware images run-qemu
 
-run-qemu:
-ifeq ($(BOARD),mps2-an385)
-	timeout 60 $(QEMU_ARM) -kernel $(B)/mps2-an385/rota.elf \
-	  -device loader,file=$(B)/mps2-an385/storage.bin,addr=0x00300000 </dev/null
-else ifeq ($(BOARD),esp8266)
-	timeout 60 $(QEMU_XT) -kernel $(B)/esp8266/rota-sim.elf \
-	  -device loader,file=$(B)/esp8266/storage.bin,addr=$(ESP_FLASH_WINDOW),force-raw=on </dev/null
-else
-	@echo "unknown BOARD=$(BOARD) (mps2-an385 or esp8266)"; exit 2
-endif
+run-qemu: $(if $(filter $(BOARD),$(BOARDS)),run-qemu-$(BOARD),unknown-board)
+
+unknown-board:
+	@echo "unknown BOARD=$(BOARD) ($(BOARDS))"; exit 2
 
 # Update throughput (64 KB install against a plain TCP copy, same run) and no-update check-in bytes.
 bench: setup firmware images tcp-copy
 	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
 	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-bench
 
-size: setup firmware images
+# The overlays' sizes, then each board's (size-<board> runs after size-overlays).
+size: setup firmware images size-overlays $(addprefix size-,$(BOARDS))
+
+size-overlays:
 	@$(CARGO) build -q -p rota-pack
 	@cat $(B)/overlays.txt
-	@echo "== mps2-an385 (Cortex-M3)"; $(SIZE) $(B)/mps2-an385/rota.elf $(foreach o,$(OVERLAYS),$(B)/thumbv7m/$(o).blob)
-	@echo "== esp8266 sim (LX106)"; $(SIZE) $(B)/esp8266/rota-sim.elf $(foreach o,$(OVERLAYS),$(B)/lx106/$(o).blob)
-	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
 
-# Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).
-esp-images: setup firmware images
-	$(ESPTOOL) --chip esp8266 elf2image --version 1 -o $(B)/esp8266/rota-chip- $(B)/esp8266/rota-chip.elf >/dev/null
-	@ls $(B)/esp8266/rota-chip-0x*.bin
+# Writes a chip: BOARD must be one that has one (its board.mk defines flash-<board>).
+flash: $(if $(filter $(BOARD),$(FLASH_BOARDS)),flash-$(BOARD),no-flash)
 
-esp-image-check: esp-images
-	@for f in $(B)/esp8266/rota-chip-0x00000.bin; do $(ESPTOOL) --chip esp8266 image-info $$f; done
-
-flash: esp-images
-ifneq ($(BOARD),esp8266)
-	@echo "make flash is for BOARD=esp8266"; exit 2
-endif
-	$(ESPTOOL) --chip esp8266 -p $(PORT) write-flash 0x0 $(B)/esp8266/rota-chip-0x00000.bin \
-	  0x10000 $(B)/esp8266/rota-chip-0x10000.bin $(ESP_CHIP_STORAGE) $(B)/esp8266/storage.bin
+no-flash:
+	@echo "make flash is for BOARD=$(FLASH_BOARDS)"; exit 2
 
 ## ---------- the main job and the tests ----------
 # The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 updated end to end through QEMU's
@@ -173,16 +151,18 @@ fixtures: overlays
 	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-app -- -C link-arg=-Wl,--defsym=rota_link_base=$$b $(QUIET_XT); \
 	  cp $(XT_OUT)/app $(B)/fixtures/lx106-app-at-$$b.elf; done
 
-lint:
+# Formatting and host clippy, then each board's firmware targets (lint-<board>).
+lint: lint-host $(addprefix lint-,$(BOARDS))
+
+lint-host:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy -q --all-targets -- -D warnings
-	$(CARGO) clippy -q $(FW) $(ARM) -p rota-board-mps2-an385 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings
-	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) -- -D warnings $(QUIET_XT)
 
 test: setup firmware images fixtures tcp-copy esp-image-check lint
 	$(CARGO) build -q
 	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
 	$(CARGO) test -q -p rota-board-mps2-an385 --features power-cut --lib
+	$(CARGO) test -q -p rota-hostflash --features power-cut
 
 clean:
 	rm -rf $(B) target

@@ -1,0 +1,63 @@
+# esp8266 (Xtensa LX106): included by the top Makefile, which defines the toolchain variables (CARGO,
+# FW, XT, XT_OUT, QUIET_XT, B, IMAGE, SIZE, ESPTOOL, PORT, DEVICE, OVERLAYS, LINT_OVERLAYS).
+# Three machines, one cargo feature each (docs/boards-esp8266.md): sim and xtfpga under QEMU, and chip.
+BOARDS += esp8266
+FLASH_BOARDS += esp8266
+
+# The flash window (the storage region) as the CPU sees it, and its offset in the chip's SPI flash.
+ESP_FLASH_WINDOW := 0x40280000
+ESP_CHIP_STORAGE := 0x80000
+# The machine `make qemu BOARD=esp8266` runs: MACHINE=sim (default) or MACHINE=xtfpga.
+ESP8266_MACHINE := $(or $(MACHINE),sim)
+QEMU_XT_sim := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
+QEMU_XT_xtfpga := qemu-system-xtensa -M lx60-nommu -cpu lx106 -nographic -monitor none -serial stdio -semihosting-config enable=on
+
+.PHONY: firmware-esp8266 images-esp8266 run-qemu-esp8266 size-esp8266 lint-esp8266 esp-images esp-image-check \
+        flash-esp8266
+
+# All three machines write the same cargo artifact: copy each right after its build.
+firmware-esp8266:
+	@mkdir -p $(B)/esp8266
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-sim.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga.elf
+
+# One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip).
+images-esp8266: overlays
+	$(IMAGE) -o $(B)/esp8266/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/lx106/$(o).blob)
+
+# The storage image is loaded into the window (not persistent; the xtfpga machine keeps it in a file
+# with arg=storage=<path> on -semihosting-config, as the QEMU tests do).
+run-qemu-esp8266:
+ifeq ($(filter $(ESP8266_MACHINE),sim xtfpga),)
+	@echo "unknown MACHINE=$(ESP8266_MACHINE) for BOARD=esp8266 (sim or xtfpga; the chip: make flash)"; exit 2
+else
+	timeout 60 $(QEMU_XT_$(ESP8266_MACHINE)) -kernel $(B)/esp8266/rota-$(ESP8266_MACHINE).elf \
+	  -device loader,file=$(B)/esp8266/storage.bin,addr=$(ESP_FLASH_WINDOW),force-raw=on </dev/null
+endif
+
+size-esp8266: size-overlays
+	@echo "== esp8266 sim (LX106)"; $(SIZE) $(B)/esp8266/rota-sim.elf $(foreach o,$(OVERLAYS),$(B)/lx106/$(o).blob)
+	@echo "== esp8266 xtfpga (LX106)"; $(SIZE) $(B)/esp8266/rota-xtfpga.elf
+	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
+
+# The board (each machine) and the overlays on the LX106.
+lint-esp8266:
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(LINT_OVERLAYS) -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip -- -D warnings $(QUIET_XT)
+
+# Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).
+esp-images: setup firmware images
+	$(ESPTOOL) --chip esp8266 elf2image --version 1 -o $(B)/esp8266/rota-chip- $(B)/esp8266/rota-chip.elf >/dev/null
+	@ls $(B)/esp8266/rota-chip-0x*.bin
+
+esp-image-check: esp-images
+	@for f in $(B)/esp8266/rota-chip-0x00000.bin; do $(ESPTOOL) --chip esp8266 image-info $$f; done
+
+flash-esp8266: esp-images
+	$(ESPTOOL) --chip esp8266 -p $(PORT) write-flash 0x0 $(B)/esp8266/rota-chip-0x00000.bin \
+	  0x10000 $(B)/esp8266/rota-chip-0x10000.bin $(ESP_CHIP_STORAGE) $(B)/esp8266/storage.bin
