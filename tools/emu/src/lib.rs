@@ -1,5 +1,6 @@
 //! Runs rota firmware under QEMU with a storage image and reads what it prints; [`system`] runs the
-//! whole system (server, bridge, device with persistent flash), [`mitm`] tampers with it.
+//! whole system (server, bridge, device with persistent flash), [`mitm`] tampers with it; [`net`] and
+//! [`xtfpga`] build the command lines of the mps2-an385 and the esp8266 xtfpga machines.
 //!
 //! The build products come from `make firmware images` in `$ROTA_BUILD` (default: `build/` at the
 //! workspace root). Tests that need them fail with a message naming the make target when they are missing.
@@ -11,6 +12,7 @@ use std::io::Write;
 pub mod mitm;
 pub mod net;
 pub mod system;
+pub mod xtfpga;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub enum Machine {
     Mps2An385,
     /// `qemu-system-xtensa -M sim -cpu lx106` (ESP8266 CPU).
     Esp8266Sim,
+    /// `qemu-system-xtensa -M lx60-nommu -cpu lx106` (ESP8266 CPU on QEMU's xtfpga board: 16550 UART
+    /// console, storage file over semihosting; no NIC driver yet).
+    Esp8266Xtfpga,
 }
 
 /// Address where each machine's storage region is loaded.
@@ -30,7 +35,7 @@ impl Machine {
     pub fn storage_addr(self) -> u32 {
         match self {
             Machine::Mps2An385 => 0x0030_0000,
-            Machine::Esp8266Sim => 0x4028_0000,
+            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => 0x4028_0000,
         }
     }
 
@@ -39,6 +44,7 @@ impl Machine {
         match self {
             Machine::Mps2An385 => artifact("mps2-an385/rota.elf"),
             Machine::Esp8266Sim => artifact("esp8266/rota-sim.elf"),
+            Machine::Esp8266Xtfpga => artifact("esp8266/rota-xtfpga.elf"),
         }
     }
 
@@ -47,7 +53,9 @@ impl Machine {
     pub fn power_cut_firmware(self) -> PathBuf {
         match self {
             Machine::Mps2An385 => artifact("mps2-an385/rota-power-cut.elf"),
-            Machine::Esp8266Sim => panic!("the esp8266 sim build has no power-cut injection"),
+            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => {
+                panic!("the esp8266 builds have no power-cut injection")
+            }
         }
     }
 
@@ -55,9 +63,24 @@ impl Machine {
     pub fn isa_dir(self) -> &'static str {
         match self {
             Machine::Mps2An385 => "thumbv7m",
-            Machine::Esp8266Sim => "lx106",
+            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => "lx106",
         }
     }
+}
+
+/// The `-semihosting-config` value: `base`, then `arg=rota` and one `arg=` per word (QEMU joins them
+/// with spaces into the guest's command line).
+pub(crate) fn semihosting_config(base: &str, words: &[String]) -> String {
+    let mut semi = format!("{base},arg=rota");
+    for w in words {
+        assert!(
+            !w.contains([',', ' ']),
+            "semihosting words cannot hold commas or spaces: {w:?}"
+        );
+        semi.push_str(",arg=");
+        semi.push_str(w);
+    }
+    semi
 }
 
 /// The build directory.
@@ -230,34 +253,41 @@ pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
         file.path().display(),
         machine.storage_addr()
     );
-    let fw = machine.firmware();
-    let mut cmd = match machine {
-        Machine::Mps2An385 => {
-            let mut c = Command::new("qemu-system-arm");
-            c.args([
+    let qemu = |program: &str, args: &[&str]| {
+        let mut c = Command::new(program);
+        c.args(args)
+            .args(["-nographic", "-monitor", "none", "-kernel"])
+            .arg(machine.firmware())
+            .args(["-device", &loader]);
+        c
+    };
+    let cmd = match machine {
+        Machine::Mps2An385 => qemu(
+            "qemu-system-arm",
+            &[
                 "-M",
                 "mps2-an385",
                 "-semihosting-config",
                 "enable=on,target=native",
-            ]);
-            c
-        }
-        Machine::Esp8266Sim => {
-            let mut c = Command::new("qemu-system-xtensa");
-            c.args([
+            ],
+        ),
+        Machine::Esp8266Sim => qemu(
+            "qemu-system-xtensa",
+            &[
                 "-M",
                 "sim",
                 "-cpu",
                 "lx106",
                 "-semihosting-config",
                 "enable=on",
-            ]);
-            c
+            ],
+        ),
+        Machine::Esp8266Xtfpga => {
+            let mut run = xtfpga::XtfpgaRun::new(machine.firmware());
+            run.image = Some(file.path().to_path_buf());
+            run.command()
         }
     };
-    cmd.args(["-nographic", "-monitor", "none", "-kernel"])
-        .arg(fw)
-        .args(["-device", &loader]);
     run_limited(&cmd, limit)
 }
 

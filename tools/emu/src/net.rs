@@ -57,7 +57,6 @@ impl Mps2Run {
 
     /// The QEMU command line.
     pub fn command(&self) -> Command {
-        let mut semi = String::from("enable=on,target=native,arg=rota");
         let mut words: Vec<String> = Vec::new();
         if let Some(s) = &self.storage {
             words.push(format!("storage={}", s.display()));
@@ -66,14 +65,7 @@ impl Mps2Run {
             words.push(format!("cut={c}"));
         }
         words.extend(self.args.iter().cloned());
-        for w in &words {
-            assert!(
-                !w.contains([',', ' ']),
-                "semihosting words cannot hold commas or spaces: {w:?}"
-            );
-            semi.push_str(",arg=");
-            semi.push_str(w);
-        }
+        let semi = crate::semihosting_config("enable=on,target=native", &words);
         let mut nic = String::from("user,restrict=on");
         if let Some(port) = self.server_port {
             let bridge = bridge();

@@ -1,8 +1,10 @@
 //! The whole system on this machine: a real `rota-server` on 127.0.0.1 serving a git repository, and
 //! an emulated mps2-an385 device with persistent storage that reaches it only through QEMU's
-//! `-nic user,restrict=on,guestfwd=...` and `rota-bridge`.
+//! `-nic user,restrict=on,guestfwd=...` and `rota-bridge`. [`Device`] also runs the esp8266 xtfpga
+//! machine with its storage file (no network there yet).
 
 use crate::net::Mps2Run;
+use crate::xtfpga::XtfpgaRun;
 use crate::{artifact, Machine, Run};
 use rota_image::FileSpec;
 use rota_wire::DeviceConfig;
@@ -198,17 +200,30 @@ impl Boot {
     }
 }
 
-/// An emulated mps2-an385 whose storage lives in a host file across runs (power cuts included).
+/// An emulated device whose storage lives in a host file across runs: an mps2-an385 (with the network
+/// and power cuts), or an esp8266 on the xtfpga machine (no network yet, no power cuts).
 pub struct Device {
+    machine: Machine,
     storage: tempfile::NamedTempFile,
 }
 
 impl Device {
-    /// A device whose flash holds `image`.
+    /// An mps2-an385 whose flash holds `image`.
     pub fn new(image: &[u8]) -> Device {
+        Device::on(Machine::Mps2An385, image)
+    }
+
+    /// A device of `machine` whose flash holds `image`. The esp8266 sim machine keeps no storage file:
+    /// it cannot be a `Device`.
+    pub fn on(machine: Machine, image: &[u8]) -> Device {
+        assert_ne!(
+            machine,
+            Machine::Esp8266Sim,
+            "the sim machine has no persistent storage: use boot()"
+        );
         let mut storage = tempfile::NamedTempFile::new().expect("storage file");
         storage.write_all(image).expect("write storage");
-        Device { storage }
+        Device { machine, storage }
     }
 
     /// The flash contents now.
@@ -219,15 +234,31 @@ impl Device {
     /// Powers the device on until it exits (the app ran), a cut, or the time limit. A reboot inside
     /// the run (after an update) keeps going in the same run, as on hardware.
     pub fn boot(&self, b: &Boot) -> Run {
-        let elf = match b.cut {
-            Some(_) => Machine::Mps2An385.power_cut_firmware(),
-            None => Machine::Mps2An385.firmware(),
+        let storage = self.storage.path().to_path_buf();
+        let cmd = match self.machine {
+            Machine::Mps2An385 => {
+                let elf = match b.cut {
+                    Some(_) => self.machine.power_cut_firmware(),
+                    None => self.machine.firmware(),
+                };
+                let mut qemu = Mps2Run::new(elf);
+                qemu.storage = Some(storage);
+                qemu.cut = b.cut;
+                qemu.server_port = b.server;
+                qemu.command()
+            }
+            Machine::Esp8266Xtfpga => {
+                assert!(b.server.is_none(), "the xtfpga machine has no NIC yet");
+                assert!(
+                    b.cut.is_none(),
+                    "the xtfpga build has no power-cut injection"
+                );
+                let mut qemu = XtfpgaRun::new(self.machine.firmware());
+                qemu.storage = Some(storage);
+                qemu.command()
+            }
+            Machine::Esp8266Sim => unreachable!("Device::on refuses the sim machine"),
         };
-        let mut qemu = Mps2Run::new(elf);
-        qemu.storage = Some(self.storage.path().to_path_buf());
-        qemu.cut = b.cut;
-        qemu.server_port = b.server;
-        let cmd = qemu.command();
         let mut child = Command::new("timeout")
             .arg(b.limit.as_secs().max(1).to_string())
             .arg(cmd.get_program())

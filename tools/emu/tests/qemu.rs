@@ -1,7 +1,9 @@
 //! The resident core, the overlays and the application blob on both emulated ISAs, from the file
 //! store (needs `make firmware images`). The mps2 runs skip the update with a key press; the ESP8266
-//! has no network, so `init` starts the application itself.
+//! machines (sim, xtfpga) have no network, so `init` starts the application itself. The xtfpga
+//! machine's console is its 16550 UART and its storage a host file that outlives each run.
 use rota_emu::system::{release, storage_image, Boot, Device, SECRET};
+use rota_emu::xtfpga::XtfpgaRun;
 use rota_emu::{boot, Machine, Run};
 use rota_image::FileSpec;
 use std::time::Duration;
@@ -17,7 +19,7 @@ fn run(m: Machine, files: &[FileSpec]) -> Run {
             keys: b"x".to_vec(),
             ..Boot::to(0)
         }),
-        Machine::Esp8266Sim => boot(m, &image, LIMIT),
+        Machine::Esp8266Sim | Machine::Esp8266Xtfpga => boot(m, &image, LIMIT),
     }
 }
 
@@ -52,7 +54,7 @@ fn boots_from_the_store_away_from_link_address(m: Machine) {
     let boot_line = run.phase("boot").expect("boot line");
     let ran: &[&str] = match m {
         Machine::Mps2An385 => &["init", "tick", "app"],
-        Machine::Esp8266Sim => &["init", "app"],
+        Machine::Esp8266Sim | Machine::Esp8266Xtfpga => &["init", "app"],
     };
     for name in ran {
         let base = run
@@ -145,4 +147,166 @@ fn mps2_refuses_lx106_blobs() {
 #[test]
 fn esp8266_refuses_thumb_blobs() {
     refuses_other_isa(Machine::Esp8266Sim, Machine::Mps2An385);
+}
+
+#[test]
+fn xtfpga_boots_from_the_store_away_from_link_address_with_residue_0() {
+    boots_from_the_store_away_from_link_address(Machine::Esp8266Xtfpga);
+}
+#[test]
+fn xtfpga_refuses_corrupted_blob_and_starts_app() {
+    refuses_corrupted_blob(Machine::Esp8266Xtfpga);
+}
+#[test]
+fn xtfpga_refuses_abi_mismatch() {
+    refuses_abi_mismatch(Machine::Esp8266Xtfpga);
+}
+#[test]
+fn xtfpga_refuses_thumb_blobs() {
+    refuses_other_isa(Machine::Esp8266Xtfpga, Machine::Mps2An385);
+}
+
+/// A file in `dir` holding `bytes`.
+fn file_with(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write file");
+    path
+}
+
+#[test]
+fn xtfpga_heap_report_comes_over_the_uart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = file_with(
+        &dir,
+        "image.bin",
+        &storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET),
+    );
+    let uart = dir.path().join("uart.txt");
+    let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
+    qemu.image = Some(image);
+    qemu.serial = Some(uart.clone());
+    let stdio = qemu.run(LIMIT);
+    assert_eq!(stdio.status, Some(0), "{}", stdio.console);
+    let console = std::fs::read_to_string(&uart).expect("the UART's output");
+    let run = Run {
+        console,
+        status: stdio.status,
+    };
+    assert!(
+        run.console.starts_with("rota core on esp8266 (xtfpga)\n"),
+        "{}",
+        run.console
+    );
+    assert!(run.ram().is_some(), "{}", run.console);
+    let phases: Vec<String> = run.heap_lines().into_iter().map(|l| l.phase).collect();
+    assert_eq!(phases, ["boot", "init", "app"], "{}", run.console);
+    assert!(run
+        .console
+        .contains("init: no network interface; starting app\n"));
+    assert_app_started_clean(&run);
+    // Nothing of it went through semihosting (QEMU's stdio here).
+    assert!(
+        !stdio.console.contains("heap ") && !stdio.console.contains("app:"),
+        "{}",
+        stdio.console
+    );
+}
+
+#[test]
+fn xtfpga_storage_file_persists_across_runs() {
+    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let device = Device::on(Machine::Esp8266Xtfpga, &image);
+    let no_server = Boot {
+        server: None,
+        ..Boot::to(0)
+    };
+    let first = device.boot(&no_server);
+    assert!(first.console.contains("\nboot 1\n"), "{}", first.console);
+    assert!(first.console.contains("app: version 1 running, boot 1"));
+    assert_app_started_clean(&first);
+    let after_first = device.image();
+    assert_eq!(
+        after_first.len(),
+        image.len(),
+        "the file keeps the region's size"
+    );
+    assert_ne!(
+        after_first, image,
+        "the boot number and report reached the file"
+    );
+
+    let second = device.boot(&no_server);
+    assert!(second.console.contains("\nboot 2\n"), "{}", second.console);
+    assert!(second.console.contains("app: version 1 running, boot 2"));
+    // The report the first run stored, as the second run's app reads it.
+    assert!(
+        second.console.contains("app: last boot init heap peak="),
+        "{}",
+        second.console
+    );
+    assert_app_started_clean(&second);
+}
+
+#[test]
+fn xtfpga_creates_a_missing_storage_file_from_the_loaded_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let loaded = file_with(&dir, "image.bin", &image);
+    let storage = dir.path().join("storage.bin");
+    let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
+    qemu.image = Some(loaded);
+    qemu.storage = Some(storage.clone());
+    let first = qemu.run(LIMIT);
+    assert!(first.console.contains("\nboot 1\n"), "{}", first.console);
+    assert_app_started_clean(&first);
+    assert_eq!(
+        std::fs::metadata(&storage).expect("created").len(),
+        image.len() as u64
+    );
+    // Without the loader image the file alone holds the store.
+    qemu.image = None;
+    let second = qemu.run(LIMIT);
+    assert!(second.console.contains("\nboot 2\n"), "{}", second.console);
+    assert_app_started_clean(&second);
+}
+
+#[test]
+fn xtfpga_refuses_a_power_cut_it_cannot_inject() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let storage = file_with(&dir, "storage.bin", &image);
+    let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
+    qemu.storage = Some(storage.clone());
+    qemu.args = vec!["cut=3".into()];
+    let run = qemu.run(LIMIT);
+    assert_eq!(run.status, Some(2), "{}", run.console);
+    assert!(
+        run.console
+            .contains("storage: cut= needs a build with power-cut injection"),
+        "{}",
+        run.console
+    );
+    assert!(!run.console.contains("boot 1"), "{}", run.console);
+    assert_eq!(
+        std::fs::read(&storage).expect("storage"),
+        image,
+        "untouched"
+    );
+}
+
+#[test]
+fn xtfpga_without_a_usable_storage_file_runs_from_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
+    qemu.image = Some(file_with(&dir, "image.bin", &image));
+    qemu.storage = Some(dir.path().join("no/such/dir/storage.bin"));
+    let run = qemu.run(LIMIT);
+    assert!(
+        run.console
+            .contains("storage: cannot open the storage file; using memory"),
+        "{}",
+        run.console
+    );
+    assert_app_started_clean(&run);
 }

@@ -1,0 +1,116 @@
+//! Running the esp8266 board's xtfpga firmware (`build/esp8266/rota-xtfpga.elf`) under
+//! `qemu-system-xtensa -M lx60-nommu -cpu lx106`: the console on the board's 16550 UART (QEMU's
+//! `-serial`), exit and the storage file over semihosting.
+//!
+//! The storage region (the flash window at 0x40280000) lives in a host file named on the semihosting
+//! command line (`storage=<path>`), so it survives guest resets and separate runs; a `-device loader`
+//! image seeds a file that does not exist yet. No network yet: the board has no NIC driver.
+
+use crate::Run;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The QEMU machine: the xtfpga board's lx60 variant without MMU.
+pub const QEMU_MACHINE: &str = "lx60-nommu";
+/// Where the storage region is mapped (the chip's flash window, flash offset 0x80000).
+pub const FLASH_WINDOW: u32 = 0x4028_0000;
+
+/// How to run one xtfpga guest.
+#[derive(Clone, Debug, Default)]
+pub struct XtfpgaRun {
+    /// The firmware ELF.
+    pub elf: PathBuf,
+    /// A raw image loaded into the flash window at start (`-device loader`; a storage file that
+    /// exists wins over it).
+    pub image: Option<PathBuf>,
+    /// The storage file (created by the guest from the window if missing); `None`: the window is plain
+    /// memory.
+    pub storage: Option<PathBuf>,
+    /// Where the UART's output goes: this file (`-serial file:`); `None`: QEMU's stdio, as the
+    /// semihosting output.
+    pub serial: Option<PathBuf>,
+    /// Further words for the semihosting command line (no commas or spaces).
+    pub args: Vec<String>,
+}
+
+impl XtfpgaRun {
+    /// A run of `elf` with no image, storage file, serial file or arguments.
+    pub fn new(elf: impl Into<PathBuf>) -> Self {
+        XtfpgaRun {
+            elf: elf.into(),
+            ..XtfpgaRun::default()
+        }
+    }
+
+    /// The QEMU command line.
+    pub fn command(&self) -> Command {
+        let mut words: Vec<String> = Vec::new();
+        if let Some(s) = &self.storage {
+            words.push(format!("storage={}", s.display()));
+        }
+        words.extend(self.args.iter().cloned());
+        let serial = match &self.serial {
+            Some(path) => {
+                let p = path.display().to_string();
+                assert!(!p.contains(','), "serial file path unusable: {p}");
+                format!("file:{p}")
+            }
+            None => "stdio".to_string(),
+        };
+        let mut cmd = Command::new("qemu-system-xtensa");
+        cmd.args(["-M", QEMU_MACHINE, "-cpu", "lx106"])
+            .args(["-display", "none", "-monitor", "none", "-serial", &serial])
+            .args([
+                "-semihosting-config",
+                &crate::semihosting_config("enable=on", &words),
+            ])
+            .arg("-kernel")
+            .arg(&self.elf);
+        if let Some(image) = &self.image {
+            let i = image.display().to_string();
+            assert!(!i.contains(','), "image path unusable in -device: {i}");
+            cmd.args([
+                "-device",
+                &format!("loader,file={i},addr={FLASH_WINDOW:#x},force-raw=on"),
+            ]);
+        }
+        cmd
+    }
+
+    /// Runs the guest until it exits or `limit` passes.
+    pub fn run(&self, limit: Duration) -> Run {
+        crate::run_limited(&self.command(), limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(r: &XtfpgaRun) -> Vec<String> {
+        r.command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn command_line_has_the_machine_storage_image_and_serial() {
+        let mut r = XtfpgaRun::new("/fw.elf");
+        let plain = args(&r);
+        assert!(plain.windows(2).any(|w| w == ["-M", "lx60-nommu"]));
+        assert!(plain.windows(2).any(|w| w == ["-cpu", "lx106"]));
+        assert!(plain.windows(2).any(|w| w == ["-serial", "stdio"]));
+        assert!(plain.contains(&"enable=on,arg=rota".into()));
+        assert!(!plain.contains(&"-device".into()));
+        r.storage = Some("/tmp/s.bin".into());
+        r.image = Some("/tmp/i.bin".into());
+        r.serial = Some("/tmp/uart.txt".into());
+        r.args = vec!["cut=3".into()];
+        let a = args(&r);
+        assert!(a.contains(&"enable=on,arg=rota,arg=storage=/tmp/s.bin,arg=cut=3".into()));
+        assert!(a.contains(&"loader,file=/tmp/i.bin,addr=0x40280000,force-raw=on".into()));
+        assert!(a.windows(2).any(|w| w == ["-serial", "file:/tmp/uart.txt"]));
+    }
+}
