@@ -31,7 +31,7 @@ extern crate alloc;
 
 mod verify;
 
-pub use verify::{relocate_word, Verifier};
+pub use verify::{relocate_word, unrelocate_word, Verifier};
 
 use sha2::{Digest, Sha256};
 
@@ -542,6 +542,24 @@ impl<'a> Blob<'a> {
         }
         Ok(())
     }
+}
+
+/// Relocates a whole blob held in `bytes` as it is stored to run in place at `base` (the address its
+/// image will have in the flash mapping): every image word a relocation names becomes
+/// `relocate_word(word, base)`; the header, the relocation table and the digest stay as built, so the
+/// digest still describes the blob as built (`docs/overlay-format.md`, "Running in place"). The blob
+/// is verified first and left unchanged if it is refused. What the resident core's store services
+/// write while staging such a blob; for tools that write a storage image, and for tests.
+pub fn relocate_stored(bytes: &mut [u8], base: u32) -> Result<HeaderRepr, Error> {
+    let header = Blob::parse(bytes)?.header;
+    let image = header.image_offset() as usize;
+    for i in 0..header.reloc_count as usize {
+        let at = header.relocs_offset() as usize + 4 * i;
+        let o = image + le32(&bytes[at..at + 4]) as usize;
+        let w = relocate_word(le32(&bytes[o..o + 4]), base);
+        bytes[o..o + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(header)
 }
 
 /// Builds a blob from an image linked at 0, its relocation offsets and entry offset.

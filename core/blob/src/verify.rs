@@ -10,6 +10,13 @@ pub fn relocate_word(word: u32, base: u32) -> u32 {
     word.wrapping_add(base)
 }
 
+/// The inverse of [`relocate_word`]: the word as linked for address 0, from the word relocated for
+/// `base`. A loader that checks a blob stored relocated hashes the words this gives back.
+#[inline]
+pub fn unrelocate_word(word: u32, base: u32) -> u32 {
+    word.wrapping_sub(base)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Part {
     Header,
@@ -85,16 +92,7 @@ impl Verifier {
 
     /// Completes verification: the blob must be whole and its digest must match.
     pub fn finish(self) -> Result<HeaderRepr, Error> {
-        let header = match (self.part, self.header) {
-            (Part::Done, Some(h)) => h,
-            (_, h) => {
-                let need = h.map_or(HEADER_SIZE, |h| h.total_size() as usize);
-                return Err(Error::Truncated {
-                    need,
-                    have: self.pos as usize + self.pending(),
-                });
-            }
-        };
+        let header = self.whole()?;
         let digest: [u8; 32] = self.hasher.finalize().into();
         // Compare without early exit.
         let diff = digest
@@ -105,6 +103,31 @@ impl Verifier {
             return Err(Error::DigestMismatch);
         }
         Ok(header)
+    }
+
+    /// The SHA-256 of every byte fed, the trailing digest included, once the whole blob has been fed
+    /// (`None` before): the digest of the whole blob as a file, which is what a store records and a
+    /// server announces for it. It checks nothing; [`Verifier::finish`] does.
+    #[inline(never)]
+    pub fn file_digest(&self) -> Option<[u8; 32]> {
+        self.whole().ok()?;
+        let mut h = self.hasher.clone();
+        h.update(&self.buf[..DIGEST_SIZE]);
+        Some(h.finalize().into())
+    }
+
+    /// The header, if the whole blob has been fed.
+    fn whole(&self) -> Result<HeaderRepr, Error> {
+        match (self.part, self.header) {
+            (Part::Done, Some(h)) => Ok(h),
+            (_, h) => {
+                let need = h.map_or(HEADER_SIZE, |h| h.total_size() as usize);
+                Err(Error::Truncated {
+                    need,
+                    have: self.pos as usize + self.pending(),
+                })
+            }
+        }
     }
 
     fn pending(&self) -> usize {

@@ -1,6 +1,9 @@
 //! Format tests on synthetic blobs; tests on real packed overlays live in tools/pack/tests.
 use proptest::prelude::*;
-use rota_blob::{emit_blob, Blob, Error, Header, HeaderRepr, Isa, Verifier, HEADER_SIZE};
+use rota_blob::{
+    emit_blob, relocate_stored, relocate_word, sha256, unrelocate_word, Blob, Error, Header,
+    HeaderRepr, Isa, Verifier, HEADER_SIZE,
+};
 
 fn sample() -> Vec<u8> {
     let image: Vec<u8> = (0..64u8).collect();
@@ -126,6 +129,54 @@ fn compatibility_checks() {
         }
     );
     b.check_compatible(Isa::Thumbv7m, 1, 64).unwrap();
+}
+
+#[test]
+fn a_blob_relocated_for_storing_changes_exactly_its_relocation_words() {
+    let blob = sample();
+    let base = 0x4028_2f00;
+    let mut stored = blob.clone();
+    let header = relocate_stored(&mut stored, base).unwrap();
+    let image = header.image_offset() as usize;
+    for o in (0..blob.len()).step_by(4) {
+        let w = |b: &[u8]| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        let named = o >= image && [0, 12, 60].contains(&(o - image));
+        let want = if named {
+            relocate_word(w(&blob), base)
+        } else {
+            w(&blob)
+        };
+        assert_eq!(w(&stored), want, "word at {o}");
+        if named {
+            assert_eq!(
+                unrelocate_word(w(&stored), base),
+                w(&blob),
+                "inverse at {o}"
+            );
+        }
+    }
+    // A refused blob is left as it was.
+    let mut bad = blob.clone();
+    bad[HEADER_SIZE] ^= 1;
+    let copy = bad.clone();
+    assert!(relocate_stored(&mut bad, base).is_err());
+    assert_eq!(bad, copy);
+}
+
+#[test]
+fn the_file_digest_is_the_sha256_of_the_whole_blob() {
+    let blob = sample();
+    let mut v = Verifier::new();
+    v.feed(&blob[..blob.len() - 1]).unwrap();
+    assert_eq!(v.file_digest(), None, "not before the blob is whole");
+    v.feed(&blob[blob.len() - 1..]).unwrap();
+    assert_eq!(v.file_digest(), Some(sha256(&blob)));
+    assert_ne!(
+        sha256(&blob)[..],
+        blob[blob.len() - 32..],
+        "not the blob's own digest"
+    );
+    assert_eq!(v.finish().unwrap(), Blob::parse(&blob).unwrap().header);
 }
 
 proptest! {
