@@ -118,6 +118,9 @@ pub struct Staged {
     pub done: u32,
     /// The whole file was written and its digest checked: commit makes it live.
     pub verified: bool,
+    /// Offset of its first byte in the storage region (the bytes are contiguous): where it will be
+    /// read from once committed, as [`File::data_offset`] (0 for a tombstone).
+    pub data_offset: u32,
 }
 
 /// Position of an iteration over the store ([`Store::next_file`], [`Store::next_staged`]); start

@@ -46,6 +46,7 @@ impl<F: NorFlash> Store<F> {
                     digest: self.digest(&e)?,
                     done: self.progress(&e)?,
                     verified: e.verified,
+                    data_offset: if e.tombstone { 0 } else { e.data() },
                 }));
             }
         }

@@ -120,12 +120,19 @@ fn staged_file_is_invisible_until_commit_then_live() {
         (5000, 7, 5000, true)
     );
     assert_eq!(st[0].digest, sha(&data));
+    let staged_at = st[0].data_offset;
+    assert_eq!(
+        &s.flash().contents()[staged_at as usize..][..5000],
+        &data[..],
+        "a staged file's data_offset is where its bytes are"
+    );
     assert_eq!(s.commit(Some(b"P1")).unwrap(), 1);
     assert!(staged_all(&mut s).is_empty());
     assert_eq!(view(&mut s), view_of(&[(b"app", 7, &data)], b"P1"));
     let f = s.find(b"app").unwrap().unwrap();
     assert_eq!(f.generation, 1);
     assert_eq!(f.data_offset % rota_store::DATA_ALIGN, 0);
+    assert_eq!(f.data_offset, staged_at, "a commit does not move a file");
     // data_offset is where the bytes are.
     let raw = &s.flash().contents()[f.data_offset as usize..][..5000];
     assert_eq!(raw, &data[..]);
