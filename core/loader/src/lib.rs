@@ -6,13 +6,16 @@
 //! execute. Arena writes are whole aligned 32-bit words, as the ESP8266's IRAM requires.
 //!
 //! [`verify_in_place`] checks a relocation-free blob completely so that it can run where the flash is
-//! mapped, costing no RAM. Blobs with relocations could run in place too if relocated for their flash
-//! address at install time; that is not done yet.
+//! mapped, costing no RAM. A blob with relocations that runs in place was relocated for its flash
+//! address ([`in_place_base`]) while it was staged (the resident core's store services do that);
+//! [`verify_relocated_in_place`] checks it as built ([`read_as_built`]: each relocated word
+//! un-relocated before it is hashed) against the blob's digest and the store's
+//! (`docs/overlay-format.md`, "Running in place").
 #![no_std]
 #![deny(missing_docs)]
 
 use embedded_storage::nor_flash::ReadNorFlash;
-use rota_blob::{HeaderRepr, Isa, Verifier, HEADER_SIZE};
+use rota_blob::{unrelocate_word, Header, HeaderRepr, Isa, Verifier, DIGEST_SIZE, HEADER_SIZE};
 
 /// Why an overlay was not loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,19 +78,19 @@ fn read<F: ReadNorFlash>(flash: &mut F, offset: u32, buf: &mut [u8]) -> Result<(
         .map_err(|_| LoadError::Flash(offset))
 }
 
-/// Reads and checks the header at `offset`: a verifier fed with it, and the header.
+/// Reads and checks the header at `offset`, feeding it to `v` (the caller's, so that the verifier is
+/// built where it stays and never copied); returns the header.
 fn start<F: ReadNorFlash>(
     flash: &mut F,
     offset: u32,
     buf: &mut [u8; CHUNK],
-) -> Result<(Verifier, HeaderRepr), LoadError> {
-    let mut v = Verifier::new();
+    v: &mut Verifier,
+) -> Result<HeaderRepr, LoadError> {
     read(flash, offset, &mut buf[..HEADER_SIZE])?;
     v.feed(&buf[..HEADER_SIZE])?;
-    let header = *v
+    Ok(*v
         .header()
-        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?;
-    Ok((v, header))
+        .ok_or(LoadError::Blob(rota_blob::Error::Sequence))?)
 }
 
 /// Loads the blob at `offset` into `arena`, to run at address `base`.
@@ -107,7 +110,8 @@ pub unsafe fn load<F: ReadNorFlash>(
     base: u32,
 ) -> Result<Loaded, LoadError> {
     let mut buf = [0u8; CHUNK];
-    let (mut v, header) = start(flash, offset, &mut buf)?;
+    let mut v = Verifier::new();
+    let header = start(flash, offset, &mut buf, &mut v)?;
     let limit = u32::try_from(arena_words * 4).unwrap_or(u32::MAX);
     header.check_compatible(target.isa, target.abi_version, limit)?;
 
@@ -174,6 +178,16 @@ pub unsafe fn load<F: ReadNorFlash>(
     })
 }
 
+/// Address of the image of the blob at storage `offset` (its header `header`) when the storage region
+/// is mapped for execution at `mapped_base`: where the blob runs in place, and so the base a blob with
+/// relocations is relocated for when it is staged. `None` if that overflows or is not 4-aligned.
+pub fn in_place_base(mapped_base: u32, offset: u32, header: &HeaderRepr) -> Option<u32> {
+    mapped_base
+        .checked_add(offset)?
+        .checked_add(header.image_offset())
+        .filter(|b| b % 4 == 0)
+}
+
 /// Verifies the blob at `offset` completely and returns it ready to run in place, from the flash
 /// mapping at `mapped_base` (the address of storage offset 0). Only blobs without relocations can: their
 /// code is position-independent as linked. The caller must keep the blob's flash unchanged while it runs.
@@ -184,12 +198,11 @@ pub fn verify_in_place<F: ReadNorFlash>(
     mapped_base: u32,
 ) -> Result<Loaded, LoadError> {
     let mut buf = [0u8; CHUNK];
-    let (mut v, header) = start(flash, offset, &mut buf)?;
+    let mut v = Verifier::new();
+    let header = start(flash, offset, &mut buf, &mut v)?;
     header.check_compatible(target.isa, target.abi_version, u32::MAX)?;
-    let base = mapped_base
-        .checked_add(offset)
-        .and_then(|b| b.checked_add(header.image_offset()))
-        .filter(|b| header.reloc_count == 0 && b % 4 == 0)
+    let base = in_place_base(mapped_base, offset, &header)
+        .filter(|_| header.reloc_count == 0)
         .ok_or(LoadError::TooLarge)?;
     let mut pos = HEADER_SIZE as u32;
     let end = header.total_size();
@@ -206,4 +219,159 @@ pub fn verify_in_place<F: ReadNorFlash>(
         base,
         entry: (base + header.entry_offset) | thumb,
     })
+}
+
+/// What a blob is fed to as it is read: the next bytes in order; an error stops the reading.
+pub type Sink<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), rota_blob::Error>;
+
+/// Reads the blob at `offset`, stored relocated for `base` (each image word a relocation names holds
+/// `relocate_word(word, base)`, every other byte is as built), as the blob it was built as: passes
+/// `sink` all its bytes in order, from the header to the digest, each relocated word un-relocated
+/// (`unrelocate_word`). Checks the header and every relocation (aligned, inside the image,
+/// increasing) on the way, not the digest: the sink verifies or hashes what it gets. Returns the
+/// header.
+///
+/// Un-relocating with another base than the one the words were relocated for changes every one of
+/// them: whatever digest the sink checks then fails, which is what proves that the stored image was
+/// relocated for exactly `base`.
+pub fn read_as_built<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    base: u32,
+    sink: Sink<'_>,
+) -> Result<HeaderRepr, LoadError> {
+    let mut buf = [0u8; CHUNK];
+    let header = read_header(flash, offset, &mut buf)?;
+    sink(&buf[..HEADER_SIZE])?;
+    stream_as_built(flash, offset, &header, base, &mut buf, sink)?;
+    Ok(header)
+}
+
+/// Verifies the blob at `offset`, stored relocated for its address in the flash mapping at
+/// `mapped_base` ([`in_place_base`]), and returns it ready to run there: the header, ISA and ABI,
+/// every relocation, the image with each relocated word un-relocated before it is hashed, the blob's
+/// digest, and `file_digest`, the digest the store holds for the file (the SHA-256 of the whole blob
+/// as built, checked against what the server announced when it was staged), which the blob as built
+/// must have too. Nothing of the blob has run when this returns an error. The caller must keep the
+/// blob's flash unchanged while it runs.
+#[inline(never)]
+pub fn verify_relocated_in_place<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    target: Target,
+    mapped_base: u32,
+    file_digest: &[u8; 32],
+) -> Result<Loaded, LoadError> {
+    let mut buf = [0u8; CHUNK];
+    let header = read_header(flash, offset, &mut buf)?;
+    header.check_compatible(target.isa, target.abi_version, u32::MAX)?;
+    let base = in_place_base(mapped_base, offset, &header).ok_or(LoadError::TooLarge)?;
+    // The verifier gets the very header bytes parsed above, then the rest.
+    let mut v = Verifier::new();
+    v.feed(&buf[..HEADER_SIZE])?;
+    stream_as_built(flash, offset, &header, base, &mut buf, &mut |b| v.feed(b))?;
+    let file = v.file_digest().unwrap_or_default();
+    v.finish()?;
+    // Compare without early exit.
+    let diff = file
+        .iter()
+        .zip(file_digest)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if diff != 0 {
+        return Err(LoadError::Blob(rota_blob::Error::DigestMismatch));
+    }
+    let thumb = u32::from(header.isa == Isa::Thumbv7m);
+    Ok(Loaded {
+        header,
+        base,
+        entry: (base + header.entry_offset) | thumb,
+    })
+}
+
+/// Reads and parses the header at `offset` (into the first bytes of `buf`).
+fn read_header<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    buf: &mut [u8; CHUNK],
+) -> Result<HeaderRepr, LoadError> {
+    read(flash, offset, &mut buf[..HEADER_SIZE])?;
+    Ok(HeaderRepr::parse(&Header::new_checked(
+        &buf[..HEADER_SIZE],
+    )?)?)
+}
+
+/// Reads relocation `index` of the blob at `offset` from flash and checks it against the image and
+/// the previous one.
+fn reloc_at<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    header: &HeaderRepr,
+    index: u32,
+    prev: Option<u32>,
+) -> Result<u32, LoadError> {
+    let mut word = [0u8; 4];
+    read(
+        flash,
+        offset + header.relocs_offset() + 4 * index,
+        &mut word,
+    )?;
+    let rel = u32::from_le_bytes(word);
+    if rel % 4 != 0 || rel > header.image_size - 4 || prev.is_some_and(|p| rel <= p) {
+        return Err(LoadError::Blob(rota_blob::Error::BadRelocation {
+            index,
+            offset: rel,
+        }));
+    }
+    Ok(rel)
+}
+
+/// The body of [`read_as_built`] once `header` is known and its bytes went to `sink`: every later
+/// byte of the blob at `offset`, from flash, to `sink`. Out of line and over a `dyn` sink: one copy
+/// serves the boot's verification and the hash of a resumed transfer.
+#[inline(never)]
+fn stream_as_built<F: ReadNorFlash>(
+    flash: &mut F,
+    offset: u32,
+    header: &HeaderRepr,
+    base: u32,
+    buf: &mut [u8; CHUNK],
+    sink: Sink<'_>,
+) -> Result<(), LoadError> {
+    // The relocation table as stored (each relocation is checked again below).
+    let mut pos = HEADER_SIZE as u32;
+    while pos < header.image_offset() {
+        let n = ((header.image_offset() - pos) as usize).min(CHUNK);
+        read(flash, offset + pos, &mut buf[..n])?;
+        sink(&buf[..n])?;
+        pos += n as u32;
+    }
+    // Image: chunks of whole words from the image's start; each word a relocation names is
+    // un-relocated before it goes on. Relocations are read one at a time, as they come.
+    let mut index = 0;
+    let mut next = match header.reloc_count {
+        0 => None,
+        _ => Some(reloc_at(flash, offset, header, 0, None)?),
+    };
+    while pos < header.digest_offset() {
+        let n = ((header.digest_offset() - pos) as usize).min(CHUNK);
+        read(flash, offset + pos, &mut buf[..n])?;
+        let at = pos - header.image_offset();
+        while let Some(rel) = next.filter(|&r| r < at + n as u32) {
+            // `rel` >= `at` (increasing, and every earlier one was below this chunk), 4-aligned like
+            // `at` and `n`: the word lies inside the chunk.
+            let i = (rel - at) as usize;
+            let w = u32::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+            buf[i..i + 4].copy_from_slice(&unrelocate_word(w, base).to_le_bytes());
+            index += 1;
+            next = match index < header.reloc_count {
+                true => Some(reloc_at(flash, offset, header, index, Some(rel))?),
+                false => None,
+            };
+        }
+        sink(&buf[..n])?;
+        pos += n as u32;
+    }
+    read(flash, offset + pos, &mut buf[..DIGEST_SIZE])?;
+    sink(&buf[..DIGEST_SIZE])?;
+    Ok(())
 }
