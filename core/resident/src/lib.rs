@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod heap;
+mod install;
 pub mod record;
 pub mod report;
 pub mod services;
@@ -60,8 +61,9 @@ pub trait Board {
     fn reset(&mut self) -> !;
     /// Makes code just written to the arena visible to instruction fetch.
     fn sync_icache(&mut self);
-    /// Where the storage region is mapped for execution, if it is: blobs too large for the arena that
-    /// need no relocation then run in place.
+    /// Where the storage region is mapped for execution, if it is: blobs too large for the arena then
+    /// run in place, those with relocations relocated for their address there as they are staged
+    /// (`docs/overlay-format.md`, "Running in place").
     fn xip_base(&self) -> Option<u32> {
         None
     }
@@ -123,7 +125,7 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
         Ok(()) => {
             stats[Phase::Boot as usize] = Some(phase_stat(Phase::Boot, heap, &stack));
             report::heap_line(board, Phase::Boot.name(), heap.stats(), 0, stack.peak());
-            let mut state = CoreState::new(board, heap);
+            let mut state = CoreState::new(board, heap, arena.len() * 4);
             let outcome = run_phases(&mut state, arena, &stack, &mut ctx, &mut stats);
             state.net_down();
             outcome
@@ -243,8 +245,12 @@ fn tick_loop<B: Board>(
     }
 }
 
-/// Loads the blob stored under `name` into the arena.
-fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded, LoadError> {
+/// Finds the blob stored under `name`, verifies it completely and prepares it to run: copied into the
+/// arena and relocated there if its image fits; otherwise in place from the flash mapping, if the board
+/// has one, the blob either needing no relocation or having been relocated for that address when it
+/// was staged (`docs/overlay-format.md`, "Running in place"). Nothing of the blob runs here, and
+/// nothing is made executable unless every check passed.
+pub fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded, LoadError> {
     let file = Store::new(&mut *board.flash())
         .find(name.as_bytes())
         .map_err(|e| match e {
@@ -271,7 +277,18 @@ fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Loaded
     let loaded = match (loaded, board.xip_base()) {
         (Err(LoadError::Blob(rota_blob::Error::ImageTooLarge { .. })), Some(mapped)) => {
             // Nothing in the store overwrites a live file, so the code stays as verified while it runs.
-            rota_loader::verify_in_place(board.flash(), file.data_offset, target, mapped)?
+            let flash = board.flash();
+            match rota_loader::verify_in_place(flash, file.data_offset, target, mapped) {
+                // It has relocations: staged relocated for this address (or refused here).
+                Err(LoadError::TooLarge) => rota_loader::verify_relocated_in_place(
+                    flash,
+                    file.data_offset,
+                    target,
+                    mapped,
+                    &file.digest,
+                )?,
+                r => r?,
+            }
         }
         (r, _) => r?,
     };
@@ -311,7 +328,7 @@ fn start_app<B: Board>(
             return;
         }
     };
-    let mut state = CoreState::new(board, heap);
+    let mut state = CoreState::new(board, heap, arena.len() * 4);
     let svc = services::table(&mut state);
     // SAFETY: as in `run_phases`.
     let status = unsafe {

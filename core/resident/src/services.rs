@@ -5,6 +5,7 @@
 //! only through the store, which never overwrites a live file.
 
 use crate::heap::AccountingHeap;
+use crate::install::{self, Install};
 use crate::Board;
 use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
@@ -27,6 +28,10 @@ pub struct CoreState<'a, B: Board> {
     running: Option<RunningDigest>,
     /// Where the last `file_info` stopped, so a listing in index order is one scan, not one per index.
     listing: Option<Listing>,
+    /// How the file being staged is written: as received, or relocated for running in place.
+    install: Option<Install>,
+    /// The arena's size in bytes: a blob with a larger image runs in place.
+    arena: u32,
 }
 
 /// A listing in progress: the next index of the live or staged files and where the store's scan
@@ -47,14 +52,18 @@ struct RunningDigest {
 }
 
 impl<'a, B: Board> CoreState<'a, B> {
-    /// State with the network down.
-    pub fn new(board: &'a mut B, heap: &'static AccountingHeap) -> Self {
+    /// State with the network down, for a core whose overlay arena holds `arena` bytes: the store
+    /// services relocate a blob too large for it for running in place while they stage it
+    /// (`docs/overlay-format.md`, "Running in place").
+    pub fn new(board: &'a mut B, heap: &'static AccountingHeap, arena: usize) -> Self {
         Self {
             board,
             heap,
             net: None,
             running: None,
             listing: None,
+            install: None,
+            arena: u32::try_from(arena).unwrap_or(u32::MAX),
         }
     }
 
@@ -171,9 +180,11 @@ fn store<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
     Store::new(s.board.flash())
 }
 
-/// The store, for a service that changes it: a listing in progress starts over.
+/// The store, for a service that changes it: a listing in progress starts over, and what the core
+/// knew about the file being staged is found again from flash.
 fn store_mut<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
     s.listing = None;
+    s.install = None;
     Store::new(s.board.flash())
 }
 
@@ -428,8 +439,11 @@ unsafe extern "C" fn stage_write<B: Board>(
     let Some(n) = n else {
         return status::EINVAL;
     };
-    let r = store_mut(s).stage_write(n, offset, data);
-    // The store has read these bytes back from flash and compared them: hashing them is hashing flash.
+    s.listing = None;
+    let r = install::write(s.board, &mut s.install, s.arena, n, offset, data);
+    // The store has read these bytes back from flash and compared them: hashing them is hashing flash
+    // (the bytes as received; the words relocated for running in place are a function of them and of
+    // the relocation table before them, which is hashed too).
     match (&r, s.running.as_mut()) {
         (Ok(()), Some(d)) if d.name.as_bytes() == n && d.next == offset => {
             d.hasher.update(data);
@@ -437,7 +451,7 @@ unsafe extern "C" fn stage_write<B: Board>(
         }
         _ => s.running = None,
     }
-    done(r)
+    r.err().unwrap_or(status::OK)
 }
 
 unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name) -> i32 {
@@ -447,12 +461,28 @@ unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name
         return status::EINVAL;
     };
     match s.running.take() {
-        Some(d) if d.name.as_bytes() == n => {
-            let content: [u8; 32] = d.hasher.finalize().into();
-            done(store_mut(s).stage_finish_hashed(n, &content))
-        }
-        // Resumed or interrupted: the store hashes the file from flash.
-        _ => done(store_mut(s).stage_finish(n)),
+        Some(d) if d.name.as_bytes() == n => finish_hashed(s, n, d),
+        // Resumed or interrupted: hashed from flash.
+        _ => finish_from_flash(s, n),
+    }
+}
+
+/// Finishes staged file `n` with the digest computed as it was written. Out of line, as
+/// [`finish_from_flash`] is, so that the service's frame holds neither path's buffers.
+#[inline(never)]
+fn finish_hashed<B: Board>(s: &mut CoreState<'_, B>, n: &[u8], d: RunningDigest) -> i32 {
+    let content: [u8; 32] = d.hasher.finalize().into();
+    done(store_mut(s).stage_finish_hashed(n, &content))
+}
+
+/// Finishes staged file `n` hashed from flash: by the store, unless the file is stored relocated for
+/// running in place, which the core hashes with the relocated words un-relocated.
+#[inline(never)]
+fn finish_from_flash<B: Board>(s: &mut CoreState<'_, B>, n: &[u8]) -> i32 {
+    match install::resumed_digest(s.board, s.arena, n) {
+        Ok(Some(content)) => done(store_mut(s).stage_finish_hashed(n, &content)),
+        Ok(None) => done(store_mut(s).stage_finish(n)),
+        Err(code) => code,
     }
 }
 

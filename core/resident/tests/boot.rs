@@ -208,7 +208,7 @@ fn host(flash: Vec<u8>) -> Host {
 
 /// Commits `config` through the core's own `commit` service, as `provision` does.
 fn commit_service(board: &mut Host, config: &[u8]) -> i32 {
-    let mut state = CoreState::new(board, &HEAP);
+    let mut state = CoreState::new(board, &HEAP, 8192);
     services::table(&mut state).commit(config)
 }
 
@@ -281,7 +281,7 @@ fn file_info_lists_in_order_in_one_scan_and_starts_over_after_a_change() {
         .map(|n| (n, n.as_bytes().repeat(100)))
         .collect();
     let mut board = host(provisioned(&files));
-    let mut state = CoreState::new(&mut board, &HEAP);
+    let mut state = CoreState::new(&mut board, &HEAP, 8192);
     let svc = services::table(&mut state);
     let names = |svc: &rota_abi::Services, order: &[u32]| -> Vec<Option<Vec<u8>>> {
         order
