@@ -25,7 +25,7 @@ pub enum Machine {
     /// `qemu-system-xtensa -M sim -cpu lx106` (ESP8266 CPU).
     Esp8266Sim,
     /// `qemu-system-xtensa -M lx60-nommu -cpu lx106` (ESP8266 CPU on QEMU's xtfpga board: 16550 UART
-    /// console, storage file over semihosting; no NIC driver yet).
+    /// console, storage file over semihosting, OpenCores Ethernet MAC).
     Esp8266Xtfpga,
 }
 
@@ -48,14 +48,22 @@ impl Machine {
         }
     }
 
-    /// The firmware ELF built with power-cut injection (`cut=<n>`; mps2-an385 only), for the power-cut
-    /// tests: the firmware `make` ships has none.
+    /// The firmware ELF built with power-cut injection (`cut=<n>`), for the power-cut tests: the
+    /// firmware `make` ships has none. The sim machine has no storage file, so no such build.
     pub fn power_cut_firmware(self) -> PathBuf {
         match self {
             Machine::Mps2An385 => artifact("mps2-an385/rota-power-cut.elf"),
-            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => {
-                panic!("the esp8266 builds have no power-cut injection")
-            }
+            Machine::Esp8266Xtfpga => artifact("esp8266/rota-xtfpga-power-cut.elf"),
+            Machine::Esp8266Sim => panic!("the esp8266 sim build has no power-cut injection"),
+        }
+    }
+
+    /// The line the resident core prints first at every boot on this machine.
+    pub fn banner(self) -> &'static str {
+        match self {
+            Machine::Mps2An385 => "rota core on mps2-an385",
+            Machine::Esp8266Sim => "rota core on esp8266 (sim)",
+            Machine::Esp8266Xtfpga => "rota core on esp8266 (xtfpga)",
         }
     }
 
@@ -243,8 +251,8 @@ impl HeapLine {
     }
 }
 
-/// Boots `machine` with `storage` loaded at its storage address (no network, nothing persists); kills
-/// the guest after `limit`.
+/// Boots `machine` with `storage` loaded at its storage address (no network: the xtfpga machine runs
+/// without a NIC; nothing persists); kills the guest after `limit`.
 pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
     file.write_all(storage).expect("write storage image");
@@ -285,6 +293,7 @@ pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
         Machine::Esp8266Xtfpga => {
             let mut run = xtfpga::XtfpgaRun::new(machine.firmware());
             run.image = Some(file.path().to_path_buf());
+            run.no_nic = true;
             run.command()
         }
     };

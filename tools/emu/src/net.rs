@@ -30,6 +30,31 @@ pub fn bridge() -> PathBuf {
         .expect("rota-bridge is missing: run `cargo build -p rota-bridge` or `make tcp-copy`")
 }
 
+/// The `-nic` value of a guest on QEMU's restricted user network: NIC `model` (`None`: the board's
+/// default), and with `server_port` the one forward 10.0.2.100:8266 -> `rota-bridge <port>` ->
+/// 127.0.0.1:`<port>`. Never `restrict=off`: the guest reaches nothing but that forward.
+pub fn user_nic(model: Option<&str>, server_port: Option<u16>) -> String {
+    nic_value(model, server_port.map(|port| (bridge(), port)))
+}
+
+/// [`user_nic`] with the bridge program given.
+pub(crate) fn nic_value(model: Option<&str>, forward: Option<(PathBuf, u16)>) -> String {
+    let mut nic = String::from("user,restrict=on");
+    if let Some(m) = model {
+        nic.push_str(",model=");
+        nic.push_str(m);
+    }
+    if let Some((bridge, port)) = forward {
+        let b = bridge.display().to_string();
+        assert!(!b.contains([',', ' ']), "bridge path unusable in -nic: {b}");
+        let ([a, b0, c, d], guest_port) = GUEST_SERVER;
+        nic.push_str(&format!(
+            ",guestfwd=tcp:{a}.{b0}.{c}.{d}:{guest_port}-cmd:{b} {port}"
+        ));
+    }
+    nic
+}
+
 /// How to run one mps2-an385 guest.
 #[derive(Clone, Debug, Default)]
 pub struct Mps2Run {
@@ -66,16 +91,7 @@ impl Mps2Run {
         }
         words.extend(self.args.iter().cloned());
         let semi = crate::semihosting_config("enable=on,target=native", &words);
-        let mut nic = String::from("user,restrict=on");
-        if let Some(port) = self.server_port {
-            let bridge = bridge();
-            let b = bridge.display().to_string();
-            assert!(!b.contains([',', ' ']), "bridge path unusable in -nic: {b}");
-            let ([a, b0, c, d], guest_port) = GUEST_SERVER;
-            nic.push_str(&format!(
-                ",guestfwd=tcp:{a}.{b0}.{c}.{d}:{guest_port}-cmd:{b} {port}"
-            ));
-        }
+        let nic = user_nic(None, self.server_port);
         let mut cmd = Command::new("qemu-system-arm");
         cmd.args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])
             .args(["-semihosting-config", &semi])
@@ -221,5 +237,14 @@ mod tests {
             &"enable=on,target=native,arg=rota,arg=storage=/tmp/s.bin,arg=cut=7,arg=write".into()
         ));
         assert!(args.contains(&"user,restrict=on".into()));
+    }
+
+    #[test]
+    fn the_forward_goes_to_the_bridge_with_the_port_only() {
+        assert_eq!(
+            nic_value(Some("open_eth"), Some(("/b/rota-bridge".into(), 4321))),
+            "user,restrict=on,model=open_eth,guestfwd=tcp:10.0.2.100:8266-cmd:/b/rota-bridge 4321"
+        );
+        assert_eq!(nic_value(None, None), "user,restrict=on");
     }
 }

@@ -1,7 +1,6 @@
 //! The whole system on this machine: a real `rota-server` on 127.0.0.1 serving a git repository, and
-//! an emulated mps2-an385 device with persistent storage that reaches it only through QEMU's
-//! `-nic user,restrict=on,guestfwd=...` and `rota-bridge`. [`Device`] also runs the esp8266 xtfpga
-//! machine with its storage file (no network there yet).
+//! an emulated device with persistent storage, an mps2-an385 or an esp8266 on the xtfpga machine, that
+//! reaches it only through QEMU's `-nic user,restrict=on,guestfwd=...` and `rota-bridge`.
 
 use crate::net::Mps2Run;
 use crate::xtfpga::XtfpgaRun;
@@ -200,8 +199,8 @@ impl Boot {
     }
 }
 
-/// An emulated device whose storage lives in a host file across runs: an mps2-an385 (with the network
-/// and power cuts), or an esp8266 on the xtfpga machine (no network yet, no power cuts).
+/// An emulated device whose storage lives in a host file across runs, with the network and power cuts:
+/// an mps2-an385, or an esp8266 on the xtfpga machine.
 pub struct Device {
     machine: Machine,
     storage: tempfile::NamedTempFile,
@@ -226,6 +225,11 @@ impl Device {
         Device { machine, storage }
     }
 
+    /// The machine it runs on.
+    pub fn machine(&self) -> Machine {
+        self.machine
+    }
+
     /// The flash contents now.
     pub fn image(&self) -> Vec<u8> {
         std::fs::read(self.storage.path()).expect("read storage")
@@ -235,12 +239,12 @@ impl Device {
     /// the run (after an update) keeps going in the same run, as on hardware.
     pub fn boot(&self, b: &Boot) -> Run {
         let storage = self.storage.path().to_path_buf();
+        let elf = match b.cut {
+            Some(_) => self.machine.power_cut_firmware(),
+            None => self.machine.firmware(),
+        };
         let cmd = match self.machine {
             Machine::Mps2An385 => {
-                let elf = match b.cut {
-                    Some(_) => self.machine.power_cut_firmware(),
-                    None => self.machine.firmware(),
-                };
                 let mut qemu = Mps2Run::new(elf);
                 qemu.storage = Some(storage);
                 qemu.cut = b.cut;
@@ -248,13 +252,11 @@ impl Device {
                 qemu.command()
             }
             Machine::Esp8266Xtfpga => {
-                assert!(b.server.is_none(), "the xtfpga machine has no NIC yet");
-                assert!(
-                    b.cut.is_none(),
-                    "the xtfpga build has no power-cut injection"
-                );
-                let mut qemu = XtfpgaRun::new(self.machine.firmware());
+                // The UART is on QEMU's stdio: the keys below reach its receiver.
+                let mut qemu = XtfpgaRun::new(elf);
                 qemu.storage = Some(storage);
+                qemu.cut = b.cut;
+                qemu.server_port = b.server;
                 qemu.command()
             }
             Machine::Esp8266Sim => unreachable!("Device::on refuses the sim machine"),

@@ -4,7 +4,14 @@
 //!
 //! The storage region (the flash window at 0x40280000) lives in a host file named on the semihosting
 //! command line (`storage=<path>`), so it survives guest resets and separate runs; a `-device loader`
-//! image seeds a file that does not exist yet. No network yet: the board has no NIC driver.
+//! image seeds a file that does not exist yet; `cut=<n>` cuts power at flash operation `n` (the
+//! power-cut build, `build/esp8266/rota-xtfpga-power-cut.elf`).
+//!
+//! The network: the board's OpenCores Ethernet MAC (`model=open_eth`), always on QEMU's restricted user
+//! network, as on mps2-an385 ([`crate::net::user_nic`]): with a server port, the guest's 10.0.2.100:8266
+//! is forwarded to `rota-bridge <port>`, which connects to 127.0.0.1 only; it reaches nothing else.
+//! Without any `-nic` QEMU would add the MAC on an unrestricted user network, so the command always
+//! names one (`-nic none` when [`XtfpgaRun::no_nic`]).
 
 use crate::Run;
 use std::path::PathBuf;
@@ -13,6 +20,8 @@ use std::time::Duration;
 
 /// The QEMU machine: the xtfpga board's lx60 variant without MMU.
 pub const QEMU_MACHINE: &str = "lx60-nommu";
+/// QEMU's model of the board's Ethernet MAC (hw/net/opencores_eth.c).
+pub const NIC_MODEL: &str = "open_eth";
 /// Where the storage region is mapped (the chip's flash window, flash offset 0x80000).
 pub const FLASH_WINDOW: u32 = 0x4028_0000;
 
@@ -30,12 +39,20 @@ pub struct XtfpgaRun {
     /// Where the UART's output goes: this file (`-serial file:`); `None`: QEMU's stdio, as the
     /// semihosting output.
     pub serial: Option<PathBuf>,
+    /// Cut power at this flash operation (from 0; needs the power-cut build).
+    pub cut: Option<u32>,
+    /// The host port on 127.0.0.1 that guest connections to 10.0.2.100:8266 reach; `None`: no forward
+    /// (the MAC is still there, on a restricted user network).
+    pub server_port: Option<u16>,
+    /// No NIC at all (`-nic none`): the board finds no interface and `init` starts the application.
+    pub no_nic: bool,
     /// Further words for the semihosting command line (no commas or spaces).
     pub args: Vec<String>,
 }
 
 impl XtfpgaRun {
-    /// A run of `elf` with no image, storage file, serial file or arguments.
+    /// A run of `elf` with no image, storage file, serial file, cut, forward or arguments; the MAC on
+    /// a restricted user network.
     pub fn new(elf: impl Into<PathBuf>) -> Self {
         XtfpgaRun {
             elf: elf.into(),
@@ -49,6 +66,9 @@ impl XtfpgaRun {
         if let Some(s) = &self.storage {
             words.push(format!("storage={}", s.display()));
         }
+        if let Some(c) = self.cut {
+            words.push(format!("cut={c}"));
+        }
         words.extend(self.args.iter().cloned());
         let serial = match &self.serial {
             Some(path) => {
@@ -58,6 +78,10 @@ impl XtfpgaRun {
             }
             None => "stdio".to_string(),
         };
+        let nic = match self.no_nic {
+            true => "none".to_string(),
+            false => crate::net::user_nic(Some(NIC_MODEL), self.server_port),
+        };
         let mut cmd = Command::new("qemu-system-xtensa");
         cmd.args(["-M", QEMU_MACHINE, "-cpu", "lx106"])
             .args(["-display", "none", "-monitor", "none", "-serial", &serial])
@@ -65,6 +89,7 @@ impl XtfpgaRun {
                 "-semihosting-config",
                 &crate::semihosting_config("enable=on", &words),
             ])
+            .args(["-nic", &nic])
             .arg("-kernel")
             .arg(&self.elf);
         if let Some(image) = &self.image {
@@ -104,6 +129,9 @@ mod tests {
         assert!(plain.windows(2).any(|w| w == ["-serial", "stdio"]));
         assert!(plain.contains(&"enable=on,arg=rota".into()));
         assert!(!plain.contains(&"-device".into()));
+        assert!(plain
+            .windows(2)
+            .any(|w| w == ["-nic", "user,restrict=on,model=open_eth"]));
         r.storage = Some("/tmp/s.bin".into());
         r.image = Some("/tmp/i.bin".into());
         r.serial = Some("/tmp/uart.txt".into());
@@ -112,5 +140,16 @@ mod tests {
         assert!(a.contains(&"enable=on,arg=rota,arg=storage=/tmp/s.bin,arg=cut=3".into()));
         assert!(a.contains(&"loader,file=/tmp/i.bin,addr=0x40280000,force-raw=on".into()));
         assert!(a.windows(2).any(|w| w == ["-serial", "file:/tmp/uart.txt"]));
+        r.no_nic = true;
+        assert!(args(&r).windows(2).any(|w| w == ["-nic", "none"]));
+    }
+
+    #[test]
+    fn storage_and_cut_reach_the_semihosting_command_line() {
+        let mut r = XtfpgaRun::new("/fw.elf");
+        r.storage = Some("/tmp/s.bin".into());
+        r.cut = Some(7);
+        assert!(args(&r).contains(&"enable=on,arg=rota,arg=storage=/tmp/s.bin,arg=cut=7".into()));
+        assert_eq!(args(&r).iter().filter(|w| *w == "-nic").count(), 1);
     }
 }

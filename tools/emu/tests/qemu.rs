@@ -1,7 +1,8 @@
 //! The resident core, the overlays and the application blob on both emulated ISAs, from the file
 //! store (needs `make firmware images`). The mps2 runs skip the update with a key press; the ESP8266
-//! machines (sim, xtfpga) have no network, so `init` starts the application itself. The xtfpga
-//! machine's console is its 16550 UART and its storage a host file that outlives each run.
+//! machines run without a network (the sim has none, the xtfpga board is run without its NIC), so
+//! `init` starts the application itself. The xtfpga machine's console is its 16550 UART and its
+//! storage a host file that outlives each run; the whole networked system on it is in system.rs.
 use rota_emu::system::{release, storage_image, Boot, Device, SECRET};
 use rota_emu::xtfpga::XtfpgaRun;
 use rota_emu::{boot, Machine, Run};
@@ -185,6 +186,7 @@ fn xtfpga_heap_report_comes_over_the_uart() {
     let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
     qemu.image = Some(image);
     qemu.serial = Some(uart.clone());
+    qemu.no_nic = true;
     let stdio = qemu.run(LIMIT);
     assert_eq!(stdio.status, Some(0), "{}", stdio.console);
     let console = std::fs::read_to_string(&uart).expect("the UART's output");
