@@ -10,12 +10,16 @@ ESP_CHIP_STORAGE := 0x80000
 # The machine `make qemu BOARD=esp8266` runs: MACHINE=sim (default) or MACHINE=xtfpga.
 ESP8266_MACHINE := $(or $(MACHINE),sim)
 QEMU_XT_sim := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
-QEMU_XT_xtfpga := qemu-system-xtensa -M lx60-nommu -cpu lx106 -nographic -monitor none -serial stdio -semihosting-config enable=on
+# xtfpga: the Ethernet MAC always on a restricted user network (without any -nic QEMU would add one on
+# an unrestricted network); the guest reaches nothing through it here (no guestfwd).
+QEMU_XT_xtfpga := qemu-system-xtensa -M lx60-nommu -cpu lx106 -nographic -monitor none -serial stdio -semihosting-config enable=on \
+  -nic user,restrict=on,model=open_eth
 
 .PHONY: firmware-esp8266 images-esp8266 run-qemu-esp8266 size-esp8266 lint-esp8266 esp-images esp-image-check \
         flash-esp8266
 
-# All three machines write the same cargo artifact: copy each right after its build.
+# All three machines write the same cargo artifact: copy each right after its build. The xtfpga
+# machine has a second build with power-cut injection (cut=<n>) for the QEMU power-cut tests.
 firmware-esp8266:
 	@mkdir -p $(B)/esp8266
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
@@ -24,6 +28,8 @@ firmware-esp8266:
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-chip.elf
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut $(QUIET_XT)
+	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga-power-cut.elf
 
 # One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip).
 images-esp8266: overlays
@@ -48,6 +54,7 @@ size-esp8266: size-overlays
 lint-esp8266:
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(LINT_OVERLAYS) -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip -- -D warnings $(QUIET_XT)
 
 # Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).

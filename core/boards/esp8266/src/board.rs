@@ -1,5 +1,6 @@
 //! The board as the resident core sees it: [`rota_core::Board`] over the console, the flash window,
-//! the network interface (none yet), CCOUNT time, reset, and the instruction-cache sync.
+//! the network interface (the xtfpga board's Ethernet MAC; none on the sim and the chip), CCOUNT
+//! time, reset, the instruction-cache sync, and the flash window's mapping for running in place.
 
 use crate::{console, rt, time};
 use rota_core::stack::Stack;
@@ -15,7 +16,7 @@ pub type Flash = crate::xtfpga::storage::Flash;
 /// (docs/boards-esp8266.md). The update phases find no network and the application starts.
 #[cfg(not(feature = "xtfpga"))]
 pub type Nic = rota_net::NoNic;
-/// The network interface: the xtfpga board's (none yet, see [`crate::xtfpga::Nic`]).
+/// The network interface: the xtfpga board's OpenCores Ethernet MAC ([`crate::xtfpga::Nic`]).
 #[cfg(feature = "xtfpga")]
 pub type Nic = crate::xtfpga::Nic;
 
@@ -25,6 +26,8 @@ pub struct Esp8266 {
     pub flash: Flash,
     /// The network interface, if the machine has one and it came up.
     nic: Option<Nic>,
+    /// The MAC address of that interface.
+    mac: [u8; 6],
 }
 
 /// Instruction RAM and memory-mapped flash: only aligned 32-bit loads are allowed there on the chip.
@@ -37,12 +40,15 @@ impl Esp8266 {
         Esp8266 {
             flash: Flash::take(),
             nic: None,
+            // Locally administered; the chip's own MAC would come from its eFuses with a WiFi driver.
+            mac: [0x02, 0x00, 0x82, 0x66, 0x00, 0x01],
         }
     }
 
-    /// Takes the board: the UART, CCOUNT's rate from the FPGA, and the storage the semihosting
-    /// command line names (`storage=<path>`; without it the window is plain memory). Exits with 2
-    /// on `cut=` (this build has no power-cut injection). Call once.
+    /// Takes the board: the UART, CCOUNT's rate from the FPGA, the storage the semihosting command
+    /// line names (`storage=<path>`; without it the window is plain memory; `cut=<n>` cuts power at
+    /// flash operation `n` in a `power-cut` build, and exits with 2 in any other), and the Ethernet
+    /// MAC. Call once.
     #[cfg(feature = "xtfpga")]
     pub fn take() -> Self {
         use crate::xtfpga::{self, storage};
@@ -64,6 +70,7 @@ impl Esp8266 {
         Esp8266 {
             flash,
             nic: xtfpga::nic(),
+            mac: xtfpga::MAC,
         }
     }
 
@@ -114,8 +121,7 @@ impl rota_core::Board for Esp8266 {
     }
 
     fn mac(&self) -> [u8; 6] {
-        // Locally administered; the chip's own MAC would come from its eFuses with a WiFi driver.
-        [0x02, 0x00, 0x82, 0x66, 0x00, 0x01]
+        self.mac
     }
 
     fn flash(&mut self) -> &mut Flash {
@@ -137,5 +143,11 @@ impl rota_core::Board for Esp8266 {
 
     fn sync_icache(&mut self) {
         rt::isync()
+    }
+
+    fn xip_base(&self) -> Option<u32> {
+        // The flash window is executable on every machine (mapped through the cache on the chip, RAM
+        // under QEMU): blobs too large for the arena run in place there.
+        Some(rt::symbols::flash_start() as u32)
     }
 }

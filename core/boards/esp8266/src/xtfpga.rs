@@ -6,17 +6,30 @@
 //! - [`uart`]: the 16550 UART at 0x9D050020 (registers 4 bytes apart), polled: the console.
 //! - [`clock_hz`]: the FPGA register at 0x9D020004 that gives the CPU clock (CCOUNT's rate).
 //! - [`storage`]: the flash window kept in a host file over semihosting, with `rota-hostflash`.
-//!
-//! The OpenCores Ethernet MAC at 0x9D030000 is not driven yet: [`nic`] finds no interface.
+//! - [`nic`]: the OpenCores Ethernet MAC at 0x9D030000 (packet RAM 0x9D800000), QEMU's `open_eth`,
+//!   through `rota-ethoc`: the network interface.
 
-/// The network interface. `rota_net::NoNic` until the OpenCores Ethernet MAC's driver (`rota-ethoc`)
-/// takes its place: then this is that driver's type, and [`nic`] brings it up.
-pub type Nic = rota_net::NoNic;
+/// The network interface: the OpenCores Ethernet MAC's driver at the board's addresses.
+pub type Nic = rota_ethoc::Ethoc<rota_ethoc::Mmio>;
 
-/// The network interface, if one comes up: none yet (the update phases find no network and the
-/// application starts, as on the sim machine).
+/// The MAC address the board programs: QEMU's default for the first NIC (`52:54:00:12:34:56`, what
+/// mps2-an385 reads from its LAN9118). The OpenCores MAC has no address of its own (`MAC_ADDR0/1`
+/// reset to 0 in QEMU's model, whatever `-nic ...,mac=` says) and filters unicast frames against the
+/// address it is programmed with, so this is the address the guest uses and receives on.
+pub const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+/// Brings the Ethernet MAC up with [`MAC`] (reset, rings, receiver and transmitter on), or `None` if
+/// the PHY does not report a link on the MII. Call once per boot.
+///
+/// QEMU adds the MAC to the board with a NIC on its command line (`-nic ...,model=open_eth`; without
+/// any `-nic` it adds one on an unrestricted user network, so the harness always names one). With
+/// `-nic none` there is no MAC: QEMU 7.2 reads its addresses as 0 without a fault, so the link bit
+/// reads clear and this returns `None` (checked: `init` then reports no network interface).
 pub fn nic() -> Option<Nic> {
-    None
+    // SAFETY: the xtfpga board's MAC, and this is the only `Mmio` for it (called once per boot; a
+    // soft reset starts the firmware afresh).
+    let mut nic = rota_ethoc::Ethoc::new(unsafe { rota_ethoc::Mmio::xtfpga() }, MAC);
+    matches!(nic.link_up(), Ok(true)).then_some(nic)
 }
 
 /// The FPGA register block: +0x0 build date, +0x4 CPU clock in Hz, +0x8 LEDs, +0xC switches.
