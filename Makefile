@@ -22,7 +22,7 @@ ESPTOOL := $(VENV)/bin/esptool
 # Every blob of a release, as rota-limits declares them (`BLOBS`).
 OVERLAYS := $(shell sed -n 's/^pub const BLOBS: .* = \[\(.*\)\];/\1/p' core/limits/src/lib.rs | tr -d '",')
 # The demo's update: a new application and new `tick` and `provision` overlays (provision replaces
-# itself while it runs in place), built with ROTA_VERSION=2.
+# itself while it runs in place), built with ROTA_VERSION=2 for both ISAs (<isa>/v2/).
 UPDATED := app tick provision
 # Largest blob image: one that does not fit the board's arena runs in place from flash (docs/overlay-format.md).
 IMAGE_LIMIT := 65536
@@ -94,6 +94,8 @@ overlays: host-tools
 	@for o in $(UPDATED); do \
 	  ROTA_VERSION=2 $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-$$o -- -C relocation-model=pic; \
 	  $(PACK) $(ARM_OUT)/$$o -o $(B)/thumbv7m/v2/$$o.blob --limit $(IMAGE_LIMIT); \
+	  ROTA_VERSION=2 $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-$$o $(QUIET_XT); \
+	  $(PACK) $(XT_OUT)/$$o -o $(B)/lx106/v2/$$o.blob --limit $(IMAGE_LIMIT); \
 	done
 
 # Every board's firmware ELFs (build/<board>/*.elf).
