@@ -246,7 +246,7 @@ pub(crate) fn write<B: Board>(
     offset: u32,
     data: &[u8],
 ) -> Result<(), i32> {
-    let xip = board.xip_base();
+    let xip = board.xip_base().filter(|_| B::RELOCATE_IN_PLACE);
     let mut store = Store::new(&mut *board.flash());
     let (Some(xip), Some(n)) = (xip, Name::new(name)) else {
         return plain(&mut store, name, offset, data);
@@ -352,7 +352,10 @@ pub(crate) fn resumed_digest<B: Board>(
     arena: u32,
     name: &[u8],
 ) -> Result<Option<[u8; 32]>, i32> {
-    let Some(xip) = board.xip_base().filter(|_| is_blob_name(name)) else {
+    let Some(xip) = board
+        .xip_base()
+        .filter(|_| B::RELOCATE_IN_PLACE && is_blob_name(name))
+    else {
         return Ok(None);
     };
     let Some((data, base)) = relocated_staged(board, xip, arena, name)? else {

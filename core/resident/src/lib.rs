@@ -67,6 +67,11 @@ pub trait Board {
     fn xip_base(&self) -> Option<u32> {
         None
     }
+    /// Whether blobs with relocations that are too large for the arena are relocated for their
+    /// flash address as they are staged, and run in place relocated (`docs/overlay-format.md`). On by
+    /// default on the LX106, whose code always carries absolute literal words; off elsewhere, where
+    /// overlays are position-independent and the code for it (about 5 KB of core flash) is left out.
+    const RELOCATE_IN_PLACE: bool = matches!(Self::ISA, Isa::Lx106);
 }
 
 pub use rota_abi::report::Phase;
@@ -280,13 +285,15 @@ pub fn load<B: Board>(board: &mut B, arena: &mut [u32], name: &str) -> Result<Lo
             let flash = board.flash();
             match rota_loader::verify_in_place(flash, file.data_offset, target, mapped) {
                 // It has relocations: staged relocated for this address (or refused here).
-                Err(LoadError::TooLarge) => rota_loader::verify_relocated_in_place(
-                    flash,
-                    file.data_offset,
-                    target,
-                    mapped,
-                    &file.digest,
-                )?,
+                Err(LoadError::TooLarge) if B::RELOCATE_IN_PLACE => {
+                    rota_loader::verify_relocated_in_place(
+                        flash,
+                        file.data_offset,
+                        target,
+                        mapped,
+                        &file.digest,
+                    )?
+                }
                 r => r?,
             }
         }

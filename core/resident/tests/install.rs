@@ -19,16 +19,18 @@ const MAPPED: u32 = 0x4028_0000;
 
 static HEAP: AccountingHeap = AccountingHeap::empty();
 
-/// A board whose storage region is mapped for execution at `xip` (if any).
-struct Xip {
+/// A board whose storage region is mapped for execution at `xip` (if any); `RELOCATE` is its
+/// `Board::RELOCATE_IN_PLACE` (the LX106's default, on).
+struct Xip<const RELOCATE: bool = true> {
     flash: MemFlash<Vec<u8>>,
     xip: Option<u32>,
 }
 
-impl Board for Xip {
+impl<const RELOCATE: bool> Board for Xip<RELOCATE> {
     type Flash = MemFlash<Vec<u8>>;
     type Nic = rota_net::NoNic;
     const ISA: Isa = Isa::Lx106;
+    const RELOCATE_IN_PLACE: bool = RELOCATE;
     fn console_write(&mut self, _: &[u8]) {}
     fn console_read(&mut self) -> Option<u8> {
         None
@@ -83,7 +85,13 @@ fn name(n: &str) -> Name {
 /// Stages `data` as `file` through the core's services (as `provision` does), from the offset
 /// `stage_begin` returns, in pieces of the sizes `pieces` gives in turn (cycling), then finishes it.
 /// Returns the first failing status, or the resume offset.
-fn stage(b: &mut Xip, file: &str, data: &[u8], version: u32, pieces: &[usize]) -> Result<u32, i32> {
+fn stage<const R: bool>(
+    b: &mut Xip<R>,
+    file: &str,
+    data: &[u8],
+    version: u32,
+    pieces: &[usize],
+) -> Result<u32, i32> {
     let mut state = CoreState::new(b, &HEAP, ARENA_WORDS * 4);
     let svc = services::table(&mut state);
     let n = name(file);
@@ -109,7 +117,7 @@ fn stage(b: &mut Xip, file: &str, data: &[u8], version: u32, pieces: &[usize]) -
     }
 }
 
-fn commit(b: &mut Xip) -> Result<u32, i32> {
+fn commit<const R: bool>(b: &mut Xip<R>) -> Result<u32, i32> {
     let mut state = CoreState::new(b, &HEAP, ARENA_WORDS * 4);
     match services::table(&mut state).commit(&[]) {
         g if g > 0 => Ok(g as u32),
@@ -118,25 +126,30 @@ fn commit(b: &mut Xip) -> Result<u32, i32> {
 }
 
 /// Stages and commits.
-fn install(b: &mut Xip, file: &str, data: &[u8], pieces: &[usize]) -> Result<(), i32> {
+fn install<const R: bool>(
+    b: &mut Xip<R>,
+    file: &str,
+    data: &[u8],
+    pieces: &[usize],
+) -> Result<(), i32> {
     stage(b, file, data, 1, pieces)?;
     commit(b).map(drop)
 }
 
 /// Prepares `file` as the core does before running it (nothing runs on the host).
-fn load(b: &mut Xip, file: &str) -> Result<Loaded, LoadError> {
+fn load<const R: bool>(b: &mut Xip<R>, file: &str) -> Result<Loaded, LoadError> {
     let mut arena = vec![0u32; ARENA_WORDS];
     rota_core::load(b, &mut arena, file)
 }
 
-fn live(b: &mut Xip, file: &str) -> rota_store::File {
+fn live<const R: bool>(b: &mut Xip<R>, file: &str) -> rota_store::File {
     Store::new(&mut b.flash)
         .find(file.as_bytes())
         .unwrap()
         .unwrap()
 }
 
-fn stored(b: &mut Xip, file: &str) -> Vec<u8> {
+fn stored<const R: bool>(b: &mut Xip<R>, file: &str) -> Vec<u8> {
     let f = live(b, file);
     b.flash.contents()[f.data_offset as usize..][..f.size as usize].to_vec()
 }
@@ -267,6 +280,19 @@ fn blobs_that_do_not_run_in_place_relocated_are_stored_as_received() {
         load(&mut b, "provision"),
         Err(LoadError::Blob(Error::ImageTooLarge { .. }))
     ));
+    // A board that does not relocate in place (mps2-an385's default) stores it as received and
+    // does not run it: the code for it is not even in that firmware.
+    let b = board(Some(MAPPED), &[]);
+    let mut b: Xip<false> = Xip {
+        flash: b.flash,
+        xip: b.xip,
+    };
+    install(&mut b, "provision", &big, &[1000]).unwrap();
+    assert_eq!(stored(&mut b, "provision"), big);
+    assert!(matches!(
+        load(&mut b, "provision"),
+        Err(LoadError::TooLarge)
+    ));
 }
 
 #[test]
@@ -287,7 +313,7 @@ fn a_corrupted_relocated_word_is_refused_at_boot() {
     let corrupt = |at: usize, value: u32| {
         let mut flash = good.clone();
         flash[at..at + 4].copy_from_slice(&value.to_le_bytes());
-        let mut b = Xip {
+        let mut b: Xip = Xip {
             flash: MemFlash::new(flash),
             xip: Some(MAPPED),
         };
@@ -360,7 +386,7 @@ fn a_blob_relocated_for_another_address_is_refused() {
     s.stage_write(b"provision", 0, &bytes).unwrap();
     s.stage_finish_hashed(b"provision", &f.digest).unwrap();
     s.commit(None).unwrap();
-    let mut moved = Xip {
+    let mut moved: Xip = Xip {
         flash: MemFlash::new(s.into_inner().contents().to_vec()),
         xip: Some(MAPPED),
     };
@@ -678,7 +704,7 @@ fn power_cut_at_every_operation(v1: &[u8], v2: &[u8], arena: usize, cuts: &[Cut]
     let mut arena_mem = vec![0u32; arena / 4];
     for op in 0..ops {
         for (m, &cut) in cuts.iter().enumerate() {
-            let mut b = Xip {
+            let mut b: Xip = Xip {
                 flash: MemFlash::new(start.clone()),
                 xip: Some(MAPPED),
             };
