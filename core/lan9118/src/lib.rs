@@ -17,6 +17,11 @@
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
+
+use alloc::alloc::{alloc_zeroed, Layout};
+use alloc::boxed::Box;
+
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -199,11 +204,18 @@ pub struct Stats {
     pub tx_errors: u32,
 }
 
-/// The driver: registers, one receive and one transmit frame buffer, counters.
-pub struct Lan9118<R: Regs> {
-    regs: R,
+/// The driver's receive and transmit frame buffers: on the heap, and only while the network is in
+/// use (taken at the first frame, given back by [`Lan9118::release`]), so a device that is not
+/// updating spends no RAM on them.
+struct Frames {
     rx: [u8; MTU],
     tx: [u8; MTU],
+}
+
+/// The driver: registers, the frame buffers while in use, counters.
+pub struct Lan9118<R: Regs> {
+    regs: R,
+    frames: Option<Box<Frames>>,
     tag: u16,
     stats: Stats,
 }
@@ -213,8 +225,7 @@ impl<R: Regs> Lan9118<R> {
     pub const fn new(regs: R) -> Self {
         Lan9118 {
             regs,
-            rx: [0; MTU],
-            tx: [0; MTU],
+            frames: None,
             tag: 0,
             stats: Stats {
                 rx_frames: 0,
@@ -223,6 +234,29 @@ impl<R: Regs> Lan9118<R> {
                 tx_errors: 0,
             },
         }
+    }
+
+    /// Gives the frame buffers back to the heap (the next frame takes them again). The core calls it
+    /// when it takes the network down.
+    pub fn release(&mut self) {
+        self.frames = None;
+    }
+
+    /// The frame buffers, taken from the heap if they are not held; `None` if the heap has no room
+    /// (the frame then waits in the chip's FIFO).
+    fn frames(&mut self) -> Option<&mut Frames> {
+        if self.frames.is_none() {
+            let layout = Layout::new::<Frames>();
+            // SAFETY: `Frames` has a non-zero size.
+            let p = unsafe { alloc_zeroed(layout) } as *mut Frames;
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: a fresh block of `Frames`' layout from the global allocator, all zero bytes (a
+            // valid `Frames`), owned by the box from here on.
+            self.frames = Some(unsafe { Box::from_raw(p) });
+        }
+        self.frames.as_deref_mut()
     }
 
     /// Checks the chip, soft-resets it, programs `mac_addr`, and enables the receiver and transmitter
@@ -287,6 +321,8 @@ impl<R: Regs> Lan9118<R> {
 
     /// Reads the next good frame into the receive buffer and returns its length; drops bad ones.
     fn receive_frame(&mut self) -> Option<usize> {
+        // Without room for a frame it stays in the FIFO.
+        self.frames()?;
         loop {
             if (self.regs.read(reg::RX_FIFO_INF) >> 16) & 0xFF == 0 {
                 return None;
@@ -309,7 +345,9 @@ impl<R: Regs> Lan9118<R> {
             for _ in 0..words {
                 let word = self.regs.read(reg::RX_DATA_FIFO).to_le_bytes();
                 let n = frame_len.saturating_sub(at).min(4);
-                self.rx[at..at + n].copy_from_slice(&word[..n]);
+                if let Some(f) = self.frames.as_deref_mut() {
+                    f.rx[at..at + n].copy_from_slice(&word[..n]);
+                }
                 at += n;
             }
             self.stats.rx_frames = self.stats.rx_frames.wrapping_add(1);
@@ -428,13 +466,14 @@ impl<R: Regs> phy::Device for Lan9118<R> {
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_, R>)> {
         let len = self.receive_frame()?;
+        let frames = self.frames.as_deref_mut()?;
         Some((
             RxToken {
-                frame: &self.rx[..len],
+                frame: &frames.rx[..len],
             },
             TxToken {
                 regs: &mut self.regs,
-                buf: &mut self.tx,
+                buf: &mut frames.tx,
                 tag: &mut self.tag,
                 stats: &mut self.stats,
             },
@@ -445,9 +484,10 @@ impl<R: Regs> phy::Device for Lan9118<R> {
         if !tx_room(&mut self.regs, &mut self.stats) {
             return None;
         }
+        self.frames()?;
         Some(TxToken {
             regs: &mut self.regs,
-            buf: &mut self.tx,
+            buf: &mut self.frames.as_deref_mut()?.tx,
             tag: &mut self.tag,
             stats: &mut self.stats,
         })

@@ -285,3 +285,24 @@ fn capabilities_are_ethernet_with_mtu_1514() {
         "a burst limit would clamp the TCP window"
     );
 }
+
+#[test]
+fn frame_buffers_are_held_only_between_the_first_frame_and_release() {
+    let mut nic = up();
+    assert!(nic.frames.is_none(), "none before the network is used");
+    let f = frame(60);
+    nic.regs.push_rx(&f, 0);
+    let (rx, _) = nic.receive(now()).expect("a frame");
+    assert_eq!(rx.consume(|b| b.to_vec()), f);
+    assert!(nic.frames.is_some());
+    nic.release();
+    assert!(nic.frames.is_none(), "given back");
+    // The next frame takes them again and arrives whole.
+    let g = frame(100);
+    nic.regs.push_rx(&g, 0);
+    let (rx, _) = nic.receive(now()).expect("a frame after release");
+    assert_eq!(rx.consume(|b| b.to_vec()), g);
+    let tx = nic.transmit(now()).expect("room");
+    tx.consume(64, |b| b.fill(7));
+    assert!(nic.frames.is_some());
+}

@@ -55,6 +55,10 @@ pub trait Board {
     fn nic(&mut self) -> Option<&mut Self::Nic>;
     /// The interface's MAC address.
     fn mac(&self) -> [u8; 6];
+    /// Gives back what the interface holds only while the network is in use (frame buffers taken
+    /// from the heap); the core calls it when it takes the network down, so the application finds
+    /// the heap as before.
+    fn nic_release(&mut self) {}
     /// Milliseconds since boot.
     fn now_ms(&mut self) -> u32;
     /// Resets the device.

@@ -86,7 +86,7 @@ impl<'a, B: Board> CoreState<'a, B> {
         bits
     }
 
-    /// Closes the connection and frees every network buffer.
+    /// Closes the connection and frees every network buffer, the interface's own included.
     pub fn net_down(&mut self) {
         if let Some(mut n) = self.net.take() {
             n.close();
@@ -95,6 +95,7 @@ impl<'a, B: Board> CoreState<'a, B> {
                 n.poll(nic, now);
             }
         }
+        self.board.nic_release();
     }
 }
 

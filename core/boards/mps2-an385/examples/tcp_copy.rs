@@ -191,6 +191,8 @@ fn main() -> ! {
     }
     let peak = HEAP.stats().peak;
     drop(net);
+    // The NIC's frame buffers go back to the heap too, as the core does at net_down.
+    dev.release();
     u.print(b"tcp_copy bytes=");
     write_dec(&mut u, count);
     u.print(b" ms=");

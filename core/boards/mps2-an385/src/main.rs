@@ -64,6 +64,12 @@ impl Board for Mps2 {
         self.mac
     }
 
+    fn nic_release(&mut self) {
+        if let Some(nic) = self.nic.as_mut() {
+            nic.release();
+        }
+    }
+
     fn now_ms(&mut self) -> u32 {
         self.clock.now_ms()
     }

@@ -1,4 +1,5 @@
-//! The LAN9118 at 0x4020_0000, as a static driver (its two frame buffers live in `.bss`, 3 KB).
+//! The LAN9118 at 0x4020_0000, as a static driver (a few bytes in `.bss`; its two frame buffers come
+//! from the heap while the network is in use).
 
 use rota_lan9118::{Lan9118, Regs};
 
