@@ -7,6 +7,9 @@ FLASH_BOARDS += esp8266
 # The flash window (the storage region) as the CPU sees it, and its offset in the chip's SPI flash.
 ESP_FLASH_WINDOW := 0x40280000
 ESP_CHIP_STORAGE := 0x80000
+# The overlay arena's size (`_arena_size` in linker/esp8266-sim.x): a blob with relocations and a larger
+# image runs in place from the window, relocated for its address there (stored so in the image too).
+ESP_ARENA := 8192
 # The machine `make qemu BOARD=esp8266` runs: MACHINE=sim (default) or MACHINE=xtfpga.
 ESP8266_MACHINE := $(or $(MACHINE),sim)
 QEMU_XT_sim := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -semihosting-config enable=on
@@ -31,9 +34,10 @@ firmware-esp8266:
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga-power-cut.elf
 
-# One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip).
+# One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip), the
+# in-place blobs relocated for their address in the window (the same on every machine).
 images-esp8266: overlays
-	$(IMAGE) -o $(B)/esp8266/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/lx106/$(o).blob)
+	$(IMAGE) -o $(B)/esp8266/storage.bin $(DEVICE) --xip-base $(ESP_FLASH_WINDOW) --arena $(ESP_ARENA) $(foreach o,$(OVERLAYS),$(o)=$(B)/lx106/$(o).blob)
 
 # The storage image is loaded into the window (not persistent; the xtfpga machine keeps it in a file
 # with arg=storage=<path> on -semihosting-config, as the QEMU tests do).

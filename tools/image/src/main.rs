@@ -1,10 +1,13 @@
 //! `rota-image -o storage.bin --device-id N --secret S --server A.B.C.D [--port P] [--ip A.B.C.D/N]
-//! [--gateway A.B.C.D] NAME=PATH...`: a storage region holding a formatted file store with the device
-//! config and the given files committed (layout in docs/flash-layout.md).
+//! [--gateway A.B.C.D] [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
+//! formatted file store with the device config and the given files committed (layout in
+//! docs/flash-layout.md). With `--xip-base` (the board's mapping of the region for execution) and
+//! `--arena` (its overlay arena), a blob the core runs in place relocated is stored relocated for its
+//! address there, as the core stages one (docs/overlay-format.md).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use clap::Parser;
-use rota_image::{build, FileSpec, REGION_SIZE};
+use rota_image::{build_for, FileSpec, InPlace, REGION_SIZE};
 use rota_wire::DeviceConfig;
 use std::net::Ipv4Addr;
 use std::{path::PathBuf, process::ExitCode};
@@ -37,8 +40,24 @@ struct Args {
     /// Gateway for the static address.
     #[arg(long, default_value = "0.0.0.0")]
     gateway: Ipv4Addr,
+    /// Where the board maps the region for execution (its `xip_base`, e.g. 0x40280000): blobs too
+    /// large for the arena run in place there. Needs `--arena`.
+    #[arg(long, value_parser = number, requires = "arena")]
+    xip_base: Option<u32>,
+    /// The board's overlay arena in bytes (e.g. 8192). Needs `--xip-base`.
+    #[arg(long, value_parser = number, requires = "xip_base")]
+    arena: Option<u32>,
     /// Files as NAME=PATH, committed in this order with version 1.
     files: Vec<String>,
+}
+
+/// A number in decimal or with `0x` in hexadecimal.
+fn number(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s}: {e}"))
 }
 
 fn config(args: &Args) -> Result<DeviceConfig, String> {
@@ -94,7 +113,11 @@ fn files(args: &Args) -> Result<Vec<FileSpec>, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let image = config(&args).and_then(|c| build(args.size, &c, &files(&args)?));
+    let in_place = args
+        .xip_base
+        .zip(args.arena)
+        .map(|(mapped_base, arena)| InPlace { mapped_base, arena });
+    let image = config(&args).and_then(|c| build_for(args.size, &c, &files(&args)?, in_place));
     match image.and_then(|img| std::fs::write(&args.output, img).map_err(|e| e.to_string())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
