@@ -39,6 +39,21 @@ impl Machine {
         }
     }
 
+    /// How the machine's board runs blobs too large for its arena: in place from the storage region,
+    /// mapped for execution at its storage address (`Board::xip_base`), with this arena (the linker
+    /// scripts' `_arena_start.._arena_end`: 4 KB on mps2-an385, 8 KB of IRAM on the ESP8266). What a
+    /// storage image for the machine must know to store a blob as the core would stage it.
+    pub fn in_place(self) -> rota_image::InPlace {
+        let arena = match self {
+            Machine::Mps2An385 => 4096,
+            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => 8192,
+        };
+        rota_image::InPlace {
+            mapped_base: self.storage_addr(),
+            arena,
+        }
+    }
+
     /// Firmware ELF in the build directory.
     pub fn firmware(self) -> PathBuf {
         match self {

@@ -20,10 +20,21 @@ pub const SECRET: &str = "demo-secret-1001";
 /// The files of a release, in inventory order.
 pub use rota_limits::BLOBS as FILES;
 
+/// The demo's second device, the ESP8266 (LX106) on the xtfpga machine, beside the mps2-an385
+/// ([`DEVICE_ID`]) in the same repository (`ESP-1002.json`).
+pub const LX106_DEVICE_ID: u32 = 1002;
+/// That device's secret.
+pub const LX106_SECRET: &str = "demo-secret-1002";
+
 /// The demo device's config: static 10.0.2.15/24, server 10.0.2.100:8266, protocol v2.
 pub fn device_config(secret: &str) -> DeviceConfig {
+    device_config_for(DEVICE_ID, secret)
+}
+
+/// [`device_config`] for device `device_id`.
+pub fn device_config_for(device_id: u32, secret: &str) -> DeviceConfig {
     DeviceConfig {
-        device_id: DEVICE_ID,
+        device_id,
         secret: heapless::Vec::from_slice(secret.as_bytes()).expect("secret fits"),
         server: [10, 0, 2, 100],
         port: 8266,
@@ -61,9 +72,21 @@ pub fn release(machine: Machine, version: u32) -> Vec<FileSpec> {
         .collect()
 }
 
-/// A storage image holding `files` and the demo device config (with `secret`).
-pub fn storage_image(files: &[FileSpec], secret: &str) -> Vec<u8> {
-    rota_image::build(rota_image::REGION_SIZE, &device_config(secret), files).expect("image")
+/// A storage image for `machine` holding `files` and the demo device config (with `secret`).
+pub fn storage_image(machine: Machine, files: &[FileSpec], secret: &str) -> Vec<u8> {
+    storage_image_with(machine, &device_config(secret), files)
+}
+
+/// A storage image for `machine` holding `files` and `config`: a blob the machine's core runs in
+/// place relocated is stored relocated for its address there, as the core would stage it.
+pub fn storage_image_with(machine: Machine, config: &DeviceConfig, files: &[FileSpec]) -> Vec<u8> {
+    rota_image::build_for(
+        rota_image::REGION_SIZE,
+        config,
+        files,
+        Some(machine.in_place()),
+    )
+    .expect("image")
 }
 
 /// A host program built by `cargo build` in the profile directory that holds the running executable.
@@ -98,49 +121,9 @@ impl Server {
     /// As [`Server::start`], with an inventory `config` object (JSON) that the device is to store.
     pub fn start_with_config(files: &[FileSpec], secret: &str, config: Option<&str>) -> Server {
         let repo = tempfile::tempdir().expect("repo dir");
-        for f in files {
-            std::fs::write(repo.path().join(&f.name), &f.data).expect("write file");
-        }
-        let names: Vec<_> = files.iter().map(|f| format!("\"{}\"", f.name)).collect();
-        std::fs::write(
-            repo.path().join(format!("ESP-{DEVICE_ID}.json")),
-            format!(
-                "{{\"files\": [{}], \"secret\": \"{secret}\"{}}}\n",
-                names.join(", "),
-                config
-                    .map(|c| format!(", \"config\": {c}"))
-                    .unwrap_or_default()
-            ),
-        )
-        .expect("write inventory");
         git(repo.path(), &["init", "-q"]);
-        git(repo.path(), &["add", "."]);
-        git(
-            repo.path(),
-            &[
-                "-c",
-                "user.name=rota",
-                "-c",
-                "user.email=rota@localhost",
-                "commit",
-                "-qm",
-                "release",
-            ],
-        );
-        let port = free_port();
-        let child = Command::new(host_bin("rota-server"))
-            .args(["serve", "--repo"])
-            .arg(repo.path())
-            .args(["--rev", "HEAD", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rota-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "rota-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        commit_release(repo.path(), DEVICE_ID, files, secret, config);
+        let (port, child) = serve(repo.path(), "HEAD");
         Server { port, repo, child }
     }
 
@@ -160,6 +143,124 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Replaces the work tree of the git repository `repo` with `files` and the inventory of device `id`
+/// (with `secret` and an optional `config` object), and commits it.
+fn commit_release(repo: &Path, id: u32, files: &[FileSpec], secret: &str, config: Option<&str>) {
+    for entry in std::fs::read_dir(repo).expect("read repo") {
+        let path = entry.expect("repo entry").path();
+        if path.file_name().is_some_and(|n| n != ".git") && path.is_file() {
+            std::fs::remove_file(&path).expect("clear the work tree");
+        }
+    }
+    for f in files {
+        std::fs::write(repo.join(&f.name), &f.data).expect("write file");
+    }
+    let names: Vec<_> = files.iter().map(|f| format!("\"{}\"", f.name)).collect();
+    std::fs::write(
+        repo.join(format!("ESP-{id}.json")),
+        format!(
+            "{{\"files\": [{}], \"secret\": \"{secret}\"{}}}\n",
+            names.join(", "),
+            config
+                .map(|c| format!(", \"config\": {c}"))
+                .unwrap_or_default()
+        ),
+    )
+    .expect("write inventory");
+    git(repo, &["add", "-A", "."]);
+    git(
+        repo,
+        &[
+            "-c",
+            "user.name=rota",
+            "-c",
+            "user.email=rota@localhost",
+            "commit",
+            "-qm",
+            "release",
+        ],
+    );
+}
+
+/// Starts `rota-server serve` on 127.0.0.1 (a free port) for revision `rev` of the repository `repo`;
+/// returns once it accepts connections.
+fn serve(repo: &Path, rev: &str) -> (u16, Child) {
+    let port = free_port();
+    let child = Command::new(host_bin("rota-server"))
+        .args(["serve", "--repo"])
+        .arg(repo)
+        .args(["--rev", rev, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rota-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rota-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (port, child)
+}
+
+/// One device of a [`Fleet`]: its id, secret and the release the server offers it.
+pub struct FleetDevice {
+    /// The device id (`ESP-<id>.json`).
+    pub id: u32,
+    /// Its secret.
+    pub secret: String,
+    /// The files its inventory names, in order.
+    pub files: Vec<FileSpec>,
+}
+
+/// Several devices in ONE server repository, each with its own release. The server names a device's
+/// files by their repository paths and a rota device's files by their names on the device, so two
+/// devices that need different bytes under the same name (`app` for thumbv7m and for the LX106)
+/// cannot share one revision: each device's release is a branch (`device-<id>`) of the repository,
+/// served by its own `rota-server --rev device-<id>` on 127.0.0.1. Every server records its check-ins
+/// in the repository's state, so `rota-server fleet` on it lists them all. Killed when dropped.
+pub struct Fleet {
+    /// The repository directory.
+    pub repo: tempfile::TempDir,
+    servers: Vec<(u32, u16, Child)>,
+}
+
+impl Fleet {
+    /// Commits each device's release to its branch and serves each.
+    pub fn start(devices: &[FleetDevice]) -> Fleet {
+        let repo = tempfile::tempdir().expect("repo dir");
+        git(repo.path(), &["init", "-q"]);
+        let mut servers = Vec::new();
+        for d in devices {
+            let branch = format!("device-{}", d.id);
+            git(repo.path(), &["checkout", "-q", "-B", &branch]);
+            commit_release(repo.path(), d.id, &d.files, &d.secret, None);
+        }
+        for d in devices {
+            let (port, child) = serve(repo.path(), &format!("device-{}", d.id));
+            servers.push((d.id, port, child));
+        }
+        Fleet { repo, servers }
+    }
+
+    /// The port on 127.0.0.1 of the server for device `id`.
+    pub fn port(&self, id: u32) -> u16 {
+        self.servers
+            .iter()
+            .find(|s| s.0 == id)
+            .map(|s| s.1)
+            .expect("a device of the fleet")
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, _, child) in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -13,7 +13,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// Boots `m` once from a store holding `files`.
 fn run(m: Machine, files: &[FileSpec]) -> Run {
-    let image = storage_image(files, SECRET);
+    let image = storage_image(m, files, SECRET);
     match m {
         Machine::Mps2An385 => Device::new(&image).boot(&Boot {
             server: None,
@@ -180,7 +180,11 @@ fn xtfpga_heap_report_comes_over_the_uart() {
     let image = file_with(
         &dir,
         "image.bin",
-        &storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET),
+        &storage_image(
+            Machine::Esp8266Xtfpga,
+            &release(Machine::Esp8266Xtfpga, 1),
+            SECRET,
+        ),
     );
     let uart = dir.path().join("uart.txt");
     let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
@@ -216,7 +220,11 @@ fn xtfpga_heap_report_comes_over_the_uart() {
 
 #[test]
 fn xtfpga_storage_file_persists_across_runs() {
-    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let image = storage_image(
+        Machine::Esp8266Xtfpga,
+        &release(Machine::Esp8266Xtfpga, 1),
+        SECRET,
+    );
     let device = Device::on(Machine::Esp8266Xtfpga, &image);
     let no_server = Boot {
         server: None,
@@ -252,7 +260,11 @@ fn xtfpga_storage_file_persists_across_runs() {
 #[test]
 fn xtfpga_creates_a_missing_storage_file_from_the_loaded_image() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let image = storage_image(
+        Machine::Esp8266Xtfpga,
+        &release(Machine::Esp8266Xtfpga, 1),
+        SECRET,
+    );
     let loaded = file_with(&dir, "image.bin", &image);
     let storage = dir.path().join("storage.bin");
     let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
@@ -275,7 +287,11 @@ fn xtfpga_creates_a_missing_storage_file_from_the_loaded_image() {
 #[test]
 fn xtfpga_refuses_a_power_cut_it_cannot_inject() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let image = storage_image(
+        Machine::Esp8266Xtfpga,
+        &release(Machine::Esp8266Xtfpga, 1),
+        SECRET,
+    );
     let storage = file_with(&dir, "storage.bin", &image);
     let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
     qemu.storage = Some(storage.clone());
@@ -299,7 +315,11 @@ fn xtfpga_refuses_a_power_cut_it_cannot_inject() {
 #[test]
 fn xtfpga_without_a_usable_storage_file_runs_from_memory() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let image = storage_image(&release(Machine::Esp8266Xtfpga, 1), SECRET);
+    let image = storage_image(
+        Machine::Esp8266Xtfpga,
+        &release(Machine::Esp8266Xtfpga, 1),
+        SECRET,
+    );
     let mut qemu = XtfpgaRun::new(Machine::Esp8266Xtfpga.firmware());
     qemu.image = Some(file_with(&dir, "image.bin", &image));
     qemu.storage = Some(dir.path().join("no/such/dir/storage.bin"));
@@ -311,4 +331,31 @@ fn xtfpga_without_a_usable_storage_file_runs_from_memory() {
         run.console
     );
     assert_app_started_clean(&run);
+}
+
+/// The address of symbol `name` in the ELF at `path`.
+fn symbol(path: &std::path::Path, name: &str) -> u64 {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(path).expect("read firmware");
+    let elf = object::File::parse(&*data).expect("parse firmware");
+    let found = elf.symbols().find(|s| s.name() == Ok(name));
+    found
+        .unwrap_or_else(|| panic!("{name} not in {}", path.display()))
+        .address()
+}
+
+#[test]
+fn storage_images_are_made_for_the_mapping_and_arena_the_firmware_has() {
+    // What a storage image assumes about where blobs run in place must be what the board links.
+    for (m, region) in [
+        (Machine::Mps2An385, "_storage_start"),
+        (Machine::Esp8266Xtfpga, "_flash_start"),
+        (Machine::Esp8266Sim, "_flash_start"),
+    ] {
+        let elf = m.firmware();
+        let p = m.in_place();
+        assert_eq!(symbol(&elf, region), u64::from(p.mapped_base), "{m:?}");
+        let arena = symbol(&elf, "_arena_end") - symbol(&elf, "_arena_start");
+        assert_eq!(arena, u64::from(p.arena), "{m:?}");
+    }
 }

@@ -43,7 +43,7 @@ fn median(mut v: Vec<u64>) -> u64 {
 
 /// Milliseconds of one v2 install of `data` as a new file (Ready to Staged).
 fn update_ms(data: &[u8]) -> u64 {
-    let device = Device::new(&storage_image(&release(M, 1), SECRET));
+    let device = Device::new(&storage_image(M, &release(M, 1), SECRET));
     let mut files = release(M, 1);
     files.push(FileSpec {
         name: "blob64".into(),

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     );
 
     section("mps2-an385 holding release 1: boot, update, reboot, no update");
-    let device = Device::new(&storage_image(&release(m, 1), SECRET));
+    let device = Device::new(&storage_image(m, &release(m, 1), SECRET));
     let run = device.boot(&Boot::to(server.port));
     print!("{}", run.console);
     let updated = run.console.contains("app: version 2 running")
@@ -69,7 +69,11 @@ fn main() -> ExitCode {
     }
 
     section("esp8266 (Xtensa LX106) under qemu-system-xtensa -M sim: no NIC, init starts the app");
-    let image = storage_image(&release(Machine::Esp8266Sim, 1), SECRET);
+    let image = storage_image(
+        Machine::Esp8266Sim,
+        &release(Machine::Esp8266Sim, 1),
+        SECRET,
+    );
     let esp = boot(Machine::Esp8266Sim, &image, Duration::from_secs(30));
     print!("{}", esp.console);
 
