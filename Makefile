@@ -134,8 +134,9 @@ no-flash:
 	@echo "make flash is for BOARD=$(FLASH_BOARDS)"; exit 2
 
 ## ---------- the main job and the tests ----------
-# The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 updated end to end through QEMU's
-# guestfwd and rota-bridge, the heap report, the fleet; then the ESP8266 core under the Xtensa sim.
+# The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 and the ESP8266's LX106 on QEMU's
+# xtfpga board, each updated end to end through QEMU's guestfwd and rota-bridge, their heap reports,
+# the fleet holding both.
 demo: setup firmware images
 	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
 	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-demo

@@ -1,14 +1,18 @@
-//! `make demo`: the whole system on this machine. A `rota-server` on 127.0.0.1 serves release 2 (a new
-//! application and a new `tick` overlay) from a git repository; an emulated mps2-an385 holding release
-//! 1 boots, checks in over TCP (through QEMU's guestfwd and `rota-bridge`), installs the update, reboots,
-//! gets "no update" in one round trip and runs the new application. Then the heap report, the fleet as
-//! the server recorded it, and the ESP8266 core under `qemu-system-xtensa -M sim` (no network there).
+//! `make demo`: the whole system on this machine, on both networked machines. One git repository
+//! holds release 2 (a new application and new `tick` and `provision` overlays) for two devices: an
+//! emulated mps2-an385 (Cortex-M3, device 1001) and the ESP8266's own CPU on QEMU's xtfpga board
+//! (LX106, device 1002); `rota-server` serves each its release on 127.0.0.1. Each device holds release
+//! 1, boots, checks in over TCP (through QEMU's guestfwd and `rota-bridge`), installs the update,
+//! reboots, gets "no update" in one round trip and runs the new application. Then each one's heap
+//! report and the fleet as the server recorded it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-use rota_emu::system::{host_bin, release, storage_image, Boot, Device, Server, SECRET};
-use rota_emu::{boot, Machine, Run};
+use rota_emu::system::{
+    device_config_for, host_bin, release, storage_image_with, Boot, Device, Fleet, FleetDevice,
+    DEVICE_ID, LX106_DEVICE_ID, LX106_SECRET, SECRET,
+};
+use rota_emu::{Machine, Run};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 
 fn section(title: &str) {
     println!("\n=== {title} ===");
@@ -38,48 +42,115 @@ fn ram_table(run: &Run) {
     }
 }
 
-fn main() -> ExitCode {
-    let m = Machine::Mps2An385;
-    section("rota-server on 127.0.0.1 (release 2: new app, new tick)");
-    let server = Server::start(&release(m, 2), SECRET);
-    println!(
-        "repository {} (git), port {}",
-        server.repo.path().display(),
-        server.port
-    );
-
-    section("mps2-an385 holding release 1: boot, update, reboot, no update");
-    let device = Device::new(&storage_image(m, &release(m, 1), SECRET));
-    let run = device.boot(&Boot::to(server.port));
-    print!("{}", run.console);
-    let updated = run.console.contains("app: version 2 running")
+/// Whether `run` shows the whole update: committed, rebooted into version 2 after one no-update
+/// round trip, heap residue 0.
+fn updated(run: &Run) -> bool {
+    run.console.contains("provision: update committed")
+        && run.console.contains("app: version 2 running")
         && run.console.contains("provision: no update")
-        && run.residue() == Some(0);
+        && run.residue() == Some(0)
+}
 
-    section("heap report of that run (both boots)");
-    ram_table(&run);
+/// One device of the demo: which machine, its id and secret.
+struct Demo {
+    machine: Machine,
+    id: u32,
+    secret: &'static str,
+    title: &'static str,
+}
 
-    section("the fleet as the server recorded it");
-    let fleet = Command::new(host_bin("rota-server"))
-        .arg("fleet")
-        .arg(server.repo.path())
-        .output();
-    if let Ok(out) = fleet {
-        print!("{}", String::from_utf8_lossy(&out.stdout));
+const DEVICES: [Demo; 2] = [
+    Demo {
+        machine: Machine::Mps2An385,
+        id: DEVICE_ID,
+        secret: SECRET,
+        title: "mps2-an385 (Cortex-M3, qemu-system-arm -M mps2-an385, LAN9118)",
+    },
+    Demo {
+        machine: Machine::Esp8266Xtfpga,
+        id: LX106_DEVICE_ID,
+        secret: LX106_SECRET,
+        title:
+            "esp8266 (Xtensa LX106, qemu-system-xtensa -M lx60-nommu -cpu lx106, OpenCores MAC, \
+                console on the 16550 UART)",
+    },
+];
+
+fn main() -> ExitCode {
+    section(
+        "rota-server on 127.0.0.1: release 2 (new app, tick, provision) for devices 1001 and 1002",
+    );
+    let fleet = Fleet::start(&DEVICES.map(|d| FleetDevice {
+        id: d.id,
+        secret: d.secret.to_string(),
+        files: release(d.machine, 2),
+    }));
+    println!(
+        "repository {} (git; branch device-<id> per device, each served by its own rota-server)",
+        fleet.repo.path().display()
+    );
+    for d in &DEVICES {
+        println!(
+            "device {}: rota-server --rev device-{} on 127.0.0.1:{}",
+            d.id,
+            d.id,
+            fleet.port(d.id)
+        );
     }
 
-    section("esp8266 (Xtensa LX106) under qemu-system-xtensa -M sim: no NIC, init starts the app");
-    let image = storage_image(
-        Machine::Esp8266Sim,
-        &release(Machine::Esp8266Sim, 1),
-        SECRET,
-    );
-    let esp = boot(Machine::Esp8266Sim, &image, Duration::from_secs(30));
-    print!("{}", esp.console);
+    let mut ok = true;
+    let mut runs = Vec::new();
+    for d in &DEVICES {
+        section(&format!(
+            "device {}, {}, holding release 1: boot, update, reboot, no update",
+            d.id, d.title
+        ));
+        let config = device_config_for(d.id, d.secret);
+        let image = storage_image_with(d.machine, &config, &release(d.machine, 1));
+        let device = Device::on(d.machine, &image);
+        let run = device.boot(&Boot::to(fleet.port(d.id)));
+        print!("{}", run.console);
+        if !updated(&run) {
+            ok = false;
+            println!("\ndemo: device {} was NOT updated end to end", d.id);
+            if let Some(why) = run.console.lines().find(|l| l.contains("refused")) {
+                println!("demo: the reason it printed: {why}");
+            }
+        }
+        runs.push(run);
+    }
 
-    if updated && esp.residue() == Some(0) {
+    for (d, run) in DEVICES.iter().zip(&runs) {
+        section(&format!("heap report of device {} (both boots)", d.id));
+        ram_table(run);
+    }
+
+    section("the fleet as the server recorded it (rota-server fleet)");
+    let out = Command::new(host_bin("rota-server"))
+        .arg("fleet")
+        .arg(fleet.repo.path())
+        .output();
+    match out {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            for d in &DEVICES {
+                if !text.lines().any(|l| l.starts_with(&d.id.to_string())) {
+                    ok = false;
+                    println!("demo: device {} is missing from the fleet", d.id);
+                }
+            }
+        }
+        Err(e) => {
+            ok = false;
+            println!("demo: rota-server fleet: {e}");
+        }
+    }
+
+    if ok {
         println!(
-            "\ndemo: OK (updated to version 2, then no update in one round trip; heap residue 0)"
+            "\ndemo: OK (both devices updated to version 2, then no update in one round trip; heap \
+             residue 0; both in the fleet)"
         );
         ExitCode::SUCCESS
     } else {
