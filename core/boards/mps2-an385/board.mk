@@ -3,8 +3,6 @@
 BOARDS += mps2-an385
 
 MPS2_STORAGE := 0x00300000
-# The overlay arena's size (`_arena_size` in linker/mps2-an385.x).
-MPS2_ARENA := 4096
 QEMU_ARM := qemu-system-arm -M mps2-an385 -nographic -monitor none -semihosting-config enable=on,target=native -nic user,restrict=on
 
 .PHONY: firmware-mps2-an385 tcp-copy images-mps2-an385 run-qemu-mps2-an385 size-mps2-an385 lint-mps2-an385
@@ -26,7 +24,7 @@ tcp-copy:
 	cp target/debug/rota-bridge $(B)/rota-bridge
 
 images-mps2-an385: overlays
-	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(DEVICE) --xip-base $(MPS2_STORAGE) --arena $(MPS2_ARENA) $(foreach o,$(OVERLAYS),$(o)=$(B)/thumbv7m/$(o).blob)
+	$(IMAGE) -o $(B)/mps2-an385/storage.bin $(DEVICE) $(foreach o,$(OVERLAYS),$(o)=$(B)/thumbv7m/$(o).blob)
 
 # The storage image is loaded into memory (not persistent; the system tests pass storage=<file>).
 run-qemu-mps2-an385:

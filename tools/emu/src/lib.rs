@@ -39,18 +39,19 @@ impl Machine {
         }
     }
 
-    /// How the machine's board runs blobs too large for its arena: in place from the storage region,
-    /// mapped for execution at its storage address (`Board::xip_base`), with this arena (the linker
-    /// scripts' `_arena_start.._arena_end`: 4 KB on mps2-an385, 8 KB of IRAM on the ESP8266). What a
-    /// storage image for the machine must know to store a blob as the core would stage it.
-    pub fn in_place(self) -> rota_image::InPlace {
-        let arena = match self {
-            Machine::Mps2An385 => 4096,
-            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => 8192,
-        };
-        rota_image::InPlace {
-            mapped_base: self.storage_addr(),
-            arena,
+    /// How the machine's core runs a blob with relocations that is too large for its arena, if it
+    /// does: in place from the storage region, mapped for execution at its storage address
+    /// (`Board::xip_base`), relocated for its address there as it is installed
+    /// (`Board::RELOCATE_IN_PLACE`: the LX106, whose arena is 8 KB of IRAM, the linker script's
+    /// `_arena_start.._arena_end`). `None` on mps2-an385, whose core runs only relocation-free blobs
+    /// in place. What a storage image for the machine must know to store a blob as the core would.
+    pub fn in_place(self) -> Option<rota_image::InPlace> {
+        match self {
+            Machine::Mps2An385 => None,
+            Machine::Esp8266Sim | Machine::Esp8266Xtfpga => Some(rota_image::InPlace {
+                mapped_base: self.storage_addr(),
+                arena: 8192,
+            }),
         }
     }
 

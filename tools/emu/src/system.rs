@@ -80,13 +80,8 @@ pub fn storage_image(machine: Machine, files: &[FileSpec], secret: &str) -> Vec<
 /// A storage image for `machine` holding `files` and `config`: a blob the machine's core runs in
 /// place relocated is stored relocated for its address there, as the core would stage it.
 pub fn storage_image_with(machine: Machine, config: &DeviceConfig, files: &[FileSpec]) -> Vec<u8> {
-    rota_image::build_for(
-        rota_image::REGION_SIZE,
-        config,
-        files,
-        Some(machine.in_place()),
-    )
-    .expect("image")
+    rota_image::build_for(rota_image::REGION_SIZE, config, files, machine.in_place())
+        .expect("image")
 }
 
 /// A host program built by `cargo build` in the profile directory that holds the running executable.

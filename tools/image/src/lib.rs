@@ -1,10 +1,10 @@
 //! Builds the storage region a rota device boots from: a formatted file store (docs/flash-layout.md)
 //! whose config record holds the device config, and the given files committed as its first generation.
 //!
-//! For a board that runs blobs in place from its storage region ([`InPlace`]), a blob the core would
-//! run there relocated (one with relocations whose image is larger than the arena: the LX106's
-//! `provision`) is stored relocated for its address exactly as the resident core stages it at install
-//! time: `rota_blob::relocate_stored` for `rota_loader::in_place_base` of the file's data offset
+//! For a board that relocates blobs to run them in place from its storage region ([`InPlace`]), a blob
+//! the core would run there relocated (one with relocations whose image is larger than the arena: the
+//! LX106's `provision`) is stored relocated for its address exactly as the resident core stages it at
+//! install time: `rota_blob::relocate_stored` for `rota_loader::in_place_base` of the file's data offset
 //! (docs/overlay-format.md, "Running in place relocated"). Its digests stay those of the blob as built.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -26,8 +26,9 @@ pub struct FileSpec {
     pub version: u32,
 }
 
-/// How the board the image is for runs blobs too large for its arena: in place, from the storage
-/// region mapped for execution (the board's `xip_base`).
+/// How the board the image is for runs a blob with relocations that is too large for its arena: in
+/// place, from the storage region mapped for execution (the board's `xip_base`), relocated for its
+/// address there as the core installs it (a board with `Board::RELOCATE_IN_PLACE`: the LX106).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InPlace {
     /// The address of storage offset 0 in the board's execution mapping (`Board::xip_base`).

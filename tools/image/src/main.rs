@@ -1,9 +1,10 @@
 //! `rota-image -o storage.bin --device-id N --secret S --server A.B.C.D [--port P] [--ip A.B.C.D/N]
 //! [--gateway A.B.C.D] [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
 //! formatted file store with the device config and the given files committed (layout in
-//! docs/flash-layout.md). With `--xip-base` (the board's mapping of the region for execution) and
-//! `--arena` (its overlay arena), a blob the core runs in place relocated is stored relocated for its
-//! address there, as the core stages one (docs/overlay-format.md).
+//! docs/flash-layout.md). For a board whose core relocates blobs to run them in place (the LX106),
+//! `--xip-base` (the board's mapping of the region for execution) and `--arena` (its overlay arena)
+//! make a blob the core runs in place relocated stored relocated for its address there, as the core
+//! stages one (docs/overlay-format.md).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use clap::Parser;
