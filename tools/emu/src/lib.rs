@@ -83,6 +83,12 @@ impl Machine {
         }
     }
 
+    /// Whether the overlay arena is data RAM (mps2-an385) or instruction RAM (the ESP8266's IRAM),
+    /// which a whole-device data RAM figure leaves out.
+    pub fn arena_is_data_ram(self) -> bool {
+        matches!(self, Machine::Mps2An385)
+    }
+
     /// Directory of this machine's packed overlays.
     pub fn isa_dir(self) -> &'static str {
         match self {
@@ -165,14 +171,14 @@ impl Run {
         self.console.lines().find_map(Ram::parse)
     }
 
-    /// The highest whole-device RAM use of `phase` over every boot of the run: statics, arena, the
-    /// phase's heap peak and its stack peak.
-    pub fn peak_ram(&self, phase: &str) -> Option<u64> {
+    /// The highest whole-device data RAM use of `phase` on `machine` over every boot of the run:
+    /// statics, the arena where it is data RAM, the phase's heap peak and its stack peak.
+    pub fn peak_ram(&self, machine: Machine, phase: &str) -> Option<u64> {
         let ram = self.ram()?;
         self.heap_lines()
             .iter()
             .filter(|l| l.phase == phase)
-            .map(|l| ram.statics + ram.arena + l.peak + l.stack_peak)
+            .map(|l| ram.data_ram(machine, l))
             .max()
     }
 
@@ -223,6 +229,17 @@ impl Ram {
             heap: num("heap")?,
             stack: num("stack")?,
         })
+    }
+
+    /// The whole device's data RAM during the phase of `line` on `machine`: statics, the arena if
+    /// it is data RAM there, the phase's heap peak and its stack peak.
+    pub fn data_ram(&self, machine: Machine, line: &HeapLine) -> u64 {
+        let arena = if machine.arena_is_data_ram() {
+            self.arena
+        } else {
+            0
+        };
+        self.statics + arena + line.peak + line.stack_peak
     }
 }
 

@@ -18,19 +18,27 @@ fn section(title: &str) {
     println!("\n=== {title} ===");
 }
 
-/// Whole-device RAM per phase: statics + arena + heap peak + stack peak.
-fn ram_table(run: &Run) {
+/// Whole-device data RAM per phase: statics + arena (where it is data RAM) + heap peak + stack peak.
+fn ram_table(machine: Machine, run: &Run) {
     let Some(ram) = run.ram() else { return };
     println!(
-        "RAM: statics {} B, arena {} B, heap {} B, stack {} B",
-        ram.statics, ram.arena, ram.heap, ram.stack
+        "RAM: statics {} B, arena {} B ({}), heap {} B, stack {} B",
+        ram.statics,
+        ram.arena,
+        if machine.arena_is_data_ram() {
+            "data RAM"
+        } else {
+            "IRAM, not counted below"
+        },
+        ram.heap,
+        ram.stack
     );
     println!(
         "{:<10} {:>10} {:>11} {:>17}",
-        "phase", "heap peak", "stack peak", "whole device"
+        "phase", "heap peak", "stack peak", "whole device (data RAM)"
     );
     for l in run.heap_lines() {
-        let total = ram.statics + ram.arena + l.peak + l.stack_peak;
+        let total = ram.data_ram(machine, &l);
         println!(
             "{:<10} {:>8} B {:>9} B {:>9} B ({:.1} KB)",
             l.phase,
@@ -122,7 +130,7 @@ fn main() -> ExitCode {
 
     for (d, run) in DEVICES.iter().zip(&runs) {
         section(&format!("heap report of device {} (both boots)", d.id));
-        ram_table(run);
+        ram_table(d.machine, run);
     }
 
     section("the fleet as the server recorded it (rota-server fleet)");
