@@ -18,8 +18,8 @@ QEMU_XT_sim := qemu-system-xtensa -M sim -cpu lx106 -nographic -monitor none -se
 QEMU_XT_xtfpga := qemu-system-xtensa -M lx60-nommu -cpu lx106 -nographic -monitor none -serial stdio -semihosting-config enable=on \
   -nic user,restrict=on,model=open_eth
 
-.PHONY: firmware-esp8266 images-esp8266 run-qemu-esp8266 size-esp8266 lint-esp8266 esp-images esp-image-check \
-        flash-esp8266
+.PHONY: firmware-esp8266 tcp-copy-esp8266 images-esp8266 run-qemu-esp8266 size-esp8266 lint-esp8266 esp-images \
+        esp-image-check flash-esp8266
 
 # All three machines write the same cargo artifact: copy each right after its build. The xtfpga
 # machine has a second build with power-cut injection (cut=<n>) for the QEMU power-cut tests.
@@ -33,6 +33,15 @@ firmware-esp8266:
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga.elf
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga-power-cut.elf
+
+# The plain TCP copy on the xtfpga machine (the LX106's network baseline for make bench, as
+# mps2-an385's tcp_copy; docs/network.md), with power-cut injection like that one. `make tcp-copy`
+# builds both boards' copies.
+tcp-copy: tcp-copy-esp8266
+tcp-copy-esp8266:
+	@mkdir -p $(B)/esp8266
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --example tcp_copy $(QUIET_XT)
+	cp $(XT_OUT)/examples/tcp_copy $(B)/esp8266/tcp_copy-xtfpga.elf
 
 # One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip), the
 # in-place blobs relocated for their address in the window (the same on every machine).
@@ -54,11 +63,11 @@ size-esp8266: size-overlays
 	@echo "== esp8266 xtfpga (LX106)"; $(SIZE) $(B)/esp8266/rota-xtfpga.elf
 	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
 
-# The board (each machine) and the overlays on the LX106.
+# The board (each machine; the tcp_copy example with xtfpga) and the overlays on the LX106.
 lint-esp8266:
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(LINT_OVERLAYS) -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga -- -D warnings $(QUIET_XT)
-	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --lib --bins --example tcp_copy -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip -- -D warnings $(QUIET_XT)
 
 # Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).

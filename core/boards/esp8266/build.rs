@@ -1,5 +1,5 @@
 //! Picks the linker script of the selected machine (`sim`, `xtfpga` or `chip`: exactly one) from
-//! this folder's `linker/` for the firmware binary.
+//! this folder's `linker/` for the firmware binary and the examples.
 
 use std::env;
 use std::path::PathBuf;
@@ -31,15 +31,17 @@ fn main() {
             dir.join(format!("esp8266-{m}.x")).display()
         );
     }
-    println!("cargo:rustc-link-arg-bins=-nostartfiles");
-    println!("cargo:rustc-link-arg-bins=-nostdlib");
-    // The directory is on the search path for INCLUDE.
-    println!("cargo:rustc-link-arg-bins=-Wl,-L{}", dir.display());
-    println!(
-        "cargo:rustc-link-arg-bins=-Wl,-T{}",
-        dir.join(format!("esp8266-{machine}.x")).display()
-    );
-    println!("cargo:rustc-link-arg-bins=-Wl,--gc-sections");
-    // IRAM holds code and the (writable, executable) overlay arena by design.
-    println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-rwx-segments");
+    let script = dir.join(format!("esp8266-{machine}.x"));
+    // The firmware binary and the examples link the same way.
+    for targets in ["bins", "examples"] {
+        let arg = |a: &str| println!("cargo:rustc-link-arg-{targets}={a}");
+        arg("-nostartfiles");
+        arg("-nostdlib");
+        // The directory is on the search path for INCLUDE.
+        arg(&format!("-Wl,-L{}", dir.display()));
+        arg(&format!("-Wl,-T{}", script.display()));
+        arg("-Wl,--gc-sections");
+        // IRAM holds code and the (writable, executable) overlay arena by design.
+        arg("-Wl,--no-warn-rwx-segments");
+    }
 }

@@ -74,6 +74,12 @@ impl Esp8266 {
         }
     }
 
+    /// The storage region's driver and the network interface (if any) at once, for a program that
+    /// drives both itself (the `tcp_copy` example) rather than through the core.
+    pub fn flash_and_nic(&mut self) -> (&mut Flash, Option<&mut Nic>) {
+        (&mut self.flash, self.nic.as_mut())
+    }
+
     /// The overlay arena, as words: IRAM allows only aligned 32-bit stores on the chip.
     pub fn arena(&mut self) -> &'static mut [u32] {
         let start = rt::symbols::arena_start();

@@ -13,7 +13,8 @@
 //! points VECBASE at `_vector_table`, sets PS = UM (EXCM = 0, so exceptions go to the user vector),
 //! enables the flash cache and disables the ROM watchdog (chip only), copies `.data` from its load
 //! address when that differs (sim: the pristine copy in IROM), zeroes `.bss` and calls
-//! [`rota_rt_main`], which never returns.
+//! `rota_rt_main`, the program's entry (each program defines it with [`crate::entry!`]), which never
+//! returns.
 //!
 //! Exceptions: the user, kernel and double exception vectors and the debug vector are fatal; they
 //! reload the stack pointer and call [`rota_rt_fatal_exception`], which prints the cause and stops.
@@ -197,12 +198,6 @@ extern "C" fn rota_rt_chip_init() {
 #[no_mangle]
 #[link_section = ".rota.iram.text.chip_init"]
 extern "C" fn rota_rt_chip_init() {}
-
-/// Called by `_rota_start` once `.data` and `.bss` are initialised.
-#[no_mangle]
-extern "C" fn rota_rt_main() -> ! {
-    crate::main()
-}
 
 /// Kinds of fatal exception, in the order of the codes the vectors load into a2.
 const KINDS: [&[u8]; 4] = [b"user", b"kernel", b"double", b"debug"];
