@@ -255,6 +255,22 @@ pub fn ccount() -> u32 {
     c
 }
 
+/// Sets CCOMPARE0, the timer compare register (a timer interrupt when CCOUNT reaches it; none is
+/// taken while INTENABLE is 0, as here).
+#[inline(always)]
+pub fn set_ccompare0(value: u32) {
+    // SAFETY: writing CCOMPARE0 only arms the timer and clears its pending interrupt; with
+    // INTENABLE = 0 no interrupt is taken. `rsync` lets the write take effect before what follows.
+    unsafe {
+        core::arch::asm!(
+            "wsr {0}, ccompare0",
+            "rsync",
+            in(reg) value,
+            options(nomem, nostack, preserves_flags)
+        )
+    }
+}
+
 /// The linker-script symbols, as addresses.
 pub mod symbols {
     extern "C" {

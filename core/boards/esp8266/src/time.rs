@@ -63,7 +63,36 @@ pub fn cycles() -> u64 {
     (u64::from(wraps) << 32) | u64::from(now)
 }
 
-/// Milliseconds since [`cycles`] was first called (roughly since boot).
+/// Milliseconds since [`cycles`] was first called (roughly since boot). On xtfpga also keeps QEMU's
+/// main loop awake ([`keep_qemu_awake`]).
 pub fn now_ms() -> u64 {
-    cycles() / u64::from(ticks_per_ms())
+    let c = cycles();
+    #[cfg(feature = "xtfpga")]
+    keep_qemu_awake(c as u32);
+    c / u64::from(ticks_per_ms())
+}
+
+/// How far ahead CCOMPARE0 is kept, in milliseconds.
+#[cfg(feature = "xtfpga")]
+pub const WAKE_MS: u32 = 2;
+
+/// CCOUNT value CCOMPARE0 was last set to.
+#[cfg(feature = "xtfpga")]
+static WAKE_AT: AtomicU32 = AtomicU32::new(0);
+
+/// xtfpga: keeps a timer due at most [`WAKE_MS`] ahead, as mps2-an385's TIMER1 does, so that QEMU's
+/// main loop wakes at least that often. It reads the user network's host sockets (the guestfwd to
+/// `rota-bridge`) only when it wakes, and with no timer due it slept up to a second: a 64 KB plain
+/// TCP copy took 0.5 to 1 s instead of a few ms (measured with `tcp_copy`). The timer is CCOMPARE0,
+/// re-armed by every clock reading once CCOUNT (`now`) has passed it; its interrupt is never taken
+/// (INTENABLE is 0).
+#[cfg(feature = "xtfpga")]
+pub fn keep_qemu_awake(now: u32) {
+    let due = WAKE_AT.load(Ordering::Relaxed);
+    // Passed, or further ahead than this ever sets it (not armed yet): arm it again.
+    if now.wrapping_sub(due) < 1 << 31 || due.wrapping_sub(now) > WAKE_MS * ticks_per_ms() {
+        let next = now.wrapping_add(WAKE_MS * ticks_per_ms());
+        crate::rt::set_ccompare0(next);
+        WAKE_AT.store(next, Ordering::Relaxed);
+    }
 }
