@@ -1,4 +1,5 @@
-//! Running mps2-an385 firmware with the network and a persistent storage file.
+//! Running mps2-an385 firmware with the network and a persistent storage file, and the plain TCP
+//! copy (`tcp_copy`, on mps2-an385 and on the xtfpga machine) against a server on 127.0.0.1.
 //!
 //! The guest reaches exactly one address, 10.0.2.100:8266, which QEMU's user-mode network forwards to
 //! `rota-bridge <port>`, which connects to 127.0.0.1:`<port>` (`restrict=on`: nothing else is reachable,
@@ -6,6 +7,7 @@
 //! semihosting command line (`storage=<path>`), so it survives guest resets and separate runs; `cut=<n>`
 //! cuts power at flash operation `n` (the run then ends with [`POWER_CUT_EXIT`]). See docs/network.md.
 
+use crate::xtfpga::XtfpgaRun;
 use crate::Run;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -132,14 +134,43 @@ pub fn serve_once(reply: Vec<u8>, expect: usize) -> (u16, JoinHandle<Vec<u8>>) {
     (port, handle)
 }
 
-/// Serves `len` (4 bytes LE) then `payload` to `run` (a `tcp_copy` guest); returns the run, its copy
-/// line and what the device sent back.
-pub fn copy(mut run: Mps2Run, payload: &[u8]) -> (Run, Option<CopyLine>, Vec<u8>) {
+/// A guest run whose 10.0.2.100:8266 can be forwarded to a port on 127.0.0.1: an mps2-an385
+/// ([`Mps2Run`]) or an xtfpga ([`XtfpgaRun`]) guest, for [`copy`].
+pub trait Forwarded {
+    /// Forwards the guest's connections to 10.0.2.100:8266 to 127.0.0.1:`port`.
+    fn forward_to(&mut self, port: u16);
+    /// Runs the guest until it exits or `limit` passes.
+    fn run_for(&self, limit: Duration) -> Run;
+}
+
+impl Forwarded for Mps2Run {
+    fn forward_to(&mut self, port: u16) {
+        self.server_port = Some(port);
+    }
+
+    fn run_for(&self, limit: Duration) -> Run {
+        self.run(limit)
+    }
+}
+
+impl Forwarded for XtfpgaRun {
+    fn forward_to(&mut self, port: u16) {
+        self.server_port = Some(port);
+    }
+
+    fn run_for(&self, limit: Duration) -> Run {
+        self.run(limit)
+    }
+}
+
+/// Serves `len` (4 bytes LE) then `payload` to `run` (a `tcp_copy` guest on either machine); returns
+/// the run, its copy line and what the device sent back.
+pub fn copy(mut run: impl Forwarded, payload: &[u8]) -> (Run, Option<CopyLine>, Vec<u8>) {
     let mut reply = (payload.len() as u32).to_le_bytes().to_vec();
     reply.extend_from_slice(payload);
     let (port, server) = serve_once(reply, 2);
-    run.server_port = Some(port);
-    let out = run.run(Duration::from_secs(60));
+    run.forward_to(port);
+    let out = run.run_for(Duration::from_secs(60));
     let line = CopyLine::find(&out.console);
     // A server that never saw a connection would wait for one: connect to release it.
     let _ = TcpStream::connect(("127.0.0.1", port));
