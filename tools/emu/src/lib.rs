@@ -13,7 +13,7 @@ pub mod mitm;
 pub mod net;
 pub mod system;
 pub mod xtfpga;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -98,11 +98,25 @@ impl Machine {
     }
 }
 
-/// The `-semihosting-config` value: `base`, then `arg=rota` and one `arg=` per word (QEMU joins them
-/// with spaces into the guest's command line).
-pub(crate) fn semihosting_config(base: &str, words: &[String]) -> String {
+/// The `-semihosting-config` value: `base`, then `arg=rota` and one `arg=` per word of the guest's
+/// command line as rota-hostflash reads it: `storage=<path>`, `cut=<n>`, then `args` (QEMU joins them
+/// with spaces).
+pub(crate) fn semihosting_config(
+    base: &str,
+    storage: Option<&Path>,
+    cut: Option<u32>,
+    args: &[String],
+) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if let Some(s) = storage {
+        words.push(format!("storage={}", s.display()));
+    }
+    if let Some(c) = cut {
+        words.push(format!("cut={c}"));
+    }
+    words.extend(args.iter().cloned());
     let mut semi = format!("{base},arg=rota");
-    for w in words {
+    for w in &words {
         assert!(
             !w.contains([',', ' ']),
             "semihosting words cannot hold commas or spaces: {w:?}"

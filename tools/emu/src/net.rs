@@ -84,15 +84,12 @@ impl Mps2Run {
 
     /// The QEMU command line.
     pub fn command(&self) -> Command {
-        let mut words: Vec<String> = Vec::new();
-        if let Some(s) = &self.storage {
-            words.push(format!("storage={}", s.display()));
-        }
-        if let Some(c) = self.cut {
-            words.push(format!("cut={c}"));
-        }
-        words.extend(self.args.iter().cloned());
-        let semi = crate::semihosting_config("enable=on,target=native", &words);
+        let semi = crate::semihosting_config(
+            "enable=on,target=native",
+            self.storage.as_deref(),
+            self.cut,
+            &self.args,
+        );
         let nic = user_nic(None, self.server_port);
         let mut cmd = Command::new("qemu-system-arm");
         cmd.args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])

@@ -62,14 +62,6 @@ impl XtfpgaRun {
 
     /// The QEMU command line.
     pub fn command(&self) -> Command {
-        let mut words: Vec<String> = Vec::new();
-        if let Some(s) = &self.storage {
-            words.push(format!("storage={}", s.display()));
-        }
-        if let Some(c) = self.cut {
-            words.push(format!("cut={c}"));
-        }
-        words.extend(self.args.iter().cloned());
         let serial = match &self.serial {
             Some(path) => {
                 let p = path.display().to_string();
@@ -87,7 +79,12 @@ impl XtfpgaRun {
             .args(["-display", "none", "-monitor", "none", "-serial", &serial])
             .args([
                 "-semihosting-config",
-                &crate::semihosting_config("enable=on", &words),
+                &crate::semihosting_config(
+                    "enable=on",
+                    self.storage.as_deref(),
+                    self.cut,
+                    &self.args,
+                ),
             ])
             .args(["-nic", &nic])
             .arg("-kernel")
