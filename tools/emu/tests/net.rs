@@ -4,8 +4,9 @@
 //! run ends with the power-cut status. Needs `make tcp-copy` (build/mps2-an385/tcp_copy.elf,
 //! build/esp8266/tcp_copy-xtfpga.elf).
 use rota_emu::artifact;
-use rota_emu::net::{copy, fnv1a, Mps2Run, POWER_CUT_EXIT};
+use rota_emu::net::{copy, fnv1a, Forwarded, Mps2Run, POWER_CUT_EXIT};
 use rota_emu::xtfpga::XtfpgaRun;
+use std::path::Path;
 
 fn tcp_copy() -> Mps2Run {
     Mps2Run::new(artifact("mps2-an385/tcp_copy.elf"))
@@ -46,17 +47,24 @@ fn tcp_copy_works_with_dhcp() {
 
 #[test]
 fn storage_file_persists_and_a_cut_stops_half_way() {
+    cut_half_way_then_complete(|file, cut| {
+        let mut run = tcp_copy();
+        run.storage = Some(file.to_path_buf());
+        run.args.push("write".into());
+        run.cut = cut;
+        run
+    });
+}
+
+/// With `write`, the copy goes through to the storage file: operations are 0 = erase sector 0, then
+/// one 512-byte write each, and a cut at op 5 (2048..2560) stops after its first half; the next run
+/// starts from the file (not from a fresh region) and completes the write. `run(file, cut)` is the
+/// machine's `tcp_copy` run with that storage file and cut.
+fn cut_half_way_then_complete<R: Forwarded>(run: impl Fn(&Path, Option<u32>) -> R) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("storage.bin");
     let payload = data(8 * 1024);
-
-    // Operations: 0 = erase sector 0, then one 512-byte write each; op 5 writes 2048..2560 and is
-    // cut after its first half.
-    let mut run = tcp_copy();
-    run.storage = Some(file.clone());
-    run.args.push("write".into());
-    run.cut = Some(5);
-    let (out, line, _) = copy(run.clone(), &payload);
+    let (out, line, _) = copy(run(&file, Some(5)), &payload);
     assert_eq!(out.status, Some(POWER_CUT_EXIT), "{}", out.console);
     assert!(line.is_none(), "the run ended at the cut");
     let image = std::fs::read(&file).unwrap();
@@ -71,10 +79,9 @@ fn storage_file_persists_and_a_cut_stops_half_way() {
         "rest of the erased sector"
     );
 
-    // The next run starts from the file (not from a fresh region) and completes the write.
-    run.cut = None;
-    let (out, _, _) = copy(run, &payload);
+    let (out, line, _) = copy(run(&file, None), &payload);
     assert_eq!(out.status, Some(0), "{}", out.console);
+    assert_eq!(line.expect("tcp_copy line").fnv, fnv1a(&payload));
     let image = std::fs::read(&file).unwrap();
     assert_eq!(&image[..payload.len()], &payload[..]);
 }
@@ -110,34 +117,11 @@ fn lx106_tcp_copy_works_with_dhcp() {
 
 #[test]
 fn lx106_tcp_copy_writes_through_to_the_storage_file_and_a_cut_stops_half_way() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("storage.bin");
-    let payload = data(8 * 1024);
-
-    // As on mps2-an385: op 0 erases sector 0, then one 512-byte write each; op 5 is cut half way.
-    let mut run = lx106_tcp_copy();
-    run.storage = Some(file.clone());
-    run.args.push("write".into());
-    run.cut = Some(5);
-    let (out, line, _) = copy(run.clone(), &payload);
-    assert_eq!(out.status, Some(POWER_CUT_EXIT), "{}", out.console);
-    assert!(line.is_none(), "the run ended at the cut");
-    let image = std::fs::read(&file).unwrap();
-    assert_eq!(image.len(), 512 * 1024, "the file holds the whole window");
-    assert_eq!(
-        &image[..2304],
-        &payload[..2304],
-        "ops 1..4 and half of op 5"
-    );
-    assert!(
-        image[2304..4096].iter().all(|&b| b == 0xFF),
-        "rest of the erased sector"
-    );
-
-    run.cut = None;
-    let (out, line, _) = copy(run, &payload);
-    assert_eq!(out.status, Some(0), "{}", out.console);
-    assert_eq!(line.expect("tcp_copy line").fnv, fnv1a(&payload));
-    let image = std::fs::read(&file).unwrap();
-    assert_eq!(&image[..payload.len()], &payload[..]);
+    cut_half_way_then_complete(|file, cut| {
+        let mut run = lx106_tcp_copy();
+        run.storage = Some(file.to_path_buf());
+        run.args.push("write".into());
+        run.cut = cut;
+        run
+    });
 }
