@@ -21,7 +21,7 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use rota_wire::config::{config_version, DeviceConfig, MAX_CONFIG, MAX_SECRET};
+use rota_wire::config::{config_version, DeviceConfig, Link, MAX_CONFIG, MAX_SECRET};
 use rota_wire::msg::Hello;
 use rota_wire::server::{Outgoing, Step};
 use rota_wire::MAX_NAME;
@@ -156,15 +156,17 @@ fn ipv4(config: &Map<String, Value>, key: &str) -> Result<Option<[u8; 4]>, PlanE
 ///
 /// Keys: `server` (IPv4, required), `port` (default 8266), `leave` (default false), `app` (default
 /// `app`), `entry` (default `main`), `ip` (static address; absent or null for DHCP), `gateway`,
-/// `netmask`, `dns` (default 0.0.0.0), `protocol` (default 2). Any other key is refused, so a typo
+/// `netmask`, `dns` (default 0.0.0.0), `protocol` (default 2), `link` (`"tcp"`, the default, or
+/// `"serial"`; a device refuses a config that changes its link). Any other key is refused, so a typo
 /// is not silently ignored.
 pub fn config_record(
     config: &Map<String, Value>,
     device_id: u32,
     secret: &[u8],
 ) -> Result<Vec<u8>, PlanError> {
-    const KEYS: [&str; 10] = [
+    const KEYS: [&str; 11] = [
         "server", "port", "leave", "app", "entry", "ip", "gateway", "netmask", "dns", "protocol",
+        "link",
     ];
     let bad = |m: String| PlanError::Config(m);
     if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
@@ -200,6 +202,12 @@ pub fn config_record(
     if protocol == 0 {
         return Err(bad("`protocol` must be 1 or 2".into()));
     }
+    let link = match config.get("link") {
+        None => Link::Tcp,
+        Some(Value::String(s)) if s == "tcp" => Link::Tcp,
+        Some(Value::String(s)) if s == "serial" => Link::Serial,
+        Some(_) => return Err(bad("`link` must be \"tcp\" or \"serial\"".into())),
+    };
     let record = DeviceConfig {
         device_id,
         secret: heapless::Vec::from_slice(secret).map_err(|_| {
@@ -218,6 +226,7 @@ pub fn config_record(
         netmask: ipv4(config, "netmask")?.unwrap_or_default(),
         dns: ipv4(config, "dns")?.unwrap_or_default(),
         protocol,
+        link,
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     };
@@ -411,6 +420,22 @@ mod tests {
         );
         assert_eq!(config.secret.as_slice(), b"s");
         assert_eq!(config.app.as_str(), "app");
+        assert_eq!(
+            config.link,
+            Link::Tcp,
+            "TCP unless the inventory says otherwise"
+        );
+        let serial = inventory(Some(
+            serde_json::json!({"server": "10.0.2.2", "link": "serial"}),
+        ));
+        let serial_record = decide(&plan, &serial, 1, &hello(&[], &[]))
+            .unwrap()
+            .config
+            .unwrap();
+        assert_eq!(
+            DeviceConfig::decode(&serial_record).unwrap().link,
+            Link::Serial
+        );
         let mut h = hello(&[], &[]);
         h.config = config_version(&record);
         assert!(decide(&plan, &inv, 1, &h).unwrap().is_empty());
@@ -422,6 +447,8 @@ mod tests {
             serde_json::json!({"server": "1.2.3.4", "port": 70000}),
             serde_json::json!({"server": "1.2.3.4", "app": "a".repeat(32)}),
             serde_json::json!({"server": "1.2.3.4", "protocol": 3}),
+            serde_json::json!({"server": "1.2.3.4", "link": "wifi"}),
+            serde_json::json!({"server": "1.2.3.4", "link": 1}),
         ] {
             let inv = inventory(Some(bad.clone()));
             assert!(

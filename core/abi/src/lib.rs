@@ -15,7 +15,7 @@
 use core::ffi::c_void;
 
 /// Version of [`Services`] and [`Context`]. Bump on any layout or semantic change.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Symbol name of every overlay's entry point (see [`OverlayEntry`]).
 pub const ENTRY_SYMBOL: &str = "rota_overlay_entry";
@@ -109,6 +109,12 @@ pub mod net {
     pub const CONNECTED: i32 = 2;
     /// The TCP connection was closed (by either side) or refused.
     pub const CLOSED: i32 = 4;
+
+    /// [`NetParams::link`](crate::NetParams::link): TCP over the board's network interface.
+    pub const LINK_TCP: u8 = 0;
+    /// [`NetParams::link`](crate::NetParams::link): the console's serial line (`docs/protocol.md`,
+    /// "Serial link"); the addressing fields are not used.
+    pub const LINK_SERIAL: u8 = 1;
 }
 
 /// Writes `len` bytes at `buf` to the console.
@@ -296,6 +302,9 @@ pub struct NetParams {
     pub prefix: u8,
     /// Default gateway (static addressing).
     pub gateway: [u8; 4],
+    /// Which link the connection runs over: [`net::LINK_TCP`] or [`net::LINK_SERIAL`]; the other
+    /// services behave the same over either.
+    pub link: u8,
     /// TCP receive window in bytes; 0 for the core's default (sized for streaming).
     pub rx_window: u16,
     /// A number that differs on every boot (the boot number): the local port and initial TCP
@@ -681,10 +690,11 @@ mod tests {
         assert_eq!(size_of::<Name>(), 32);
         assert_eq!(size_of::<FileInfo>(), 76);
         assert_eq!(size_of::<NetParams>(), 16);
+        assert_eq!(offset_of!(NetParams, link), 9);
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
         assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);
-        assert_eq!(ABI_VERSION, 3);
+        assert_eq!(ABI_VERSION, 4);
     }
 
     #[test]

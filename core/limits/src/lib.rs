@@ -36,6 +36,7 @@ pub const CONFIG_MAX: usize = {
         + 1 + 4 // ip
         + 3 * 4 // gateway, netmask, dns
         + 1 // protocol
+        + 1 // link
         + text(V1_CHK_LEN) // chk
         + 1 + V1_FILES_MAX * (text(NAME_MAX) + U32); // files
     fields.next_multiple_of(4)

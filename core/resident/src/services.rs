@@ -13,6 +13,7 @@ use core::ffi::c_void;
 use core::slice;
 use rota_abi::{net, status, FileInfo, Name, NetParams, Services, ABI_VERSION};
 use rota_net::{Net, NetConfig, TcpState};
+use rota_serial_link::{SerialLink, State as SerialState};
 use rota_store::{Cursor, Store};
 use sha2::Digest;
 
@@ -22,8 +23,9 @@ pub struct CoreState<'a, B: Board> {
     pub board: &'a mut B,
     /// The heap overlays allocate from.
     pub heap: &'static AccountingHeap,
-    /// The network, while it is up (allocated from the heap, freed by [`CoreState::net_down`]).
-    net: Option<Box<Net>>,
+    /// The link to the server, while it is up (allocated from the heap, freed by
+    /// [`CoreState::net_down`]).
+    link: Option<Link>,
     /// SHA-256 of the file being staged, over the bytes the store wrote and read back so far.
     running: Option<RunningDigest>,
     /// Where the last `file_info` stopped, so a listing in index order is one scan, not one per index.
@@ -32,6 +34,25 @@ pub struct CoreState<'a, B: Board> {
     install: Option<Install>,
     /// The arena's size in bytes: a blob with a larger image runs in place.
     arena: u32,
+}
+
+/// The link the connection services run over: TCP on the board's interface, or the console's
+/// serial line. Overlays see the same services either way.
+enum Link {
+    Tcp(Box<Net>),
+    Serial(Box<SerialLink>),
+}
+
+/// The board's console as the serial link's line.
+struct Console<'b, B: Board>(&'b mut B);
+
+impl<B: Board> rota_serial_link::Port for Console<'_, B> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.console_write(bytes);
+    }
+    fn read(&mut self) -> Option<u8> {
+        self.0.console_read()
+    }
 }
 
 /// A listing in progress: the next index of the live or staged files and where the store's scan
@@ -59,7 +80,7 @@ impl<'a, B: Board> CoreState<'a, B> {
         Self {
             board,
             heap,
-            net: None,
+            link: None,
             running: None,
             listing: None,
             install: None,
@@ -67,33 +88,52 @@ impl<'a, B: Board> CoreState<'a, B> {
         }
     }
 
-    /// Drives the network stack once, if it is up; returns [`net`] bits or [`status::ENODEV`].
+    /// Drives the link once, if it is up; returns [`net`] bits or [`status::ENODEV`].
     pub fn poll(&mut self) -> i32 {
         let now = self.board.now_ms();
-        let (Some(n), Some(nic)) = (self.net.as_mut(), self.board.nic()) else {
-            return status::ENODEV;
-        };
-        n.poll(nic, now);
-        let mut bits = 0;
-        if n.ip().is_some() {
-            bits |= net::HAS_IP;
+        match self.link.as_mut() {
+            None => status::ENODEV,
+            Some(Link::Tcp(n)) => {
+                let Some(nic) = self.board.nic() else {
+                    return status::ENODEV;
+                };
+                n.poll(nic, now);
+                let mut bits = 0;
+                if n.ip().is_some() {
+                    bits |= net::HAS_IP;
+                }
+                match n.state() {
+                    TcpState::Established => bits |= net::CONNECTED,
+                    TcpState::Closed | TcpState::PeerClosed => bits |= net::CLOSED,
+                    TcpState::Connecting => {}
+                }
+                bits
+            }
+            Some(Link::Serial(l)) => {
+                l.poll(&mut Console(&mut *self.board));
+                // The line is always "addressed"; the connection is the bridge's.
+                net::HAS_IP
+                    | match l.state() {
+                        SerialState::Established => net::CONNECTED,
+                        SerialState::Closed(_) => net::CLOSED,
+                        SerialState::Idle | SerialState::Connecting => 0,
+                    }
+            }
         }
-        match n.state() {
-            TcpState::Established => bits |= net::CONNECTED,
-            TcpState::Closed | TcpState::PeerClosed => bits |= net::CLOSED,
-            TcpState::Connecting => {}
-        }
-        bits
     }
 
-    /// Closes the connection and frees every network buffer, the interface's own included.
+    /// Closes the connection and frees every buffer of the link, the interface's own included.
     pub fn net_down(&mut self) {
-        if let Some(mut n) = self.net.take() {
-            n.close();
-            let now = self.board.now_ms();
-            if let Some(nic) = self.board.nic() {
-                n.poll(nic, now);
+        match self.link.take() {
+            Some(Link::Tcp(mut n)) => {
+                n.close();
+                let now = self.board.now_ms();
+                if let Some(nic) = self.board.nic() {
+                    n.poll(nic, now);
+                }
             }
+            Some(Link::Serial(mut l)) => l.close(&mut Console(&mut *self.board)),
+            None => {}
         }
         self.board.nic_release();
     }
@@ -198,7 +238,12 @@ unsafe extern "C" fn console_write<B: Board>(core: *mut c_void, buf: *const u8, 
 unsafe extern "C" fn console_read<B: Board>(core: *mut c_void) -> i32 {
     // SAFETY: the ABI contract covers `core`.
     let s = unsafe { state::<B>(core) };
-    s.board.console_read().map_or(-1, i32::from)
+    let key = match s.link.as_mut() {
+        // While the serial link reads the line, keys typed between frames wait in its queue.
+        Some(Link::Serial(l)) => l.console_byte(&mut Console(&mut *s.board)),
+        _ => s.board.console_read(),
+    };
+    key.map_or(-1, i32::from)
 }
 
 unsafe extern "C" fn heap_alloc<B: Board>(core: *mut c_void, size: usize, align: usize) -> *mut u8 {
@@ -246,6 +291,14 @@ unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParam
         return status::EINVAL;
     };
     s.net_down();
+    match p.link {
+        net::LINK_TCP => {}
+        net::LINK_SERIAL => {
+            s.link = Some(Link::Serial(Box::new(SerialLink::new())));
+            return status::OK;
+        }
+        _ => return status::EINVAL,
+    }
     let cfg = NetConfig {
         mac: s.board.mac(),
         ip: (p.ip != [0; 4]).then_some((p.ip, p.prefix.min(32))),
@@ -260,7 +313,7 @@ unsafe extern "C" fn net_up<B: Board>(core: *mut c_void, params: *const NetParam
     let Some(nic) = s.board.nic() else {
         return status::ENODEV;
     };
-    s.net = Some(Box::new(Net::new(nic, &cfg, now)));
+    s.link = Some(Link::Tcp(Box::new(Net::new(nic, &cfg, now))));
     status::OK
 }
 
@@ -277,22 +330,29 @@ unsafe extern "C" fn net_connect<B: Board>(
 ) -> i32 {
     // SAFETY: the ABI contract covers `core` and `ip` (null or valid).
     let (s, ip) = unsafe { (state::<B>(core), ip.as_ref()) };
-    let (Some(n), Some(ip)) = (s.net.as_mut(), ip) else {
-        return status::ENODEV;
+    let Some(ip) = ip else {
+        return status::EINVAL;
     };
-    match n.connect(*ip, port) {
-        Ok(()) => status::OK,
-        Err(_) => status::ECLOSED,
+    let ok = match s.link.as_mut() {
+        None => return status::ENODEV,
+        Some(Link::Tcp(n)) => n.connect(*ip, port).is_ok(),
+        Some(Link::Serial(l)) => l.connect(&mut Console(&mut *s.board), *ip, port).is_ok(),
+    };
+    if ok {
+        status::OK
+    } else {
+        status::ECLOSED
     }
 }
 
 unsafe extern "C" fn net_send<B: Board>(core: *mut c_void, buf: *const u8, len: usize) -> i32 {
     // SAFETY: the ABI contract covers `core`, `buf` and `len`.
     let (s, buf) = unsafe { (state::<B>(core), bytes(buf, len)) };
-    let Some(n) = s.net.as_mut() else {
-        return status::ENODEV;
+    let r = match s.link.as_mut() {
+        None => return status::ENODEV,
+        Some(Link::Tcp(n)) => n.send(buf).ok(),
+        Some(Link::Serial(l)) => l.send(&mut Console(&mut *s.board), buf).ok(),
     };
-    let r = n.send(buf);
     s.poll();
     r.map_or(status::ECLOSED, count)
 }
@@ -301,13 +361,18 @@ unsafe extern "C" fn net_recv<B: Board>(core: *mut c_void, buf: *mut u8, len: us
     // SAFETY: the ABI contract covers `core`, `buf` and `len`.
     let (s, buf) = unsafe { (state::<B>(core), bytes_mut(buf, len)) };
     s.poll();
-    let Some(n) = s.net.as_mut() else {
-        return status::ENODEV;
-    };
     let Some(buf) = buf else {
-        return status::EINVAL;
+        return match s.link {
+            None => status::ENODEV,
+            Some(_) => status::EINVAL,
+        };
     };
-    n.recv(buf).map_or(status::ECLOSED, count)
+    let r = match s.link.as_mut() {
+        None => return status::ENODEV,
+        Some(Link::Tcp(n)) => n.recv(buf).ok(),
+        Some(Link::Serial(l)) => l.recv(&mut Console(&mut *s.board), buf).ok(),
+    };
+    r.map_or(status::ECLOSED, count)
 }
 
 unsafe extern "C" fn net_down<B: Board>(core: *mut c_void) {

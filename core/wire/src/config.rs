@@ -32,6 +32,9 @@ pub enum ConfigError {
     Secret = 4,
     /// `protocol` is neither 1 nor 2.
     Protocol = 5,
+    /// It would change how the device reaches the server (`link`): one that took a serial device
+    /// to TCP, or the other way, would cut it off from every later update.
+    Link = 6,
 }
 
 /// One entry of the v1 compatibility `files` map: a name and the number the v1 server gave it.
@@ -41,6 +44,18 @@ pub struct V1File {
     pub name: String<MAX_NAME>,
     /// The server's number for it.
     pub number: u32,
+}
+
+/// How the device reaches the server: the same protocol runs over either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Link {
+    /// TCP over the board's network interface (`server`, `port`, the addressing fields).
+    #[default]
+    Tcp = 0,
+    /// The console's serial line, through `rota-bridge serial` on the host (`docs/protocol.md`,
+    /// "Serial link"); the addressing fields are not used.
+    Serial = 1,
 }
 
 /// The device's stored configuration.
@@ -70,6 +85,8 @@ pub struct DeviceConfig {
     pub dns: [u8; 4],
     /// 1 = luaOTA v1 compatibility, 2 = rota v2.
     pub protocol: u8,
+    /// How the device reaches the server.
+    pub link: Link,
     /// v1 compatibility: the fingerprint the v1 server sent last.
     pub chk: String<{ rota_limits::V1_CHK_LEN }>,
     /// v1 compatibility: the file numbers the v1 server sent last.
@@ -95,6 +112,7 @@ impl DeviceConfig {
             netmask: [255; 4],
             dns: [255; 4],
             protocol: 1,
+            link: Link::Serial,
             chk: String::try_from("f".repeat(rota_limits::V1_CHK_LEN).as_str()).expect("fits"),
             files: (0..MAX_V1_FILES)
                 .map(|_| V1File {
@@ -132,15 +150,23 @@ impl DeviceConfig {
         Ok(config)
     }
 
-    /// Checks a config the server sent (postcard bytes) for a device with `device_id` and `secret`: it
-    /// must be a record [`DeviceConfig::decode`] accepts, and keep both.
-    pub fn check_update(bytes: &[u8], device_id: u32, secret: &[u8]) -> Result<(), ConfigError> {
+    /// Checks a config the server sent (postcard bytes) for a device with `device_id`, `secret` and
+    /// `link`: it must be a record [`DeviceConfig::decode`] accepts, and keep all three.
+    pub fn check_update(
+        bytes: &[u8],
+        device_id: u32,
+        secret: &[u8],
+        link: Link,
+    ) -> Result<(), ConfigError> {
         let view = ConfigView::parse(bytes)?;
         if view.device_id != device_id {
             return Err(ConfigError::DeviceId);
         }
         if view.secret != secret {
             return Err(ConfigError::Secret);
+        }
+        if view.link != link {
+            return Err(ConfigError::Link);
         }
         Ok(())
     }
@@ -168,6 +194,8 @@ pub struct ConfigView<'a> {
     pub netmask: [u8; 4],
     /// See [`DeviceConfig::protocol`].
     pub protocol: u8,
+    /// See [`DeviceConfig::link`].
+    pub link: Link,
     /// See [`DeviceConfig::chk`].
     pub chk: &'a [u8],
     /// The v1 `files` map as encoded (read it with [`ConfigView::v1_files`]).
@@ -202,6 +230,11 @@ impl<'a> ConfigView<'a> {
             let netmask = r.array::<4>()?;
             r.take(4)?;
             let protocol = r.byte()?;
+            let link = match r.byte()? {
+                0 => Link::Tcp,
+                1 => Link::Serial,
+                _ => return Err(Error::Malformed),
+            };
             let v1_at = bytes.len() - r.remaining();
             let chk = r.str(rota_limits::V1_CHK_LEN)?;
             let files_at = bytes.len() - r.remaining();
@@ -223,6 +256,7 @@ impl<'a> ConfigView<'a> {
                 gateway,
                 netmask,
                 protocol,
+                link,
                 chk,
                 files: &bytes[files_at..],
                 v1_at,

@@ -1,7 +1,7 @@
 //! The device's half of a v2 session, sans-IO.
 //!
 //! ```text
-//! let mut s = DeviceSession::new(secret);
+//! let mut s = DeviceSession::new(secret, link);
 //! send(&out[..s.hello(&hello, &mut out)?]);
 //! loop {
 //!     match s.poll(&mut store, &mut out)? {
@@ -21,7 +21,7 @@
 //! The session code is not generic: [`DeviceSession::poll`] only adapts the [`FileStore`] to an internal
 //! trait object, so a firmware carries one copy of it whatever the store type.
 
-use crate::config::DeviceConfig;
+use crate::config::{DeviceConfig, Link};
 use crate::frame::{Channel, Dir, Frame, Header, Key};
 use crate::msg::{
     kind, Ack, Committed, DeviceMsg, Failed, Hello, Ready, Reason, ServerMsg, Welcome,
@@ -199,6 +199,8 @@ impl Cursor {
 /// Everything but the receive buffer (so a frame borrowed from it can drive the rest).
 struct Core<'s> {
     secret: &'s [u8],
+    /// How this device reaches the server: a new config must keep it.
+    link: Link,
     device_id: u32,
     nonce: u32,
     chan: Channel,
@@ -234,11 +236,13 @@ fn put_varint(out: &mut [u8], mut v: u32) -> usize {
 }
 
 impl<'s> DeviceSession<'s> {
-    /// A session for a device holding `secret`; [`DeviceSession::hello`] starts it.
-    pub fn new(secret: &'s [u8]) -> Self {
+    /// A session for a device holding `secret` and reaching the server over `link` (a config the
+    /// server sends must keep both); [`DeviceSession::hello`] starts it.
+    pub fn new(secret: &'s [u8], link: Link) -> Self {
         DeviceSession {
             core: Core {
                 secret,
+                link,
                 device_id: 0,
                 nonce: 0,
                 chan: Channel {
@@ -493,7 +497,7 @@ impl Core<'_> {
             ServerMsg::Commit(c) => {
                 let config = c.config.map(|b| b.0);
                 if let Some(bytes) = config {
-                    DeviceConfig::check_update(bytes, self.device_id, self.secret)
+                    DeviceConfig::check_update(bytes, self.device_id, self.secret, self.link)
                         .map_err(Error::Config)?;
                 }
                 let generation = store.commit(config).map_err(store_err(Reason::Commit))?;

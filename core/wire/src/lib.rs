@@ -32,7 +32,7 @@ pub mod server;
 
 use core::fmt;
 
-pub use config::{ConfigError, ConfigView, DeviceConfig};
+pub use config::{ConfigError, ConfigView, DeviceConfig, Link};
 pub use device::{DeviceSession, FileStore, Poll};
 pub use frame::{Dir, Frame, Header, Key};
 pub use msg::{DeviceMsg, Reason, ServerMsg};

@@ -18,7 +18,7 @@ fn established(nonce: u32) -> (DeviceSession<'static>, Vec<Vec<u8>>) {
     let data = DATA.get_or_init(|| pattern(3000, 1));
     let store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
-    let mut device = DeviceSession::new(SECRET);
+    let mut device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = device.hello(&store.hello(nonce), &mut out).unwrap();
     let hello_frame = out[..n].to_vec();
     let hello = server::open_hello(&hello_frame, SECRET).unwrap();
@@ -195,7 +195,7 @@ fn every_single_byte_flip_is_refused() {
     // Server side: the Hello.
     let store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
-    let mut device = DeviceSession::new(SECRET);
+    let mut device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = device.hello(&store.hello(3), &mut out).unwrap();
     let hello = out[..n].to_vec();
     server::open_hello(&hello, SECRET).unwrap();
@@ -223,7 +223,7 @@ fn every_single_byte_flip_is_refused() {
                 if index == 0 {
                     // Re-run the Welcome on a fresh device.
                     let store = MemStore::default();
-                    device = DeviceSession::new(SECRET);
+                    device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
                     device.hello(&store.hello(4), &mut out).unwrap();
                     seq.clear();
                 }
@@ -310,11 +310,11 @@ fn frames_of_an_earlier_session_are_refused() {
     // The old Welcome, given to a device that sent a new Hello.
     let store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
-    let mut device = DeviceSession::new(SECRET);
+    let mut device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     device.hello(&store.hello(8), &mut out).unwrap();
     assert_eq!(device_takes(&mut device, &[&old[0]]), Err(Error::BadTag));
     // An old NoUpdate, too.
-    let mut d7 = DeviceSession::new(SECRET);
+    let mut d7 = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = d7.hello(&store.hello(7), &mut out).unwrap();
     let hello7 = out[..n].to_vec();
     let n = server::no_update(
@@ -324,7 +324,7 @@ fn frames_of_an_earlier_session_are_refused() {
     )
     .unwrap();
     let no_update7 = out[..n].to_vec();
-    let mut d8 = DeviceSession::new(SECRET);
+    let mut d8 = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     d8.hello(&store.hello(8), &mut out).unwrap();
     assert_eq!(device_takes(&mut d8, &[&no_update7]), Err(Error::BadTag));
     // (It was good for its own session.)
@@ -374,7 +374,7 @@ fn frames_for_another_device_are_refused() {
     // Hello tagged with another device's secret, claiming this device's id.
     let store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
-    let mut other = DeviceSession::new(b"the other device's secret");
+    let mut other = DeviceSession::new(b"the other device's secret", rota_wire::Link::Tcp);
     let n = other.hello(&store.hello(1), &mut out).unwrap();
     assert_eq!(
         server::open_hello(&out[..n], SECRET).map(|_| ()),
@@ -382,13 +382,13 @@ fn frames_for_another_device_are_refused() {
     );
     // A session's frames given to a device with another secret (same id, nonce, server nonce).
     let (_, frames) = established(10);
-    let mut device = DeviceSession::new(b"the other device's secret");
+    let mut device = DeviceSession::new(b"the other device's secret", rota_wire::Link::Tcp);
     device.hello(&store.hello(10), &mut out).unwrap();
     assert_eq!(device_takes(&mut device, &[&frames[0]]), Err(Error::BadTag));
     // Another device id with the same secret: its keys differ too.
     let mut hello: Hello<'_> = store.hello(10);
     hello.device_id += 1;
-    let mut device = DeviceSession::new(SECRET);
+    let mut device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     device.hello(&hello, &mut out).unwrap();
     assert_eq!(device_takes(&mut device, &[&frames[0]]), Err(Error::BadTag));
 }
@@ -546,6 +546,7 @@ fn hand_codec_agrees_with_serde() {
         netmask: [255, 255, 255, 0],
         dns: [10, 0, 2, 3],
         protocol: 2,
+        link: rota_wire::Link::Tcp,
         chk: "0123".try_into().unwrap(),
         files: [rota_wire::config::V1File {
             name: "a.lua".try_into().unwrap(),
@@ -557,16 +558,33 @@ fn hand_codec_agrees_with_serde() {
     let mut cbuf = [0u8; 600];
     let n = config.encode(&mut cbuf).unwrap();
     assert_eq!(
-        DeviceConfig::check_update(&cbuf[..n], DEVICE, SECRET),
+        DeviceConfig::check_update(&cbuf[..n], DEVICE, SECRET, rota_wire::Link::Tcp),
+        Ok(())
+    );
+    // A config that would move the device to the other link is refused, naming the field.
+    let serial = DeviceConfig {
+        link: rota_wire::Link::Serial,
+        ..config.clone()
+    };
+    let mut sbuf = [0u8; 600];
+    let sn = serial.encode(&mut sbuf).unwrap();
+    assert_eq!(
+        DeviceConfig::check_update(&sbuf[..sn], DEVICE, SECRET, rota_wire::Link::Tcp),
+        Err(rota_wire::ConfigError::Link)
+    );
+    assert_eq!(
+        DeviceConfig::check_update(&sbuf[..sn], DEVICE, SECRET, rota_wire::Link::Serial),
         Ok(())
     );
     for m in mutations(&cbuf[..n]) {
-        let hand = DeviceConfig::check_update(&m, DEVICE, SECRET);
+        let hand = DeviceConfig::check_update(&m, DEVICE, SECRET, rota_wire::Link::Tcp);
         let reference = DeviceConfig::decode(&m).and_then(|c| {
             if c.device_id != DEVICE {
                 Err(rota_wire::ConfigError::DeviceId)
             } else if c.secret.as_slice() != SECRET {
                 Err(rota_wire::ConfigError::Secret)
+            } else if c.link != rota_wire::Link::Tcp {
+                Err(rota_wire::ConfigError::Link)
             } else {
                 Ok(())
             }
@@ -631,7 +649,9 @@ fn the_largest_hello_fits_one_frame() {
         hello.heap.push(h).unwrap();
     }
     let mut out = vec![0u8; MAX_FRAME];
-    let n = DeviceSession::new(SECRET).hello(&hello, &mut out).unwrap();
+    let n = DeviceSession::new(SECRET, rota_wire::Link::Tcp)
+        .hello(&hello, &mut out)
+        .unwrap();
     println!("largest Hello: {n} bytes");
     assert!(n <= MAX_FRAME);
     assert_eq!(server::open_hello(&out[..n], SECRET).unwrap(), hello);
@@ -652,6 +672,7 @@ fn the_v1_state_of_a_config_is_read_and_replaced_by_hand_as_serde_would() {
         netmask: [0; 4],
         dns: [0; 4],
         protocol: 1,
+        link: rota_wire::Link::Tcp,
         chk: "".try_into().unwrap(),
         files: heapless::Vec::new(),
     };

@@ -226,6 +226,7 @@ fn config_in_commit_kept_or_refused() {
         netmask: [0; 4],
         dns: [0; 4],
         protocol: 2,
+        link: rota_wire::Link::Tcp,
         chk: Default::default(),
         files: Default::default(),
     };
@@ -315,7 +316,7 @@ fn out_of_place_commands_are_refused() {
     let mut store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
     let mut sout = vec![0u8; MAX_FRAME];
-    let mut device = DeviceSession::new(SECRET);
+    let mut device = DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = device.hello(&store.hello(1), &mut out).unwrap();
     let hello_frame = out[..n].to_vec();
     let hello = server::open_hello(&hello_frame, SECRET).unwrap();

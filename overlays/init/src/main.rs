@@ -1,5 +1,6 @@
-//! `init`: reads the device config the core loaded from the store, and brings the network interface up
-//! (static address from the config, or DHCP). Without a usable config or network, the application starts.
+//! `init`: reads the device config the core loaded from the store, and brings the link to the server up:
+//! the network interface (static address from the config, or DHCP), or the console's serial line.
+//! Without a usable config or network, the application starts.
 #![no_std]
 #![no_main]
 
@@ -22,13 +23,20 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     svc.write_dec(ctx.boot_count);
     svc.write(b", protocol v");
     svc.write_dec(u32::from(cfg.protocol));
-    svc.write(b"\n");
+    svc.write(match cfg.link {
+        rota_wire::Link::Tcp => b"\n".as_slice(),
+        rota_wire::Link::Serial => b", serial link\n".as_slice(),
+    });
     let params = NetParams {
         ip: cfg.ip.unwrap_or([0; 4]),
         prefix: cfg.netmask.iter().map(|b| b.count_ones() as u8).sum(),
         gateway: cfg.gateway,
         // luaOTA's protocol is strictly ping-pong with records of at most 1460 bytes.
         rx_window: if cfg.protocol == 1 { 2048 } else { 0 },
+        link: match cfg.link {
+            rota_wire::Link::Tcp => rota_abi::net::LINK_TCP,
+            rota_wire::Link::Serial => rota_abi::net::LINK_SERIAL,
+        },
         seed: ctx.boot_count,
     };
     let rc = svc.net_up(&params);

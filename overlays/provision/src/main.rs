@@ -52,7 +52,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     // `Work` built on the stack first would double the RAM it takes), before use; the block is freed
     // exactly once, after its last use.
     unsafe {
-        core::ptr::addr_of_mut!((*p).session).write(DeviceSession::new(cfg.secret));
+        core::ptr::addr_of_mut!((*p).session).write(DeviceSession::new(cfg.secret, cfg.link));
         core::ptr::addr_of_mut!((*p).out).write_bytes(0, 1);
         let v = session(svc, ctx, &cfg, &link, &mut *p);
         svc.free(p as *mut u8, size_of::<Work>(), align_of::<Work>());

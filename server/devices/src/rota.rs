@@ -113,7 +113,7 @@ impl RotaDevice {
     pub async fn check_in<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> V2CheckIn {
         let nonce = self.store.reboot();
         let secret = self.secret.clone();
-        let mut session = DeviceSession::new(&secret);
+        let mut session = DeviceSession::new(&secret, rota_wire::Link::Tcp);
         let mut out = vec![0u8; MAX_FRAME];
         let n = match session.hello(&self.hello(nonce), &mut out) {
             Ok(n) => n,

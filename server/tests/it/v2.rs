@@ -312,7 +312,7 @@ async fn bad_frames_end_only_their_session() {
     // A Hello with one byte flipped, and a Hello that is not a Hello.
     let device = RotaDevice::new(42, SECRET);
     let mut out = vec![0u8; MAX_FRAME];
-    let mut session = rota_wire::DeviceSession::new(SECRET);
+    let mut session = rota_wire::DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = session.hello(&device.hello(1000), &mut out).unwrap();
     let hello = out[..n].to_vec();
     let mut flipped = hello.clone();
@@ -346,7 +346,7 @@ async fn bad_frames_end_only_their_session() {
 
     // A device without its own inventory, checked against default.json's secret.
     let stranger = RotaDevice::new(9, SECRET);
-    let mut session = rota_wire::DeviceSession::new(SECRET);
+    let mut session = rota_wire::DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = session.hello(&stranger.hello(1), &mut out).unwrap();
     assert!(raw(&server, &out[..n]).await.is_empty());
     assert!(matches!(
@@ -377,7 +377,7 @@ async fn a_corrupt_fleet_record_does_not_reopen_replays() {
 
     // An attacker's recording of an older Hello (nonce 500), after the record was torn.
     let mut out = vec![0u8; MAX_FRAME];
-    let mut session = rota_wire::DeviceSession::new(SECRET);
+    let mut session = rota_wire::DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = session.hello(&device.hello(500), &mut out).unwrap();
     let old_hello = out[..n].to_vec();
     let path = fleet.dir().join("42.json");

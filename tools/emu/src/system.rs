@@ -46,6 +46,7 @@ pub fn device_config_for(device_id: u32, secret: &str) -> DeviceConfig {
         netmask: [255, 255, 255, 0],
         dns: [0; 4],
         protocol: rota_wire::VERSION,
+        link: rota_wire::Link::Tcp,
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     }

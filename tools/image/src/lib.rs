@@ -144,6 +144,7 @@ mod tests {
             netmask: [0; 4],
             dns: [0; 4],
             protocol: 2,
+            link: rota_wire::Link::Tcp,
             chk: heapless::String::new(),
             files: heapless::Vec::new(),
         }

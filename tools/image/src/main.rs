@@ -1,5 +1,5 @@
 //! `rota-image -o storage.bin --device-id N --secret S --server A.B.C.D [--port P] [--ip A.B.C.D/N]
-//! [--gateway A.B.C.D] [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
+//! [--gateway A.B.C.D] [--link tcp|serial] [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
 //! formatted file store with the device config and the given files committed (layout in
 //! docs/flash-layout.md). For a board whose core relocates blobs to run them in place (the LX106),
 //! `--xip-base` (the board's mapping of the region for execution) and `--arena` (its overlay arena)
@@ -35,6 +35,10 @@ struct Args {
     /// The server's port.
     #[arg(long, default_value_t = 8266)]
     port: u16,
+    /// How the device reaches the server: `tcp` (its network interface) or `serial` (the console's
+    /// line, through `rota-bridge serial`).
+    #[arg(long, value_enum, default_value_t = LinkArg::Tcp)]
+    link: LinkArg,
     /// Static address with prefix length (`10.0.2.15/24`); DHCP when absent.
     #[arg(long)]
     ip: Option<String>,
@@ -50,6 +54,15 @@ struct Args {
     arena: Option<u32>,
     /// Files as NAME=PATH, committed in this order with version 1.
     files: Vec<String>,
+}
+
+/// `--link`: rota_wire's [`rota_wire::Link`] as a command-line value.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LinkArg {
+    /// TCP over the board's network interface.
+    Tcp,
+    /// The console's serial line.
+    Serial,
 }
 
 /// A number in decimal or with `0x` in hexadecimal.
@@ -90,6 +103,10 @@ fn config(args: &Args) -> Result<DeviceConfig, String> {
         netmask,
         dns: [0; 4],
         protocol: rota_wire::VERSION,
+        link: match args.link {
+            LinkArg::Tcp => rota_wire::Link::Tcp,
+            LinkArg::Serial => rota_wire::Link::Serial,
+        },
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     })

@@ -224,7 +224,7 @@ pub fn check_in_with<'r>(
     let mut out = vec![0u8; MAX_FRAME];
 
     // Device: Hello.
-    let mut device = DeviceSession::new(device_secret);
+    let mut device = DeviceSession::new(device_secret, rota_wire::Link::Tcp);
     {
         let hello = store.hello(nonce);
         let n = device.hello(&hello, &mut out).unwrap();
