@@ -24,6 +24,7 @@ pub mod board;
 pub mod console;
 #[cfg(not(feature = "xtfpga"))]
 pub mod flash;
+mod loadstore;
 pub mod rt;
 #[cfg(any(feature = "sim", feature = "xtfpga"))]
 pub mod semihosting;

@@ -16,9 +16,12 @@
 //! `rota_rt_main`, the program's entry (each program defines it with [`crate::entry!`]), which never
 //! returns.
 //!
-//! Exceptions: the user, kernel and double exception vectors and the debug vector are fatal; they
-//! reload the stack pointer and call [`rota_rt_fatal_exception`], which prints the cause and stops.
-//! The NMI vector returns at once (`rfi 3`); nothing enables an NMI source.
+//! Exceptions: a LoadStoreError (EXCCAUSE 3) at the user vector goes to its emulation
+//! (`loadstore.rs`: byte and half-word loads from IRAM and flash, which the chip refuses). Every other
+//! user exception, a load it refuses, and the kernel, double exception and debug vectors are fatal:
+//! they reload the stack pointer, leave the exception mode and call [`rota_rt_fatal_exception`], which
+//! prints the cause and stops. The NMI vector returns at once (`rfi 3`); nothing enables an NMI
+//! source.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +58,9 @@ _rota_reset:
 
 // Exception vectors at VECBASE = `_vector_table` (1 KB aligned by the linker scripts). Offsets are
 // those of the lx106 core: 0x10 debug (level 2), 0x20 NMI (level 3), 0x30 kernel, 0x50 user,
-// 0x70 double exception. Each fatal stub loads its kind into a2 and jumps to the common stub.
+// 0x70 double exception. Each fatal stub loads its kind into a2 and jumps to the common stub. The
+// user vector (`_rota_user_vector`) first keeps a0 in EXCSAVE1 and sends a LoadStoreError (EXCCAUSE
+// 3) to its emulation (`loadstore.rs`), which goes on to the fatal stub if it refuses the load.
 global_asm!(
     r#"
     .section .rota.vectors, "ax"
@@ -75,9 +80,15 @@ _rota_vectors:
     movi    a2, 1
     j       _rota_fatal_stub
     .org    0x50
-.Luser_vector:
+    .global _rota_user_vector
+_rota_user_vector:
+    wsr     a0, excsave1
+    rsr     a0, exccause
+    beqi    a0, 3, 1f
     movi    a2, 0
     j       _rota_fatal_stub
+1:
+    j       _rota_load_store_error
     .org    0x70
 .Ldouble_vector:
     movi    a2, 2
@@ -87,7 +98,10 @@ _rota_vectors:
 );
 
 // The common fatal-exception stub and the runtime entry, both in IRAM. Literals precede their
-// users because l32r only reaches backwards.
+// users because l32r only reaches backwards. The stub leaves the exception mode (PS = PS_RUNNING,
+// EXCM = 0) before calling the reporter: its strings are `.rodata` in flash, which the reporter reads
+// with byte loads, and on the chip those must reach the LoadStoreError emulation rather than raise a
+// double exception.
 global_asm!(
     r#"
     .section .rota.iram.text, "ax"
@@ -105,6 +119,9 @@ _rota_fatal_stub:
     rsr     a5, excvaddr
     rsr     a6, depc
     l32r    a1, .Lfatal_stack
+    movi    a0, {ps_running}
+    wsr     a0, ps
+    rsync
     movi    a0, 0
     l32r    a7, .Lfatal_handler
     callx0  a7
@@ -140,7 +157,7 @@ _rota_start:
     wsr     a0, intenable
     l32r    a2, .Lstart_vecbase
     wsr     a2, vecbase
-    movi    a2, 0x20
+    movi    a2, {ps_running}
     wsr     a2, ps
     rsync
     l32r    a2, .Lstart_chip_init
@@ -172,7 +189,8 @@ _rota_start:
 5:
     j       5b
     .size _rota_start, . - _rota_start
-"#
+"#,
+    ps_running = const PS_RUNNING,
 );
 
 /// Chip-only early init, called by `_rota_start` before `.data`/`.bss` exist: maps the first MB of
