@@ -22,7 +22,9 @@ QEMU_XT_xtfpga := qemu-system-xtensa -M lx60-nommu -cpu lx106 -nographic -monito
         esp-image-check flash-esp8266
 
 # All three machines write the same cargo artifact: copy each right after its build. The xtfpga
-# machine has a second build with power-cut injection (cut=<n>) for the QEMU power-cut tests.
+# machine has a second build with power-cut injection (cut=<n>) for the QEMU power-cut tests, and
+# the LoadStoreError handler's test firmware (examples/lx106_loadstore.rs: synthetic exceptions,
+# since QEMU raises none) for tools/emu/tests/lx106_loadstore.rs.
 firmware-esp8266:
 	@mkdir -p $(B)/esp8266
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 $(QUIET_XT)
@@ -33,6 +35,8 @@ firmware-esp8266:
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga.elf
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut $(QUIET_XT)
 	cp $(XT_OUT)/rota-board-esp8266 $(B)/esp8266/rota-xtfpga-power-cut.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga --example lx106_loadstore $(QUIET_XT)
+	cp $(XT_OUT)/examples/lx106_loadstore $(B)/esp8266/lx106-loadstore-xtfpga.elf
 
 # The plain TCP copy on the xtfpga machine (the LX106's network baseline for make bench, as
 # mps2-an385's tcp_copy; docs/network.md), with power-cut injection like that one. `make tcp-copy`
@@ -63,10 +67,11 @@ size-esp8266: size-overlays
 	@echo "== esp8266 xtfpga (LX106)"; $(SIZE) $(B)/esp8266/rota-xtfpga.elf
 	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
 
-# The board (each machine; the tcp_copy example with xtfpga) and the overlays on the LX106.
+# The board (each machine; the tcp_copy and lx106_loadstore examples with xtfpga) and the overlays
+# on the LX106.
 lint-esp8266:
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(LINT_OVERLAYS) -- -D warnings $(QUIET_XT)
-	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga --lib --bins --example lx106_loadstore -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --lib --bins --example tcp_copy -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip -- -D warnings $(QUIET_XT)
 

@@ -48,11 +48,15 @@ pub struct XtfpgaRun {
     pub no_nic: bool,
     /// Further words for the semihosting command line (no commas or spaces).
     pub args: Vec<String>,
+    /// `-icount shift=<n>`: QEMU's virtual clock advances 2^n ns per instruction, so CCOUNT (which
+    /// follows that clock at the board's 40 MHz) counts instructions, 2^n * 0.04 ticks each; `None`:
+    /// the clock follows the host's time.
+    pub icount: Option<u32>,
 }
 
 impl XtfpgaRun {
-    /// A run of `elf` with no image, storage file, serial file, cut, forward or arguments; the MAC on
-    /// a restricted user network.
+    /// A run of `elf` with no image, storage file, serial file, cut, forward, arguments or
+    /// instruction counting; the MAC on a restricted user network.
     pub fn new(elf: impl Into<PathBuf>) -> Self {
         XtfpgaRun {
             elf: elf.into(),
@@ -89,6 +93,9 @@ impl XtfpgaRun {
             .args(["-nic", &nic])
             .arg("-kernel")
             .arg(&self.elf);
+        if let Some(shift) = self.icount {
+            cmd.args(["-icount", &format!("shift={shift}")]);
+        }
         if let Some(image) = &self.image {
             let i = image.display().to_string();
             assert!(!i.contains(','), "image path unusable in -device: {i}");
@@ -126,6 +133,7 @@ mod tests {
         assert!(plain.windows(2).any(|w| w == ["-serial", "stdio"]));
         assert!(plain.contains(&"enable=on,arg=rota".into()));
         assert!(!plain.contains(&"-device".into()));
+        assert!(!plain.contains(&"-icount".into()));
         assert!(plain
             .windows(2)
             .any(|w| w == ["-nic", "user,restrict=on,model=open_eth"]));
@@ -139,6 +147,8 @@ mod tests {
         assert!(a.windows(2).any(|w| w == ["-serial", "file:/tmp/uart.txt"]));
         r.no_nic = true;
         assert!(args(&r).windows(2).any(|w| w == ["-nic", "none"]));
+        r.icount = Some(5);
+        assert!(args(&r).windows(2).any(|w| w == ["-icount", "shift=5"]));
     }
 
     #[test]
