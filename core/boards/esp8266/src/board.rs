@@ -109,7 +109,9 @@ impl rota_core::Board for Esp8266 {
     const ISA: rota_core::Isa = rota_core::Isa::Lx106;
 
     fn console_write(&mut self, bytes: &[u8]) {
-        // Overlays pass strings that live in the IRAM arena: read those by words.
+        // Strings in IRAM or flash (the overlays', the core's own `.rodata`): read those by words,
+        // which the chip allows there (its byte loads would each go through the LoadStoreError
+        // emulation).
         if WORD_ONLY.contains(&(bytes.as_ptr() as usize)) {
             // SAFETY: the slice is readable; widening to whole words stays inside the same region.
             unsafe { console::write_from_word_memory(bytes.as_ptr(), bytes.len()) }

@@ -320,7 +320,7 @@ pub mod symbols {
         _vector_table
     );
     addr!(
-        /// First byte of DRAM (`.data`, `.rodata`, `.bss`, then the heap).
+        /// First byte of DRAM (`.dram.rodata`, `.data`, `.bss`, then the heap).
         ram_start,
         _ram_start
     );

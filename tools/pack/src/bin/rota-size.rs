@@ -3,8 +3,9 @@
 //!
 //! Flash = every allocated section with contents (code, rodata, vectors, the initial values of `.data`).
 //! Static RAM = every allocated section placed in the data RAM (`_ram_start.._ram_end`), whatever its
-//! flags (the ESP8266 keeps `.rodata` in DRAM), excluding the arena, heap and stack regions, which the
-//! linker scripts mark with `_arena_start/_arena_end`, `_heap_start/_heap_end`, `_stack_end/_stack_start`.
+//! flags (constants a board keeps in RAM count: the ESP8266's `.dram.rodata`), excluding the arena,
+//! heap and stack regions, which the linker scripts mark with `_arena_start/_arena_end`,
+//! `_heap_start/_heap_end`, `_stack_end/_stack_start`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SectionKind};
