@@ -1,6 +1,8 @@
 //! Runs rota firmware under QEMU with a storage image and reads what it prints; [`system`] runs the
 //! whole system (server, bridge, device with persistent flash), [`mitm`] tampers with it; [`net`] and
-//! [`xtfpga`] build the command lines of the mps2-an385 and the esp8266 xtfpga machines.
+//! [`xtfpga`] build the command lines of the mps2-an385 and the esp8266 xtfpga machines; [`serial`]
+//! runs either with its link over the console UART and `rota-bridge serial`, [`line`] damages that
+//! line.
 //!
 //! The build products come from `make firmware images` in `$ROTA_BUILD` (default: `build/` at the
 //! workspace root). Tests that need them fail with a message naming the make target when they are missing.
@@ -9,8 +11,10 @@
 
 use std::io::Write;
 
+pub mod line;
 pub mod mitm;
 pub mod net;
+pub mod serial;
 pub mod system;
 pub mod xtfpga;
 use std::path::{Path, PathBuf};
@@ -167,6 +171,8 @@ pub struct Run {
     pub console: String,
     /// The emulator's exit code (`None` if killed by the time limit).
     pub status: Option<i32>,
+    /// What the host's side logged: `rota-bridge serial`'s stderr ([`serial`]); empty otherwise.
+    pub log: String,
 }
 
 impl Run {
@@ -359,7 +365,11 @@ pub fn run_limited(cmd: &Command, limit: Duration) -> Run {
     let status = out.status.code().filter(|&c| c != 124);
     let mut console = String::from_utf8_lossy(&out.stdout).into_owned();
     console.push_str(&String::from_utf8_lossy(&out.stderr));
-    Run { console, status }
+    Run {
+        console,
+        status,
+        log: String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub struct Mps2Run {
     pub server_port: Option<u16>,
     /// Further words for the semihosting command line (no commas or spaces).
     pub args: Vec<String>,
+    /// The console UART (CMSDK UART0) on this Unix socket, which QEMU creates and waits on until a
+    /// client (`rota-bridge serial`) connects ([`crate::serial`]); `None`: on QEMU's stdio.
+    pub line: Option<PathBuf>,
 }
 
 impl Mps2Run {
@@ -92,8 +95,12 @@ impl Mps2Run {
         );
         let nic = user_nic(None, self.server_port);
         let mut cmd = Command::new("qemu-system-arm");
-        cmd.args(["-M", "mps2-an385", "-nographic", "-monitor", "none"])
-            .args(["-semihosting-config", &semi])
+        cmd.args(["-M", "mps2-an385", "-monitor", "none"]);
+        match &self.line {
+            Some(line) => cmd.args(crate::serial::chardev_args(line)),
+            None => cmd.arg("-nographic"),
+        };
+        cmd.args(["-semihosting-config", &semi])
             .args(["-nic", &nic])
             .arg("-kernel")
             .arg(&self.elf);
@@ -265,6 +272,20 @@ mod tests {
             &"enable=on,target=native,arg=rota,arg=storage=/tmp/s.bin,arg=cut=7,arg=write".into()
         ));
         assert!(args.contains(&"user,restrict=on".into()));
+        assert!(args.contains(&"-nographic".into()));
+        r.line = Some("/tmp/uart.sock".into());
+        let args: Vec<String> = r
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.contains(&"-nographic".into()));
+        assert!(args.windows(2).any(|w| w == ["-serial", "chardev:line"]));
+        assert!(args.windows(2).any(|w| w
+            == [
+                "-chardev",
+                "socket,id=line,path=/tmp/uart.sock,server=on,wait=on"
+            ]));
     }
 
     #[test]

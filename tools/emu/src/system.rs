@@ -2,7 +2,9 @@
 //! an emulated device with persistent storage, an mps2-an385 or an esp8266 on the xtfpga machine, that
 //! reaches it only through QEMU's `-nic user,restrict=on,guestfwd=...` and `rota-bridge`.
 
+use crate::line::Tap;
 use crate::net::Mps2Run;
+use crate::serial::{self, SerialBoot};
 use crate::xtfpga::XtfpgaRun;
 use crate::{artifact, Machine, Run};
 use rota_image::FileSpec;
@@ -282,6 +284,9 @@ pub struct Boot {
     pub keys: Vec<u8>,
     /// Kill the emulator after this long.
     pub limit: Duration,
+    /// A proxy on the serial line that records it and may damage a byte (a device on the serial
+    /// line only).
+    pub tap: Option<Tap>,
 }
 
 impl Boot {
@@ -292,6 +297,7 @@ impl Boot {
             cut: None,
             keys: Vec::new(),
             limit: Duration::from_secs(60),
+            tap: None,
         }
     }
 }
@@ -301,6 +307,8 @@ impl Boot {
 pub struct Device {
     machine: Machine,
     storage: tempfile::NamedTempFile,
+    /// Its link to the server is over the console UART and `rota-bridge serial` ([`serial`]).
+    serial: bool,
 }
 
 impl Device {
@@ -319,7 +327,21 @@ impl Device {
         );
         let mut storage = tempfile::NamedTempFile::new().expect("storage file");
         storage.write_all(image).expect("write storage");
-        Device { machine, storage }
+        Device {
+            machine,
+            storage,
+            serial: false,
+        }
+    }
+
+    /// A device of `machine` whose flash holds `image` (a config with `link = Serial`), reaching
+    /// the server over its console UART: a QEMU chardev socket joined by `rota-bridge serial`, which
+    /// also prints the console and types the keys ([`serial`]).
+    pub fn on_serial(machine: Machine, image: &[u8]) -> Device {
+        Device {
+            serial: true,
+            ..Device::on(machine, image)
+        }
     }
 
     /// The machine it runs on.
@@ -335,29 +357,21 @@ impl Device {
     /// Powers the device on until it exits (the app ran), a cut, or the time limit. A reboot inside
     /// the run (after an update) keeps going in the same run, as on hardware.
     pub fn boot(&self, b: &Boot) -> Run {
-        let storage = self.storage.path().to_path_buf();
-        let elf = match b.cut {
-            Some(_) => self.machine.power_cut_firmware(),
-            None => self.machine.firmware(),
-        };
-        let cmd = match self.machine {
-            Machine::Mps2An385 => {
-                let mut qemu = Mps2Run::new(elf);
-                qemu.storage = Some(storage);
-                qemu.cut = b.cut;
-                qemu.server_port = b.server;
-                qemu.command()
-            }
-            Machine::Esp8266Xtfpga => {
-                // The UART is on QEMU's stdio: the keys below reach its receiver.
-                let mut qemu = XtfpgaRun::new(elf);
-                qemu.storage = Some(storage);
-                qemu.cut = b.cut;
-                qemu.server_port = b.server;
-                qemu.command()
-            }
-            Machine::Esp8266Sim => unreachable!("Device::on refuses the sim machine"),
-        };
+        if self.serial {
+            let over = SerialBoot {
+                server: b.server,
+                keys: &b.keys,
+                tap: b.tap.as_ref(),
+                limit: b.limit,
+            };
+            return serial::boot(|line| self.command(b, Some(line)), &over);
+        }
+        assert!(
+            b.tap.is_none(),
+            "a line tap needs a device on the serial line"
+        );
+        // The UART is on QEMU's stdio: the keys below reach its receiver.
+        let cmd = self.command(b, None);
         let mut child = Command::new("timeout")
             .arg(b.limit.as_secs().max(1).to_string())
             .arg(cmd.get_program())
@@ -367,33 +381,73 @@ impl Device {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run qemu (make setup installs it)");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let mut stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
         let keys = b.keys.clone();
-        // Keys are typed when `tick` asks for them (the UART drops what arrives before it is on).
-        let reader = std::thread::spawn(move || {
-            let mut console = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let mut prompts = 0;
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                console.extend_from_slice(&chunk[..n]);
-                let seen = String::from_utf8_lossy(&console)
-                    .matches("press a key")
-                    .count();
-                if !keys.is_empty() && seen > prompts {
-                    let _ = stdin.write_all(&keys).and_then(|()| stdin.flush());
-                }
-                prompts = seen;
-            }
-            console
-        });
+        let reader = std::thread::spawn(move || console_typing(stdout, stdin, &keys));
         let out = child.wait_with_output().expect("qemu output");
         let status = out.status.code().filter(|&c| c != 124);
         let mut console = String::from_utf8_lossy(&reader.join().expect("reader")).into_owned();
         console.push_str(&String::from_utf8_lossy(&out.stderr));
-        Run { console, status }
+        Run {
+            console,
+            status,
+            log: String::new(),
+        }
     }
+}
+
+impl Device {
+    /// The QEMU command of boot `b`; with `line`, the console UART is on that chardev socket and the
+    /// NIC has no forward.
+    fn command(&self, b: &Boot, line: Option<&Path>) -> Command {
+        let storage = self.storage.path().to_path_buf();
+        let elf = match b.cut {
+            Some(_) => self.machine.power_cut_firmware(),
+            None => self.machine.firmware(),
+        };
+        let server = b.server.filter(|_| line.is_none());
+        let line = line.map(Path::to_path_buf);
+        match self.machine {
+            Machine::Mps2An385 => {
+                let mut qemu = Mps2Run::new(elf);
+                qemu.storage = Some(storage);
+                qemu.cut = b.cut;
+                qemu.server_port = server;
+                qemu.line = line;
+                qemu.command()
+            }
+            Machine::Esp8266Xtfpga => {
+                let mut qemu = XtfpgaRun::new(elf);
+                qemu.storage = Some(storage);
+                qemu.cut = b.cut;
+                qemu.server_port = server;
+                qemu.line = line;
+                qemu.command()
+            }
+            Machine::Esp8266Sim => unreachable!("Device::on refuses the sim machine"),
+        }
+    }
+}
+
+/// Reads a console from `stdout` until it ends, typing `keys` into `stdin` at each new "press a
+/// key" prompt (`tick` asks when it listens: the UART drops what arrives before it is on).
+pub(crate) fn console_typing(mut stdout: impl Read, mut stdin: impl Write, keys: &[u8]) -> Vec<u8> {
+    let mut console = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut prompts = 0;
+    while let Ok(n) = stdout.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        console.extend_from_slice(&chunk[..n]);
+        let seen = String::from_utf8_lossy(&console)
+            .matches("press a key")
+            .count();
+        if !keys.is_empty() && seen > prompts {
+            let _ = stdin.write_all(keys).and_then(|()| stdin.flush());
+        }
+        prompts = seen;
+    }
+    console
 }

@@ -37,8 +37,11 @@ pub struct XtfpgaRun {
     /// memory.
     pub storage: Option<PathBuf>,
     /// Where the UART's output goes: this file (`-serial file:`); `None`: QEMU's stdio, as the
-    /// semihosting output.
+    /// semihosting output (unless [`XtfpgaRun::line`] is set).
     pub serial: Option<PathBuf>,
+    /// The UART both ways on this Unix socket, which QEMU creates and waits on until a client
+    /// (`rota-bridge serial`) connects ([`crate::serial`]); not with [`XtfpgaRun::serial`].
+    pub line: Option<PathBuf>,
     /// Cut power at this flash operation (from 0; needs the power-cut build).
     pub cut: Option<u32>,
     /// The host port on 127.0.0.1 that guest connections to 10.0.2.100:8266 reach; `None`: no forward
@@ -66,13 +69,15 @@ impl XtfpgaRun {
 
     /// The QEMU command line.
     pub fn command(&self) -> Command {
-        let serial = match &self.serial {
-            Some(path) => {
+        let serial = match (&self.line, &self.serial) {
+            (Some(_), Some(_)) => panic!("the UART goes to a file or a socket, not both"),
+            (Some(_), None) => format!("chardev:{}", crate::serial::CHARDEV_ID),
+            (None, Some(path)) => {
                 let p = path.display().to_string();
                 assert!(!p.contains(','), "serial file path unusable: {p}");
                 format!("file:{p}")
             }
-            None => "stdio".to_string(),
+            (None, None) => "stdio".to_string(),
         };
         let nic = match self.no_nic {
             true => "none".to_string(),
@@ -95,6 +100,9 @@ impl XtfpgaRun {
             .arg(&self.elf);
         if let Some(shift) = self.icount {
             cmd.args(["-icount", &format!("shift={shift}")]);
+        }
+        if let Some(line) = &self.line {
+            cmd.args(["-chardev", &crate::serial::chardev_value(line)]);
         }
         if let Some(image) = &self.image {
             let i = image.display().to_string();
@@ -149,6 +157,15 @@ mod tests {
         assert!(args(&r).windows(2).any(|w| w == ["-nic", "none"]));
         r.icount = Some(5);
         assert!(args(&r).windows(2).any(|w| w == ["-icount", "shift=5"]));
+        r.serial = None;
+        r.line = Some("/tmp/uart.sock".into());
+        let a = args(&r);
+        assert!(a.windows(2).any(|w| w == ["-serial", "chardev:line"]));
+        assert!(a.windows(2).any(|w| w
+            == [
+                "-chardev",
+                "socket,id=line,path=/tmp/uart.sock,server=on,wait=on"
+            ]));
     }
 
     #[test]

@@ -206,6 +206,7 @@ fn xtfpga_heap_report_comes_over_the_uart() {
     let run = Run {
         console,
         status: stdio.status,
+        log: String::new(),
     };
     assert!(
         run.console.starts_with("rota core on esp8266 (xtfpga)\n"),
