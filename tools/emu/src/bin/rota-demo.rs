@@ -1,10 +1,12 @@
-//! `make demo`: the whole system on this machine, on both networked machines. One git repository
-//! holds release 2 (a new application and new `tick` and `provision` overlays) for two devices: an
+//! `make demo`: the whole system on this machine, on both emulated machines. One git repository
+//! holds release 2 (a new application and new `tick` and `provision` overlays) for three devices: an
 //! emulated mps2-an385 (Cortex-M3, device 1001) and the ESP8266's own CPU on QEMU's xtfpga board
-//! (LX106, device 1002); `rota-server` serves each its release on 127.0.0.1. Each device holds release
-//! 1, boots, checks in over TCP (through QEMU's guestfwd and `rota-bridge`), installs the update,
-//! reboots, gets "no update" in one round trip and runs the new application. Then each one's heap
-//! report and the fleet as the server recorded it.
+//! (LX106, device 1002), both over TCP (through QEMU's guestfwd and `rota-bridge`), and a second LX106
+//! (device 1003) over its serial line, as a real ESP8266 without a WiFi driver is updated: its console
+//! UART on a QEMU chardev socket, `rota-bridge serial` joining it to the server and printing its
+//! console. `rota-server` serves each its release on 127.0.0.1. Each device holds release 1, boots,
+//! checks in, installs the update, reboots, gets "no update" in one round trip and runs the new
+//! application. Then each one's heap report and the fleet as the server recorded it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use rota_emu::system::{
@@ -12,7 +14,13 @@ use rota_emu::system::{
     DEVICE_ID, LX106_DEVICE_ID, LX106_SECRET, SECRET,
 };
 use rota_emu::{Machine, Run};
+use rota_wire::config::Link;
 use std::process::{Command, ExitCode};
+
+/// The device updated over its serial line (an LX106 beside device 1002).
+const SERIAL_DEVICE_ID: u32 = 1003;
+/// Its secret.
+const SERIAL_SECRET: &str = "demo-secret-1003";
 
 fn section(title: &str) {
     println!("\n=== {title} ===");
@@ -59,20 +67,22 @@ fn updated(run: &Run) -> bool {
         && run.residue() == Some(0)
 }
 
-/// One device of the demo: which machine, its id and secret.
+/// One device of the demo: which machine, its id and secret, and how it reaches the server.
 struct Demo {
     machine: Machine,
     id: u32,
     secret: &'static str,
     title: &'static str,
+    link: Link,
 }
 
-const DEVICES: [Demo; 2] = [
+const DEVICES: [Demo; 3] = [
     Demo {
         machine: Machine::Mps2An385,
         id: DEVICE_ID,
         secret: SECRET,
         title: "mps2-an385 (Cortex-M3, qemu-system-arm -M mps2-an385, LAN9118)",
+        link: Link::Tcp,
     },
     Demo {
         machine: Machine::Esp8266Xtfpga,
@@ -81,12 +91,22 @@ const DEVICES: [Demo; 2] = [
         title:
             "esp8266 (Xtensa LX106, qemu-system-xtensa -M lx60-nommu -cpu lx106, OpenCores MAC, \
                 console on the 16550 UART)",
+        link: Link::Tcp,
+    },
+    Demo {
+        machine: Machine::Esp8266Xtfpga,
+        id: SERIAL_DEVICE_ID,
+        secret: SERIAL_SECRET,
+        title:
+            "esp8266 (Xtensa LX106, qemu-system-xtensa -M lx60-nommu -cpu lx106) over its serial \
+                line: the 16550 UART on a chardev socket, rota-bridge serial",
+        link: Link::Serial,
     },
 ];
 
 fn main() -> ExitCode {
     section(
-        "rota-server on 127.0.0.1: release 2 (new app, tick, provision) for devices 1001 and 1002",
+        "rota-server on 127.0.0.1: release 2 (new app, tick, provision) for devices 1001, 1002 and 1003",
     );
     let fleet = Fleet::start(&DEVICES.map(|d| FleetDevice {
         id: d.id,
@@ -113,11 +133,21 @@ fn main() -> ExitCode {
             "device {}, {}, holding release 1: boot, update, reboot, no update",
             d.id, d.title
         ));
-        let config = device_config_for(d.id, d.secret);
+        let mut config = device_config_for(d.id, d.secret);
+        config.link = d.link;
         let image = storage_image_with(d.machine, &config, &release(d.machine, 1));
-        let device = Device::on(d.machine, &image);
+        let device = match d.link {
+            Link::Tcp => Device::on(d.machine, &image),
+            Link::Serial => Device::on_serial(d.machine, &image),
+        };
         let run = device.boot(&Boot::to(fleet.port(d.id)));
         print!("{}", run.console);
+        if d.link == Link::Serial {
+            println!(
+                "\nrota-bridge serial's log (its stderr):\n{}",
+                run.log.trim_end()
+            );
+        }
         if !updated(&run) {
             ok = false;
             println!("\ndemo: device {} was NOT updated end to end", d.id);
@@ -157,8 +187,8 @@ fn main() -> ExitCode {
 
     if ok {
         println!(
-            "\ndemo: OK (both devices updated to version 2, then no update in one round trip; heap \
-             residue 0; both in the fleet)"
+            "\ndemo: OK (all three devices updated to version 2, over TCP and over the serial line, \
+             then no update in one round trip; heap residue 0; all in the fleet)"
         );
         ExitCode::SUCCESS
     } else {
