@@ -46,6 +46,8 @@ tcp-copy-esp8266:
 	@mkdir -p $(B)/esp8266
 	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --example tcp_copy $(QUIET_XT)
 	cp $(XT_OUT)/examples/tcp_copy $(B)/esp8266/tcp_copy-xtfpga.elf
+	$(CARGO) build -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga --example serial_copy $(QUIET_XT)
+	cp $(XT_OUT)/examples/serial_copy $(B)/esp8266/serial_copy-xtfpga.elf
 
 # One storage image for every machine: the window's 512 KB (flash offset 0x80000 on the chip), the
 # in-place blobs relocated for their address in the window (the same on every machine).
@@ -67,12 +69,12 @@ size-esp8266: size-overlays
 	@echo "== esp8266 xtfpga (LX106)"; $(SIZE) $(B)/esp8266/rota-xtfpga.elf
 	@echo "== esp8266 chip (LX106)"; $(SIZE) $(B)/esp8266/rota-chip.elf
 
-# The board (each machine; the tcp_copy and lx106_loadstore examples with xtfpga) and the overlays
+# The board (each machine; the tcp_copy, serial_copy and lx106_loadstore examples with xtfpga) and the overlays
 # on the LX106.
 lint-esp8266:
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 $(LINT_OVERLAYS) -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga --lib --bins --example lx106_loadstore -- -D warnings $(QUIET_XT)
-	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --lib --bins --example tcp_copy -- -D warnings $(QUIET_XT)
+	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features xtfpga,power-cut --lib --bins --example tcp_copy --example serial_copy -- -D warnings $(QUIET_XT)
 	$(CARGO) clippy -q $(FW) $(XT) -p rota-board-esp8266 --no-default-features --features chip -- -D warnings $(QUIET_XT)
 
 # Chip images: image v1 at 0x0 (IRAM+DRAM), irom at 0x10000; the storage region at $(ESP_CHIP_STORAGE).

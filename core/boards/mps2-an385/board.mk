@@ -20,6 +20,8 @@ tcp-copy:
 	@mkdir -p $(B)/mps2-an385
 	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --features power-cut --example tcp_copy
 	cp $(ARM_OUT)/examples/tcp_copy $(B)/mps2-an385/tcp_copy.elf
+	$(CARGO) build -q $(FW) $(ARM) -p rota-board-mps2-an385 --example serial_copy
+	cp $(ARM_OUT)/examples/serial_copy $(B)/mps2-an385/serial_copy.elf
 	$(CARGO) build -q -p rota-bridge
 	cp target/debug/rota-bridge $(B)/rota-bridge
 

@@ -104,7 +104,7 @@ pub fn proxy(qemu_side: PathBuf, bridge_side: &Path, tap: Tap) -> thread::JoinHa
 }
 
 /// Connects to the Unix socket at `path`, waiting up to `wait` for it to appear.
-fn connect_when_there(path: &Path, wait: Duration) -> Option<UnixStream> {
+pub(crate) fn connect_when_there(path: &Path, wait: Duration) -> Option<UnixStream> {
     let deadline = Instant::now() + wait;
     loop {
         match UnixStream::connect(path) {

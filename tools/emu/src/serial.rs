@@ -10,7 +10,7 @@
 
 use crate::line::{self, Tap};
 use crate::Run;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,5 +116,127 @@ pub fn boot(qemu: impl FnOnce(&Path) -> Command, b: &SerialBoot<'_>) -> Run {
         console: text,
         status: out.status.code().filter(|&c| c != 124),
         log: log.join().expect("bridge log"),
+    }
+}
+
+/// The `serial_copy bytes=<n> ms=<t> fnv=0x<hex>` line of a raw copy over the console UART (the
+/// boards' `serial_copy` examples).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SerialCopy {
+    /// Bytes received.
+    pub bytes: u64,
+    /// Milliseconds from the first of them to the last.
+    pub ms: u64,
+    /// Their FNV-1a.
+    pub fnv: u32,
+}
+
+impl SerialCopy {
+    /// Finds and parses the line in `console`.
+    pub fn find(console: &str) -> Option<SerialCopy> {
+        let line = console
+            .lines()
+            .find(|l| l.starts_with("serial_copy bytes="))?
+            .strip_prefix("serial_copy ")?;
+        let get = |key: &str| {
+            line.split(' ')
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        };
+        Some(SerialCopy {
+            bytes: get("bytes")?.parse().ok()?,
+            ms: get("ms")?.parse().ok()?,
+            fnv: u32::from_str_radix(get("fnv")?.strip_prefix("0x")?, 16).ok()?,
+        })
+    }
+}
+
+/// The line a `serial_copy` guest prints once its UART takes bytes.
+pub const SERIAL_COPY_READY: &str = "serial_copy ready\n";
+
+/// A raw copy over the line: boots the QEMU command `qemu(socket)` makes (a `serial_copy` guest
+/// with its console UART on that chardev socket), and once it says it is ready writes `data`'s
+/// length (4 bytes, little-endian) and `data` straight into the socket (no framing, no bridge);
+/// reads the console until QEMU exits or `limit` passes.
+pub fn raw_copy(
+    qemu: impl FnOnce(&Path) -> Command,
+    data: &[u8],
+    limit: Duration,
+) -> (Run, Option<SerialCopy>) {
+    let dir = tempfile::tempdir().expect("socket dir");
+    let socket = dir.path().join("uart.sock");
+    let cmd = qemu(&socket);
+    let emulator = Command::new("timeout")
+        .arg(limit.as_secs().max(1).to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run qemu (make setup installs it)");
+    let mut line =
+        line::connect_when_there(&socket, Duration::from_secs(10)).expect("QEMU's socket");
+    let mut console = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut writer = None;
+    while let Ok(n @ 1..) = line.read(&mut chunk) {
+        console.extend_from_slice(&chunk[..n]);
+        if writer.is_none() && String::from_utf8_lossy(&console).contains(SERIAL_COPY_READY) {
+            let mut input = line.try_clone().expect("clone");
+            let mut bytes = (data.len() as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(data);
+            writer = Some(std::thread::spawn(move || {
+                let _ = input.write_all(&bytes);
+            }));
+        }
+    }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let out = emulator.wait_with_output().expect("qemu output");
+    let mut text = String::from_utf8_lossy(&console).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let copy = SerialCopy::find(&text);
+    (
+        Run {
+            console: text,
+            status: out.status.code().filter(|&c| c != 124),
+            log: String::new(),
+        },
+        copy,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_copy_line_parses() {
+        assert_eq!(
+            SerialCopy::find("serial_copy ready\nserial_copy bytes=65536 ms=5012 fnv=0x70909dc5\n"),
+            Some(SerialCopy {
+                bytes: 65536,
+                ms: 5012,
+                fnv: 0x7090_9dc5
+            })
+        );
+        assert_eq!(SerialCopy::find("serial_copy bytes=1 ms=x fnv=0x1"), None);
+    }
+
+    #[test]
+    fn the_chardev_is_a_unix_socket_qemu_serves_and_waits_on() {
+        assert_eq!(
+            chardev_args(Path::new("/tmp/u.sock")),
+            [
+                "-display",
+                "none",
+                "-serial",
+                "chardev:line",
+                "-chardev",
+                "socket,id=line,path=/tmp/u.sock,server=on,wait=on"
+            ]
+        );
     }
 }

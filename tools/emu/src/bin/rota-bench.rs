@@ -9,16 +9,21 @@
 //!   device's `Ready` to its `Staged` (every byte written to flash, read back, and the whole file's
 //!   digest checked from flash). Medians of 7 runs, interleaved: each round runs both machines' copy
 //!   and install, so all four see the same machine load.
+//! - Over the serial link: the same 64 KB install with the device's link on its console UART (QEMU
+//!   chardev socket, `rota-bridge serial`) against `serial_copy`, a raw copy of the same bytes
+//!   through the same chardev socket (no framing, no bridge), same run; medians of 3, interleaved.
 //! - No-update check-in: bytes each way and round trips, v2 against v1, counted by a proxy, per machine.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use rota_emu::net::{copy, CopyLine, Mps2Run};
+use rota_emu::serial::{raw_copy, SerialCopy};
 use rota_emu::system::{
     device_config, release, storage_image, storage_image_with, Boot, Device, Server, SECRET,
 };
 use rota_emu::xtfpga::XtfpgaRun;
 use rota_emu::{artifact, Machine, Run};
 use rota_image::FileSpec;
+use rota_wire::Link;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +42,8 @@ const MACHINES: [(Machine, &str); 2] = [
 const FLOOR: f64 = 0.5;
 const SIZE: usize = 64 * 1024;
 const RUNS: usize = 7;
+/// Runs over the serial link (an install takes seconds over the emulated line).
+const SERIAL_RUNS: usize = 3;
 
 fn payload() -> Vec<u8> {
     let mut x = 0x1234_5678u32;
@@ -68,10 +75,46 @@ fn copy_on(machine: Machine, data: &[u8]) -> (Run, Option<CopyLine>) {
     (run, line)
 }
 
-/// Milliseconds of one v2 install of `data` as a new file (Ready to Staged) on `machine`.
-fn update_ms(machine: Machine, data: &[u8]) -> u64 {
+/// One raw copy of `data` over `machine`'s console UART through its chardev socket (its
+/// `serial_copy` example, `make tcp-copy`).
+fn serial_copy_on(machine: Machine, data: &[u8]) -> (Run, Option<SerialCopy>) {
+    let limit = std::time::Duration::from_secs(90);
+    match machine {
+        Machine::Mps2An385 => raw_copy(
+            |line| {
+                let mut r = Mps2Run::new(artifact("mps2-an385/serial_copy.elf"));
+                r.line = Some(line.to_path_buf());
+                r.command()
+            },
+            data,
+            limit,
+        ),
+        Machine::Esp8266Xtfpga => raw_copy(
+            |line| {
+                let mut r = XtfpgaRun::new(artifact("esp8266/serial_copy-xtfpga.elf"));
+                r.line = Some(line.to_path_buf());
+                r.no_nic = true;
+                r.command()
+            },
+            data,
+            limit,
+        ),
+        Machine::Esp8266Sim => unreachable!("the sim machine has no UART"),
+    }
+}
+
+/// Milliseconds of one v2 install of `data` as a new file (Ready to Staged) on `machine`, over
+/// `link`.
+fn update_ms(machine: Machine, data: &[u8], link: Link) -> u64 {
     let m = machine;
-    let device = Device::on(m, &storage_image(m, &release(m, 1), SECRET));
+    let device = match link {
+        Link::Tcp => Device::on(m, &storage_image(m, &release(m, 1), SECRET)),
+        Link::Serial => {
+            let mut config = device_config(SECRET);
+            config.link = Link::Serial;
+            Device::on_serial(m, &storage_image_with(m, &config, &release(m, 1)))
+        }
+    };
     let mut files = release(m, 1);
     files.push(FileSpec {
         name: "blob64".into(),
@@ -173,7 +216,7 @@ fn main() {
                 "the copy arrived damaged"
             );
             copies[i].push(line.ms.max(1));
-            updates[i].push(update_ms(machine, &data).max(1));
+            updates[i].push(update_ms(machine, &data, Link::Tcp).max(1));
         }
     }
     for (i, &(_, name)) in MACHINES.iter().enumerate() {
@@ -193,6 +236,43 @@ fn main() {
             } else {
                 format!("  BELOW the {FLOOR} floor")
             }
+        );
+        println!();
+    }
+
+    let mut raw = vec![Vec::new(); MACHINES.len()];
+    let mut serial = vec![Vec::new(); MACHINES.len()];
+    for _ in 0..SERIAL_RUNS {
+        for (i, &(machine, _)) in MACHINES.iter().enumerate() {
+            let (run, line) = serial_copy_on(machine, &data);
+            let line = line.unwrap_or_else(|| panic!("no serial_copy line:\n{}", run.console));
+            assert_eq!(
+                (line.bytes, line.fnv),
+                (SIZE as u64, rota_emu::net::fnv1a(&data)),
+                "the raw copy arrived damaged"
+            );
+            raw[i].push(line.ms.max(1));
+            serial[i].push(update_ms(machine, &data, Link::Serial).max(1));
+        }
+    }
+    for (i, &(_, name)) in MACHINES.iter().enumerate() {
+        println!(
+            "== serial link throughput, {SIZE} bytes, medians of {SERIAL_RUNS} runs (guest ms): {name} =="
+        );
+        let (copy_ms, update_ms) = (median(raw[i].clone()), median(serial[i].clone()));
+        println!(
+            "raw copy over the UART's chardev: {copy_ms} ms  (runs {:?})",
+            raw[i]
+        );
+        println!(
+            "v2 install over the serial link:  {update_ms} ms  (runs {:?})",
+            serial[i]
+        );
+        println!(
+            "install throughput = {:.2} x the raw copy ({:.1} KB/s vs {:.1} KB/s)",
+            copy_ms as f64 / update_ms as f64,
+            SIZE as f64 / update_ms as f64,
+            SIZE as f64 / copy_ms as f64,
         );
         println!();
     }
