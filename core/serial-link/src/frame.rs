@@ -184,7 +184,8 @@ impl Decoder {
         }
     }
 
-    /// Takes the next byte from the line. After an error the decoder is outside any frame again.
+    /// Takes the next byte from the line. After an error at a delimiter the decoder takes that
+    /// delimiter as the opening of the next frame; after any other error it is outside any frame.
     pub fn push(&mut self, byte: u8) -> Result<Token, FrameError> {
         match (self.in_frame, byte) {
             (false, 0) => {
@@ -197,10 +198,18 @@ impl Decoder {
             // opens the next); stay open.
             (true, 0) if self.len == 0 => Ok(Token::Pending),
             (true, 0) => {
-                self.in_frame = false;
                 let n = core::mem::take(&mut self.len);
-                self.body = self.check(n)?;
-                Ok(Token::Frame)
+                match self.check(n) {
+                    Ok(body) => {
+                        self.in_frame = false;
+                        self.body = body;
+                        Ok(Token::Frame)
+                    }
+                    // What this delimiter closed was no frame (noise with a 0x00 in it, such as the
+                    // ESP8266 boot ROM's output at another baud rate, or a damaged frame): it may
+                    // open the next one, so the decoder stays inside.
+                    Err(e) => Err(e),
+                }
             }
             (true, b) => {
                 if self.len == self.buf.len() {

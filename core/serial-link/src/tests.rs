@@ -426,3 +426,24 @@ fn keys_typed_during_a_session_reach_the_console_queue() {
     assert_eq!(keys, b"q0123456");
     assert_eq!(link.state(), State::Established);
 }
+
+#[test]
+fn noise_with_a_zero_byte_before_a_frame_does_not_swallow_it() {
+    // The ESP8266's boot ROM prints at 74,880 baud: at 115,200 that is noise, zero bytes included.
+    let mut host = Host::new();
+    let mut stream = vec![0x9c, 0x00, 0x12, 0x6c, 0x00, 0x8c, 0xe2];
+    stream.extend(b"rota core on esp8266\n");
+    stream.extend(host.frame(Kind::Connect, &[10, 0, 2, 100, 0x4a, 0x20]));
+    let mut d = Decoder::new();
+    let mut frames = Vec::new();
+    let mut errors = 0;
+    for b in stream {
+        match d.push(b) {
+            Ok(Token::Frame) => frames.push(d.frame().kind),
+            Ok(_) => {}
+            Err(_) => errors += 1,
+        }
+    }
+    assert_eq!(frames, [Kind::Connect]);
+    assert!(errors >= 1, "the noise is reported");
+}

@@ -279,10 +279,25 @@ mod serial {
         let data = session(&mut uart);
         assert_eq!(server.join().unwrap(), data.len());
         drop(uart);
-        // A tty does not close when the device stops talking: stop the bridge as a user would.
+        // A tty does not close when the device stops talking: stop the bridge as a user would, once
+        // it has printed the last console line (it may still be on its way under load).
         let mut child = child;
+        let mut stdout_pipe = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 256];
+            while !out.ends_with(b"app: version 2\r\n") {
+                match stdout_pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&out).into_owned());
+        });
+        let stdout = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
         child.kill().unwrap();
-        let (_, stdout, stderr) = wait(child);
+        let (_, _, stderr) = wait(child);
         assert_eq!(stdout, "boot 1\r\napp: version 2\r\n", "{stderr}");
         assert!(stderr.contains("(tty at 57600 baud) open"), "{stderr}");
     }
