@@ -2,11 +2,14 @@
 //! console bytes and checked frames (`docs/protocol.md`, "Serial link").
 //!
 //! ```text
-//! line  := ( console byte (never 0x00) | 0x00 COBS(body) 0x00 )*
+//! line  := ( console byte (never 0x00) | 0x00 0x00 COBS(body) 0x00 )*
 //! body  := kind:u8  seq:u8  payload  crc:u32 (little-endian CRC-32/ISO-HDLC of kind, seq, payload)
 //! ```
 //! A frame is opened and closed by a 0x00 byte; COBS keeps 0x00 out of its body, and console text
-//! never holds one, so whatever lies between two frames is console text. A lost delimiter merges a
+//! never holds one, so whatever lies between two frames is console text. Each frame opens with two:
+//! if noise with a 0x00 in it (the ESP8266 boot ROM prints at 74,880 baud, noise at 115,200) left the
+//! receiver inside a false frame, the first closes it and the second opens the real one; a receiver
+//! outside any frame takes the pair as one opening. A lost delimiter merges a
 //! frame with what follows and fails its CRC; a lost frame shows as a gap in `seq`. Either ends the
 //! session: the link never repairs, the protocol on top resumes at the next check-in.
 
@@ -16,9 +19,11 @@ use crc::{Crc, NoTable, CRC_32_ISO_HDLC};
 pub const MAX_PAYLOAD: usize = 1024;
 /// Bytes of a body besides its payload: kind, seq and the CRC.
 pub const BODY_OVERHEAD: usize = 2 + 4;
+/// Delimiters around a frame's body on the line: two before it, one after.
+pub const DELIMITERS: usize = 3;
 /// Most bytes a frame with `payload` bytes takes on the line, delimiters included.
 pub const fn line_len(payload: usize) -> usize {
-    2 + cobs::max_encoding_length(payload + BODY_OVERHEAD)
+    DELIMITERS + cobs::max_encoding_length(payload + BODY_OVERHEAD)
 }
 /// Most bytes any frame takes on the line.
 pub const MAX_LINE: usize = line_len(MAX_PAYLOAD);
@@ -126,14 +131,14 @@ pub fn encode(kind: Kind, seq: u8, payload: &[u8], out: &mut [u8]) -> Option<usi
         d.finalize()
     };
     let end = line_len(payload.len()) - 1;
-    let mut enc = cobs::CobsEncoder::new(&mut out[1..end]);
+    let mut enc = cobs::CobsEncoder::new(&mut out[2..end]);
     enc.push(&[kind as u8, seq]).ok()?;
     enc.push(payload).ok()?;
     enc.push(&crc.to_le_bytes()).ok()?;
     let n = enc.finalize();
-    out[0] = 0;
-    out[1 + n] = 0;
-    Some(n + 2)
+    out[..2].fill(0);
+    out[2 + n] = 0;
+    Some(n + DELIMITERS)
 }
 
 /// One checked frame.
@@ -184,8 +189,7 @@ impl Decoder {
         }
     }
 
-    /// Takes the next byte from the line. After an error at a delimiter the decoder takes that
-    /// delimiter as the opening of the next frame; after any other error it is outside any frame.
+    /// Takes the next byte from the line. After an error the decoder is outside any frame again.
     pub fn push(&mut self, byte: u8) -> Result<Token, FrameError> {
         match (self.in_frame, byte) {
             (false, 0) => {
@@ -198,18 +202,10 @@ impl Decoder {
             // opens the next); stay open.
             (true, 0) if self.len == 0 => Ok(Token::Pending),
             (true, 0) => {
+                self.in_frame = false;
                 let n = core::mem::take(&mut self.len);
-                match self.check(n) {
-                    Ok(body) => {
-                        self.in_frame = false;
-                        self.body = body;
-                        Ok(Token::Frame)
-                    }
-                    // What this delimiter closed was no frame (noise with a 0x00 in it, such as the
-                    // ESP8266 boot ROM's output at another baud rate, or a damaged frame): it may
-                    // open the next one, so the decoder stays inside.
-                    Err(e) => Err(e),
-                }
+                self.body = self.check(n)?;
+                Ok(Token::Frame)
             }
             (true, b) => {
                 if self.len == self.buf.len() {
