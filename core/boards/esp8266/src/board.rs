@@ -13,7 +13,8 @@ pub type Flash = crate::flash::Flash;
 pub type Flash = crate::xtfpga::storage::Flash;
 
 /// The network interface: none on the sim machine; on the chip the WiFi would need Espressif's SDK
-/// (docs/boards-esp8266.md). The update phases find no network and the application starts.
+/// (docs/esp8266-wifi.md), so a chip checks in over its serial port (`link = Serial`). Without
+/// either, the update phases find no network and the application starts.
 #[cfg(not(feature = "xtfpga"))]
 pub type Nic = rota_net::NoNic;
 /// The network interface: the xtfpga board's OpenCores Ethernet MAC ([`crate::xtfpga::Nic`]).
@@ -34,9 +35,11 @@ pub struct Esp8266 {
 const WORD_ONLY: core::ops::Range<usize> = 0x4000_0000..0x4040_0000;
 
 impl Esp8266 {
-    /// Takes the board. Call once.
+    /// Takes the board (on the chip, UART0 goes to 115200 8N1 first). Call once.
     #[cfg(not(feature = "xtfpga"))]
     pub fn take() -> Self {
+        #[cfg(feature = "chip")]
+        crate::chip::uart::init();
         Esp8266 {
             flash: Flash::take(),
             nic: None,

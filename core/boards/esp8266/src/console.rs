@@ -1,5 +1,7 @@
 //! The console: semihosting `write(1, ..)` under QEMU's sim machine (`sim`), the board's 16550 UART
-//! on the xtfpga machine (`xtfpga`), UART0 on the chip (`chip`).
+//! on the xtfpga machine (`xtfpga`), UART0 at 115200 8N1 on the chip (`chip`). On the two UARTs it
+//! is also the serial link's line when the device config says `link = Serial`: the core frames,
+//! these only move bytes.
 
 /// A zero-sized handle on the console, for code that runs without the board (fault handlers).
 pub struct Console;
@@ -77,30 +79,5 @@ mod imp {
 
 #[cfg(feature = "chip")]
 mod imp {
-    /// UART0 TX/RX FIFO (writes push a byte).
-    const UART0_FIFO: *mut u32 = 0x6000_0000 as *mut u32;
-    /// UART0 status: bits 23..16 = TX FIFO count, bits 7..0 = RX FIFO count.
-    const UART0_STATUS: *const u32 = 0x6000_001C as *const u32;
-    /// TX FIFO depth.
-    const TX_FIFO_LEN: u32 = 128;
-
-    /// Blocking write at the baud rate the ROM left (74880 with a 26 MHz crystal).
-    pub fn write(bytes: &[u8]) {
-        for &b in bytes {
-            // SAFETY: UART0 registers of the ESP8266.
-            unsafe {
-                while (core::ptr::read_volatile(UART0_STATUS) >> 16) & 0xFF >= TX_FIFO_LEN - 2 {}
-                core::ptr::write_volatile(UART0_FIFO, b as u32);
-            }
-        }
-    }
-
-    /// A received byte, if the RX FIFO holds one (untested without a chip).
-    pub fn read() -> Option<u8> {
-        // SAFETY: UART0 registers of the ESP8266; reading the FIFO pops one byte.
-        unsafe {
-            (core::ptr::read_volatile(UART0_STATUS) & 0xFF != 0)
-                .then(|| core::ptr::read_volatile(UART0_FIFO) as u8)
-        }
-    }
+    pub use crate::chip::uart::{read, write};
 }

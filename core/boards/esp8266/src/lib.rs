@@ -5,8 +5,8 @@
 //!
 //! The runtime ([`rt`]) sets up the stack, `.data` and `.bss`, then calls the program's entry, which
 //! each program names with [`entry!`]. The board ([`board::Esp8266`]) is what the resident core
-//! drives; [`console`], [`time`], [`semihosting`] and, on xtfpga, [`xtfpga`] (UART, storage file,
-//! Ethernet MAC) are usable on their own. Under QEMU the exit status is the guest's ([`exit`]).
+//! drives; [`console`], [`time`], [`semihosting`], on xtfpga [`xtfpga`] (UART, storage file,
+//! Ethernet MAC) and on the chip `chip` (its clock, UART0) are usable on their own. Under QEMU the exit status is the guest's ([`exit`]).
 #![no_std]
 #![feature(asm_experimental_arch)]
 #![deny(missing_docs)]
@@ -21,6 +21,8 @@ compile_error!("enable exactly one of the features `sim`, `xtfpga` and `chip`");
 compile_error!("enable one of the features `sim` (default), `xtfpga` or `chip`");
 
 pub mod board;
+#[cfg(feature = "chip")]
+pub mod chip;
 pub mod console;
 #[cfg(not(feature = "xtfpga"))]
 pub mod flash;

@@ -194,8 +194,10 @@ _rota_start:
 );
 
 /// Chip-only early init, called by `_rota_start` before `.data`/`.bss` exist: maps the first MB of
-/// flash through the cache (ROM `Cache_Read_Enable(0, 0, 1)`) and stops the ROM watchdog.
-/// Must live in IRAM and touch no statics.
+/// flash through the cache (ROM `Cache_Read_Enable(0, 0, 1)`) and stops the watchdog for good (ROM
+/// `ets_wdt_disable`: it clears the hardware watchdog's enable bit and disarms the ROM's software
+/// one; nothing starts it again, so the flash driver's long ROM erases need no feeding: see
+/// [`crate::chip`]). Must live in IRAM and touch no statics.
 #[cfg(feature = "chip")]
 #[no_mangle]
 #[link_section = ".rota.iram.text.chip_init"]

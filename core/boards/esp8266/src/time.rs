@@ -1,7 +1,7 @@
 //! Milliseconds since boot from the CCOUNT cycle counter.
 //!
 //! CCOUNT is 32 bits wide: [`now_ms`] extends it to 64 bits, so it must be called at least once
-//! per wrap (2^32 cycles: 53 s at 80 MHz). Interrupts are off, so plain atomics suffice.
+//! per wrap (2^32 cycles: 107 s at 40 MHz under QEMU, 82 s at the chip's 52 MHz). Interrupts are off, so plain atomics suffice.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,12 +11,13 @@ use crate::rt::ccount;
 ///
 /// `sim`: QEMU derives CCOUNT from its virtual clock at the lx106 core's configured clock
 /// (measured: see docs/boards-esp8266.md). `xtfpga`: the same core and rate; the board reads it from
-/// the FPGA at boot. `chip`: the CPU clock the ROM leaves (assumed 80 MHz; unverified without a chip).
+/// the FPGA at boot. `chip`: the CPU clock the ROM leaves, twice the crystal ([`crate::chip::CLOCK_HZ`]:
+/// 52 MHz with the 26 MHz crystal assumed; unverified without a chip).
 #[cfg(feature = "sim")]
 pub const CCOUNT_HZ: u32 = 40_000_000;
 /// CCOUNT ticks per second (see the `sim` variant).
 #[cfg(feature = "chip")]
-pub const CCOUNT_HZ: u32 = 80_000_000;
+pub const CCOUNT_HZ: u32 = crate::chip::CLOCK_HZ;
 /// CCOUNT ticks per second when the FPGA's clock register reads 0 (see [`set_ccount_hz`]): QEMU's
 /// lx106 core runs at 40 MHz, as on the sim machine.
 #[cfg(feature = "xtfpga")]
