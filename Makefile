@@ -55,7 +55,7 @@ FLASH_BOARDS :=
 include $(sort $(wildcard core/boards/*/board.mk))
 
 .PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench \
-        flash no-flash unknown-board demo test lint lint-host fixtures clean
+        flash no-flash serial-update unknown-board demo test lint lint-host fixtures clean
 
 ## ---------- set-up (idempotent; quick when already done) ----------
 setup: toolchain packages esptool
@@ -132,6 +132,32 @@ flash: $(if $(filter $(BOARD),$(FLASH_BOARDS)),flash-$(BOARD),no-flash)
 
 no-flash:
 	@echo "make flash is for BOARD=$(FLASH_BOARDS)"; exit 2
+
+# Updates a device over its serial line from a server's repository: rota-server on
+# 127.0.0.1:SERVER_PORT serving REPO as committed at REV, and rota-bridge serial joining PORT (a tty,
+# e.g. a chip flashed with make flash behind its USB-serial adapter, or an emulated UART's chardev
+# socket) to it at BAUD. The bridge prints the device's console and sends typed keys to it. Ctrl-C
+# stops both, and either stopping stops the other. No board in it: the device's core does the
+# serial link's framing (its config says link serial), so any board's device works.
+# PORT must be given (its default is make flash's): a wrong line would be written to.
+SERVER_PORT ?= 8266
+BAUD ?= 115200
+REV ?= HEAD
+serial-update:
+ifeq ($(origin PORT),file)
+	@echo "make serial-update: give PORT=<the device's serial line: a tty such as /dev/ttyUSB0, or a QEMU chardev socket>"; exit 2
+endif
+	@[ -n "$(REPO)" ] || { echo "make serial-update: give REPO=<the server's repository, a git work tree> [REV=<revision>, default HEAD]"; exit 2; }
+	$(CARGO) build -q -p rota-server -p rota-bridge
+	@echo "serial-update: rota-server on 127.0.0.1:$(SERVER_PORT) serving $(REPO) at $(REV); rota-bridge serial on $(PORT) at $(BAUD) baud (Ctrl-C stops both)"
+	@server=; bridge=; trap 'kill $$server $$bridge 2>/dev/null || true; wait' EXIT; trap 'exit 130' INT TERM; \
+	target/debug/rota-server serve --repo "$(REPO)" --rev "$(REV)" --listen 127.0.0.1:$(SERVER_PORT) & server=$$!; \
+	listening=$$(printf '0100007F:%04X 00000000:0000 0A' $(SERVER_PORT)); \
+	for i in $$(seq 100); do grep -q "$$listening" /proc/net/tcp && break; \
+	  kill -0 $$server 2>/dev/null || { echo "serial-update: rota-server did not start"; exit 1; }; sleep 0.1; done; \
+	grep -q "$$listening" /proc/net/tcp || { echo "serial-update: rota-server not listening after 10 s"; exit 1; }; \
+	target/debug/rota-bridge serial --line "$(PORT)" --baud $(BAUD) --server-port $(SERVER_PORT) <&0 & bridge=$$!; \
+	wait -n $$server $$bridge
 
 ## ---------- the main job and the tests ----------
 # The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 and the ESP8266's LX106 on QEMU's
