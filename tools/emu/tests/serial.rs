@@ -3,11 +3,14 @@
 //! socket joined by `rota-bridge serial` to the server (the console read from the bridge, keys typed
 //! into it), with a proxy on the line between QEMU and the bridge where a test damages a byte. Every
 //! test runs on both machines, mps2-an385 (CMSDK UART0) and the ESP8266's LX106 on QEMU's xtfpga
-//! board (16550 UART), as `mps2::<test>` and `xtfpga::<test>`. Needs `make firmware images` and
+//! board (16550 UART), as `mps2::<test>` and `xtfpga::<test>`, except the one that boots the chip's
+//! own storage image (LX106 only). Needs `make firmware images` and
 //! `cargo build -p rota-bridge -p rota-server`.
 use rota_emu::line::{Damage, Direction, Fault, Tap};
 use rota_emu::net::POWER_CUT_EXIT;
-use rota_emu::system::{release, storage_image_with, Boot, Device, Server, SECRET};
+use rota_emu::system::{
+    release, storage_image_with, Boot, Device, Fleet, FleetDevice, Server, SECRET,
+};
 use rota_emu::{Machine, Run};
 use rota_wire::config::Link;
 
@@ -45,6 +48,37 @@ fn setup(m: Machine) -> (Device, Server) {
         Device::on_serial(m, &image),
         Server::start(&release(m, 2), SECRET),
     )
+}
+
+/// The chip's device as `make images` writes its storage image (board.mk's `ESP_CHIP_ID` and
+/// `ESP_CHIP_SECRET`).
+const CHIP_ID: u32 = 1003;
+/// Its secret.
+const CHIP_SECRET: &str = "demo-secret-1003";
+
+/// The chip's own storage image, `build/esp8266/storage-chip.bin` (what `make flash` writes to a
+/// chip: link serial, device [`CHIP_ID`]), booted as it is on the LX106 of the xtfpga machine with
+/// its UART on the line, is updated from a server over the line, as `make serial-update` updates
+/// a chip: so the image a chip gets is the one that works over serial.
+#[test]
+fn the_chips_storage_image_is_updated_over_the_serial_line() {
+    let m = Machine::Esp8266Xtfpga;
+    let image = std::fs::read(rota_emu::artifact("esp8266/storage-chip.bin")).expect("read image");
+    let device = Device::on_serial(m, &image);
+    let fleet = Fleet::start(&[FleetDevice {
+        id: CHIP_ID,
+        secret: CHIP_SECRET.to_string(),
+        files: release(m, 2),
+    }]);
+    let run = device.boot(&Boot::to(fleet.port(CHIP_ID)));
+    assert!(
+        run.console.contains(&format!(
+            "init: device {CHIP_ID}, boot 1, protocol v2, serial link"
+        )),
+        "{}",
+        run.console
+    );
+    assert_updated(m, &run);
 }
 
 /// The numbers after `prefix` at the start of console lines, in order.
