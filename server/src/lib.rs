@@ -9,7 +9,8 @@
 //! - [`restart`]: the `restart` record, refused when it could brick a device;
 //! - [`plan_v2`]: the protocol v2 planner: what a rota device gets, decided from content digests, and
 //!   its files' versions; the frames and the session state machine are `rota-wire`'s;
-//! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`);
+//! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`), every
+//!   file of it written by [`durable::replace`] (atomic and durable);
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
 //! The simulated devices its tests use (a NodeMCU luaOTA client, a rota device) are the crate
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod durable;
 pub mod fleet;
 pub mod listen;
 pub mod luac;
