@@ -2,32 +2,37 @@
 //! see every device (`rota-server fleet DIR`).
 //!
 //! ```text
-//! <repo>/.rota/devices/<id>.json    the last check-in of device <id> (JSON, written atomically)
-//! <repo>/.rota/devices/<id>.nonce   the nonce floor of device <id>: the last nonce accepted (durable)
+//! <repo>/.rota/devices/<id>.json    the last check-in of device <id> (JSON)
+//! <repo>/.rota/devices/<id>.nonce   the nonce floor of device <id>: the last nonce accepted (JSON)
 //! <repo>/.rota/devices/<id>.lock    serialises check-ins of one device (across processes too)
+//! <repo>/.rota/devices/.<id>.json.<pid>.<n>.tmp   a write in progress (or a crash's leftover)
 //! ```
 //! A record is written only for a device whose Hello verified with its own secret, so a stranger
 //! cannot fill the directory. A protocol v2 Hello whose device nonce is not above the last one
 //! accepted is a replay and is refused ([`FleetError::Replay`]). The check and the update happen under
 //! an exclusive lock of the device's lock file, so two sessions (or two `serve-stdio` processes) can
-//! never both accept the same nonce. Records are written to a temporary file and renamed over the old
-//! one: a reader never sees half a record.
+//! never both accept the same nonce. Both files are only ever written by [`durable::replace`]
+//! (temporary file, fsync, rename, fsync of the directory): a crash at any moment leaves each of them
+//! old or new, never torn, and a reader never sees half a file. Temporary files are never read as
+//! state; those a crash left behind are removed when `serve` starts ([`Fleet::remove_leftovers`]).
 //!
 //! Replay protection fails closed. The last accepted nonce (the *floor*) is kept in its own small
-//! file, apart from the record, written durably before the record (temporary file, fsync, rename,
-//! fsync of the directory), so a torn, emptied or garbled record can never lower it: such a record is
+//! file, apart from the record, written (durably) before the record, so a record that is torn,
+//! emptied or garbled anyway (a disk error, a hand edit) can never lower it: such a record is
 //! logged and ignored, the floor still refuses old Hellos, and the device's next check-in writes a
 //! whole record again. An unreadable floor refuses every check-in of that device
 //! ([`FleetError::Floor`]) until an operator repairs it, and so does a missing floor beside an
 //! unreadable record ([`FleetError::Unknown`]): the last nonce is then unknown. A record without a
 //! floor (state written before the floor existed) gives its nonce as the floor.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self, File, TryLockError};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::durable;
 
 /// One file of a check-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,21 +255,17 @@ impl Fleet {
         }
     }
 
-    /// Writes `device`'s floor durably: a temporary file, fsynced, renamed over the old one, and the
-    /// directory fsynced, so the floor is either the old one or the new one, even after a power cut.
-    fn write_floor(&self, device: u64, nonce: u32) -> Result<(), FleetError> {
-        let path = self.floor_path(device);
-        let tmp = self.dir.join(format!(".{device}.nonce.tmp"));
-        let mut json = serde_json::to_vec(&Floor { device, nonce }).unwrap_or_default();
+    /// Replaces the state file `name` with `json` and a line feed, atomically and durably: the one
+    /// way the floor and the record are written ([`durable::replace`]).
+    fn replace(&self, name: &str, mut json: Vec<u8>) -> Result<(), FleetError> {
         json.push(b'\n');
-        let mut file = File::create(&tmp).map_err(Self::io(&tmp))?;
-        file.write_all(&json).map_err(Self::io(&tmp))?;
-        file.sync_all().map_err(Self::io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(Self::io(&path))?;
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(Self::io(&self.dir))
+        durable::replace(&self.dir, name, &json).map_err(Self::io(&self.dir.join(name)))
+    }
+
+    /// Writes `device`'s floor: after a crash or a power cut it is the old floor or the new one.
+    fn write_floor(&self, device: u64, nonce: u32) -> Result<(), FleetError> {
+        let json = serde_json::to_vec(&Floor { device, nonce }).unwrap_or_default();
+        self.replace(&format!("{device}.nonce"), json)
     }
 
     /// The last nonce accepted from `device` (`None` for a device never seen), failing closed: an
@@ -283,7 +284,7 @@ impl Fleet {
                     %device,
                     path = %path.display(),
                     %reason,
-                    "fleet record unreadable; the nonce floor still refuses replays, and this check-in rewrites the record"
+                    "fleet record unreadable; the nonce floor still refuses replays, and the device's next accepted check-in rewrites the record"
                 );
                 None
             }
@@ -291,18 +292,65 @@ impl Fleet {
         Ok(floor.max(from_record))
     }
 
-    /// Locks `device`'s lock file (blocking) for the returned guard's lifetime.
-    fn lock(&self, device: u64) -> Result<File, FleetError> {
-        fs::create_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
+    /// `device`'s lock file, opened (created if need be).
+    fn lock_file(&self, device: u64) -> Result<File, FleetError> {
+        durable::create_dir(&self.dir).map_err(Self::io(&self.dir))?;
         let path = self.dir.join(format!("{device}.lock"));
-        let file = File::options()
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(Self::io(&path))?;
-        file.lock().map_err(Self::io(&path))?;
+            .map_err(Self::io(&path))
+    }
+
+    /// Locks `device`'s lock file (blocking) for the returned guard's lifetime. Every write of the
+    /// device's state happens under it.
+    fn lock(&self, device: u64) -> Result<File, FleetError> {
+        let file = self.lock_file(device)?;
+        file.lock()
+            .map_err(Self::io(&self.dir.join(format!("{device}.lock"))))?;
         Ok(file)
+    }
+
+    /// Removes the temporary files crashed writers left behind, and returns how many. A temporary
+    /// file is removed only while its device's lock is free: every write happens under that lock, so
+    /// a write in progress (another `serve-stdio` process's) is never disturbed. Leftovers are
+    /// harmless meanwhile: no reader takes a temporary file for a state file.
+    pub fn remove_leftovers(&self) -> Result<usize, FleetError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Self::io(&self.dir)(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(Self::io(&self.dir))?;
+            let name = entry.file_name();
+            let Some(device) = name
+                .to_str()
+                .and_then(durable::temporary_target)
+                .and_then(|target| target.split('.').next())
+                .and_then(|id| id.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let lock = self.lock_file(device)?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Error(e)) => {
+                    return Err(Self::io(&self.dir.join(format!("{device}.lock")))(e))
+                }
+            }
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Self::io(&path)(e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// The last check-in of `device`, if any. An unreadable record counts as none here (and is
@@ -317,15 +365,10 @@ impl Fleet {
         }
     }
 
+    /// Writes `record`: after a crash or a power cut it is the old record or the new one.
     fn write(&self, record: &CheckIn) -> Result<(), FleetError> {
-        let path = self.record_path(record.device);
-        let tmp = self.dir.join(format!(".{}.json.tmp", record.device));
-        let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
-        json.push(b'\n');
-        let mut file = File::create(&tmp).map_err(Self::io(&tmp))?;
-        file.write_all(&json).map_err(Self::io(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(Self::io(&path))
+        let json = serde_json::to_vec_pretty(record).unwrap_or_default();
+        self.replace(&format!("{}.json", record.device), json)
     }
 
     /// Records a check-in. A v2 check-in (with a nonce) is refused as a replay unless its nonce is
@@ -358,7 +401,9 @@ impl Fleet {
         self.write(&record)
     }
 
-    /// Every device's last check-in, by device id.
+    /// Every device's last check-in, by device id. An unreadable record is logged (a warning naming
+    /// the file and why) and left out: one bad file does not hide the rest of the fleet. Temporary
+    /// files are never taken for records.
     pub fn list(&self) -> Result<Vec<CheckIn>, FleetError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -617,6 +662,58 @@ mod tests {
         assert!(!floor_path.exists());
         // A device never seen has neither: it is accepted.
         fleet.check_in(&record(8, Some(1))).unwrap();
+    }
+
+    /// Temporary files a crash left are never read as state, and are removed only while their
+    /// device's lock is free (no write of it in progress).
+    #[test]
+    fn leftover_temporary_files_are_ignored_then_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fleet = Fleet::for_repo(tmp.path());
+        fleet.check_in(&record(7, Some(5))).unwrap();
+        fleet.check_in(&record(8, Some(1))).unwrap();
+        let dir = fleet.dir().to_owned();
+        let leftovers = [
+            ".7.json.4242.0.tmp",
+            ".7.nonce.4242.1.tmp",
+            ".9.json.4242.2.tmp",
+            ".8.json.tmp",
+        ];
+        for name in leftovers {
+            fs::write(dir.join(name), b"{\"device\":7,\"nonc").unwrap();
+        }
+        fs::write(dir.join("notes.txt"), b"an operator's").unwrap();
+        let listed: Vec<u64> = fleet.list().unwrap().iter().map(|r| r.device).collect();
+        assert_eq!(listed, [7, 8]);
+        assert!(matches!(
+            fleet.check_in(&record(7, Some(5))),
+            Err(FleetError::Replay { last: 5, got: 5 })
+        ));
+        fleet.check_in(&record(7, Some(6))).unwrap();
+        // Device 8 is being written (its lock is held): its leftover stays for now.
+        let held = fleet.lock(8).unwrap();
+        assert_eq!(fleet.remove_leftovers().unwrap(), 3);
+        drop(held);
+        assert_eq!(fleet.remove_leftovers().unwrap(), 1);
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "7.json",
+                "7.lock",
+                "7.nonce",
+                "8.json",
+                "8.lock",
+                "8.nonce",
+                "9.lock",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(fleet.load(7).unwrap().nonce, Some(6));
     }
 
     #[test]
