@@ -163,6 +163,15 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let server = Arc::new(repo.server(|limits| {
                 limits.sessions_per_peer = max_sessions_per_peer;
             })?);
+            match server.fleet().remove_leftovers() {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    dir = %server.fleet().dir().display(),
+                    "removed temporary files left by a crash"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot remove leftover temporary files"),
+            }
             listen::raise_descriptor_limit(max_sessions);
             let listener =
                 listen::bind(addr).map_err(|source| CliError::Listen { addr, source })?;
