@@ -2,6 +2,7 @@
 
 mod common;
 mod defects;
+mod durable;
 mod flood;
 mod links;
 mod load;
