@@ -38,12 +38,13 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
-    /// A postcard varint of at most `max_bytes` bytes whose last byte is at most `last_max`.
-    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u32, Error> {
-        let mut out = 0u32;
+    /// A postcard varint of at most `max_bytes` bytes whose last byte is at most `last_max`. Like
+    /// postcard, it takes overlong encodings (`0x80 0x00` is 0) up to `max_bytes`.
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u64, Error> {
+        let mut out = 0u64;
         for i in 0..max_bytes {
             let b = self.byte()?;
-            out |= u32::from(b & 0x7f) << (7 * i);
+            out |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 if i == max_bytes - 1 && b > last_max {
                     return Err(Error::Malformed);
@@ -55,11 +56,24 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32, Error> {
-        self.varint(5, 0x0f)
+        Ok(self.varint(5, 0x0f)? as u32)
     }
 
     pub fn u16(&mut self) -> Result<u16, Error> {
         Ok(self.varint(3, 0x03)? as u16)
+    }
+
+    /// A length or count (postcard's `usize`: as many varint bytes as this platform's `usize` has,
+    /// 5 on the device, 10 on a 64-bit host, so both ends agree with serde's decoder where they run).
+    pub fn length(&mut self) -> Result<usize, Error> {
+        const BYTES: u32 = usize::BITS.div_ceil(7);
+        const LAST: u8 = ((1u32 << (usize::BITS - 7 * (BYTES - 1))) - 1) as u8;
+        usize::try_from(self.varint(BYTES, LAST)?).map_err(|_| Error::Malformed)
+    }
+
+    /// An enum's variant index (postcard: a `u32` varint).
+    pub fn variant(&mut self) -> Result<u32, Error> {
+        self.u32()
     }
 
     /// A 0/1 byte (bool, option tag).
@@ -73,7 +87,7 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed byte string of at most `max` bytes.
     pub fn bytes(&mut self, max: usize) -> Result<&'a [u8], Error> {
-        let n = self.u32()? as usize;
+        let n = self.length()?;
         if n > max {
             return Err(Error::Malformed);
         }

@@ -230,7 +230,7 @@ impl<'a> ConfigView<'a> {
             let netmask = r.array::<4>()?;
             r.take(4)?;
             let protocol = r.byte()?;
-            let link = match r.byte()? {
+            let link = match r.variant()? {
                 0 => Link::Tcp,
                 1 => Link::Serial,
                 _ => return Err(Error::Malformed),
@@ -238,8 +238,8 @@ impl<'a> ConfigView<'a> {
             let v1_at = bytes.len() - r.remaining();
             let chk = r.str(rota_limits::V1_CHK_LEN)?;
             let files_at = bytes.len() - r.remaining();
-            let files = r.u32()?;
-            if files as usize > MAX_V1_FILES {
+            let files = r.length()?;
+            if files > MAX_V1_FILES {
                 return Err(Error::Malformed);
             }
             for _ in 0..files {
@@ -274,7 +274,7 @@ impl<'a> ConfigView<'a> {
     /// [`ConfigView::parse`]).
     pub fn v1_files(&self) -> impl Iterator<Item = (&'a [u8], u32)> {
         let mut r = Reader::new(self.files);
-        let count = r.u32().unwrap_or(0);
+        let count = r.length().unwrap_or(0);
         (0..count).map_while(move |_| Some((r.str(MAX_NAME).ok()?, r.u32().ok()?)))
     }
 

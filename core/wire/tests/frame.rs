@@ -705,3 +705,53 @@ fn the_v1_state_of_a_config_is_read_and_replaced_by_hand_as_serde_would() {
         .with_v1_state(b"", nine.iter().copied(), &mut out)
         .is_err());
 }
+
+/// A config record as the fuzzer found it (fuzz target `config`): every field empty or zero, the
+/// link's variant index written as the overlong varint `80 80 00` (0, Tcp), protocol `protocol`.
+fn overlong_link_record(protocol: u8) -> Vec<u8> {
+    let mut m = vec![
+        0xff, 0x05, 0x00, 0x00, 0x78, 0x78, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    m.extend_from_slice(&[
+        0xff, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x05, 0xff, 0x05, 0x00, 0x00,
+    ]);
+    m.push(protocol);
+    m.extend_from_slice(&[0x80, 0x80, 0x00, 0x00, 0x00]);
+    m
+}
+
+#[test]
+fn config_view_reads_the_link_as_a_varint_as_decode_does() {
+    // postcard decodes an enum's variant index as a u32 varint, overlong forms included; the view
+    // read one byte and refused what the server's decoder accepts.
+    let m = overlong_link_record(1);
+    let c = DeviceConfig::decode(&m).expect("postcard takes the overlong index");
+    let v = rota_wire::ConfigView::parse(&m).expect("the view takes it too");
+    assert_eq!(
+        (v.link, c.link),
+        (rota_wire::Link::Tcp, rota_wire::Link::Tcp)
+    );
+    // The record the fuzzer found: protocol 0 is refused by both for the same reason.
+    let m = overlong_link_record(0);
+    assert_eq!(
+        rota_wire::ConfigView::parse(&m).err(),
+        DeviceConfig::decode(&m).err()
+    );
+    assert_eq!(
+        DeviceConfig::decode(&m).err(),
+        Some(rota_wire::ConfigError::Protocol)
+    );
+}
+
+#[test]
+fn config_view_reads_lengths_as_wide_as_decode_does() {
+    // Lengths and counts are postcard `usize`s: up to 10 varint bytes on a 64-bit host (5 on the
+    // device). An overlong 6-byte empty chk: both accept it, or both refuse it.
+    let mut m = overlong_link_record(1);
+    let chk = m.len() - 2;
+    m.splice(chk..chk + 1, [0x80, 0x80, 0x80, 0x80, 0x80, 0x00]);
+    let view = rota_wire::ConfigView::parse(&m);
+    let full = DeviceConfig::decode(&m);
+    assert_eq!(view.is_ok(), full.is_ok(), "{view:?} vs {full:?}");
+    assert_eq!(full.is_ok(), usize::BITS == 64);
+}
