@@ -55,7 +55,7 @@ FLASH_BOARDS :=
 include $(sort $(wildcard core/boards/*/board.mk))
 
 .PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench \
-        flash no-flash serial-update unknown-board demo test lint lint-host fixtures clean
+        flash no-flash serial-update unknown-board demo test lint lint-host fixtures fuzz fuzz-smoke fuzz-tools clean
 
 ## ---------- set-up (idempotent; quick when already done) ----------
 setup: toolchain packages esptool
@@ -187,7 +187,20 @@ lint-host:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy -q --all-targets -- -D warnings
 
-test: setup firmware images fixtures tcp-copy esp-image-check lint
+# The fuzz targets (fuzz/, docs/fuzzing.md): each for FUZZ_SECONDS on its seed corpus, then the
+# executions per target. fuzz-smoke runs them all briefly (at most 2 minutes in all): part of `test`.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 8
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install -q cargo-fuzz --locked
+
+fuzz: setup fuzz-tools
+	CARGO_TARGET_DIR=$(CURDIR)/target fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: setup fuzz-tools
+	CARGO_TARGET_DIR=$(CURDIR)/target fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+test: setup fuzz-smoke firmware images fixtures tcp-copy esp-image-check lint
 	$(CARGO) build -q
 	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
 	$(CARGO) test -q -p rota-board-mps2-an385 --features power-cut --lib

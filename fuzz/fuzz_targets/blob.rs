@@ -65,13 +65,17 @@ fuzz_target!(|input: &[u8]| {
 
     let relocs: Vec<u32> = blob.relocs().collect();
     assert_eq!(relocs.len(), h.reloc_count as usize);
-    assert!(relocs.windows(2).all(|w| w[0] < w[1]), "relocations increase");
+    assert!(
+        relocs.windows(2).all(|w| w[0] < w[1]),
+        "relocations increase"
+    );
     let image = blob.image();
     assert_eq!(image.len(), h.image_size as usize);
 
     let base = u32::from_le_bytes([control, 0x12, 0x34, 0x20]) & !3;
     let mut ram = vec![0u8; image.len()];
-    blob.relocate_into(&mut ram, base).expect("the image fits its own size");
+    blob.relocate_into(&mut ram, base)
+        .expect("the image fits its own size");
     let mut stored = bytes.clone();
     assert_eq!(relocate_stored(&mut stored, base), Ok(h));
     let img = h.image_offset() as usize;

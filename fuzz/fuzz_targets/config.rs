@@ -31,7 +31,11 @@ fuzz_target!(|data: &[u8]| {
     );
     assert_eq!(v.chk, c.chk.as_bytes());
     let files: Vec<(&[u8], u32)> = v.v1_files().collect();
-    let want: Vec<(&[u8], u32)> = c.files.iter().map(|f| (f.name.as_bytes(), f.number)).collect();
+    let want: Vec<(&[u8], u32)> = c
+        .files
+        .iter()
+        .map(|f| (f.name.as_bytes(), f.number))
+        .collect();
     assert_eq!(files, want);
 
     let mut out = vec![0u8; 2 * MAX_CONFIG];
@@ -41,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
 
     // The v1 restart: new chk, the files in reverse.
     let chk: &[u8] = if c.chk.is_empty() { b"0123abcd" } else { b"" };
-    let rev: Vec<(&[u8], u32)> = want.iter().rev().map(|&(n, x)| (n, x.wrapping_add(1))).collect();
+    let rev: Vec<(&[u8], u32)> = want
+        .iter()
+        .rev()
+        .map(|&(n, x)| (n, x.wrapping_add(1)))
+        .collect();
     if let Ok(m) = v.with_v1_state(chk, rev.iter().copied(), &mut out) {
         let c2 = DeviceConfig::decode(&out[..m]).expect("with_v1_state gives a valid record");
         let v2 = ConfigView::parse(&out[..m]).expect("with_v1_state gives a valid record");

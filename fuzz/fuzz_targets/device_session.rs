@@ -25,8 +25,13 @@ const DEVICE: u32 = 11223344;
 
 fuzz_target!(|data: &[u8]| {
     let mut store = MemStore::default();
-    store.files.insert(b"app".to_vec(), ((0..3000u32).map(|i| i as u8).collect(), 3));
-    store.files.insert(b"log".to_vec(), (b"boot 1\nboot 2\n".to_vec(), 1));
+    store.files.insert(
+        b"app".to_vec(),
+        ((0..3000u32).map(|i| i as u8).collect(), 3),
+    );
+    store
+        .files
+        .insert(b"log".to_vec(), (b"boot 1\nboot 2\n".to_vec(), 1));
     let nonce = store.reboot();
     let hello_key = Key::hello(SECRET, DEVICE, nonce);
     let key = Key::session(SECRET, DEVICE, nonce, &[7; 16]);
@@ -74,7 +79,14 @@ fuzz_target!(|data: &[u8]| {
             let took = device.feed(give);
             assert!(took <= give.len());
             left = &left[took..];
-            let sent = poll(&mut device, &mut store, &mut out, &key, &mut tx_seq, &mut over);
+            let sent = poll(
+                &mut device,
+                &mut store,
+                &mut out,
+                &key,
+                &mut tx_seq,
+                &mut over,
+            );
             if took == 0 && !sent && !over {
                 // Nothing taken and nothing to do: the session must be waiting for more of the
                 // frame, which `rx_buffer` then has room for.
@@ -98,7 +110,11 @@ fn poll(
         match device.poll(store, out) {
             Ok(Poll::Send(n)) => {
                 let f = Frame::new_checked(&out[..n]).expect("the device sends whole frames");
-                assert_eq!(f.verify(key, Dir::ToServer), Ok(()), "tagged with the session key");
+                assert_eq!(
+                    f.verify(key, Dir::ToServer),
+                    Ok(()),
+                    "tagged with the session key"
+                );
                 *tx_seq += 1;
                 assert_eq!(f.seq(), *tx_seq, "consecutive sequence numbers");
                 DeviceMsg::decode(f.kind(), f.payload()).expect("a device message");

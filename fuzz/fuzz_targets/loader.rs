@@ -50,7 +50,11 @@ fuzz_target!(|input: &[u8]| {
             abi_version: b.header.abi_version,
         },
         Err(_) => Target {
-            isa: if control & 0x10 == 0 { Isa::Lx106 } else { Isa::Thumbv7m },
+            isa: if control & 0x10 == 0 {
+                Isa::Lx106
+            } else {
+                Isa::Thumbv7m
+            },
             abi_version: 1,
         },
     };
@@ -69,7 +73,11 @@ fuzz_target!(|input: &[u8]| {
             let mut want = vec![0u8; b.header.image_size as usize];
             b.relocate_into(&mut want, base).unwrap();
             let got: Vec<u8> = arena.iter().flat_map(|w| w.to_le_bytes()).collect();
-            assert_eq!(&got[..want.len()], &want[..], "load and relocate_into disagree");
+            assert_eq!(
+                &got[..want.len()],
+                &want[..],
+                "load and relocate_into disagree"
+            );
         }
         Ok(_) => assert!(loaded.is_err(), "an image over the arena was loaded"),
         Err(_) => assert!(loaded.is_err(), "load accepts what Blob::parse refuses"),
@@ -81,7 +89,10 @@ fuzz_target!(|input: &[u8]| {
             assert_eq!(in_place.map(|l| l.header), Ok(b.header));
         }
     } else {
-        assert!(in_place.is_err(), "verify_in_place accepts what Blob::parse refuses");
+        assert!(
+            in_place.is_err(),
+            "verify_in_place accepts what Blob::parse refuses"
+        );
     }
 
     // Stored relocated for its place in the mapping, as the store services write it.

@@ -29,7 +29,11 @@ impl V1Store for Store {
     type Error = ();
 
     fn put(&mut self, name: &[u8], data: &[u8], digest: &[u8; 32]) -> Result<(), ()> {
-        assert_eq!(digest[..], Sha256::digest(data)[..], "put with a wrong digest");
+        assert_eq!(
+            digest[..],
+            Sha256::digest(data)[..],
+            "put with a wrong digest"
+        );
         assert!(data.len() <= FILE_LEN);
         if name.starts_with(b"fail") {
             return Err(());
@@ -85,7 +89,10 @@ fuzz_target!(|data: &[u8]| {
         if mode & 1 == 1 {
             input.extend_from_slice(bytes);
         } else {
-            let lf = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+            let lf = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
             let json = &bytes[..lf];
             input.extend_from_slice(json);
             input.extend_from_slice(&signer.tag(json));
@@ -102,8 +109,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = Record::parse_line(&input);
 
     let mut store = Store::default();
-    store.files.insert(b"init.lua".to_vec(), b"print(1)\n".repeat(50));
-    store.files.insert(b"app".to_vec(), (0..2000u32).map(|i| i as u8).collect());
+    store
+        .files
+        .insert(b"init.lua".to_vec(), b"print(1)\n".repeat(50));
+    store
+        .files
+        .insert(b"app".to_vec(), (0..2000u32).map(|i| i as u8).collect());
     let config = Config::new(b"127.0.0.1", 8266).unwrap();
     let mut line = vec![0u8; LINE_LEN];
     let mut file = vec![0u8; FILE_LEN];
@@ -131,7 +142,10 @@ fuzz_target!(|data: &[u8]| {
                 match s.feed(give) {
                     Ok(used) => {
                         assert!(used <= give.len());
-                        assert!(used > 0 || s.poll() != Poll::Receive, "feed makes no progress");
+                        assert!(
+                            used > 0 || s.poll() != Poll::Receive,
+                            "feed makes no progress"
+                        );
                         pos += used;
                     }
                     Err(_) => {
@@ -149,7 +163,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // The HI: the first line the device sent, signed.
-    let lf = sent.iter().position(|&b| b == b'\n').expect("the HI is sent whole");
+    let lf = sent
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("the HI is sent whole");
     let hi = Record::parse_line(&sent[..=lf]).expect("the HI is a record");
     hi.verify(&signer).expect("the HI is signed");
 });

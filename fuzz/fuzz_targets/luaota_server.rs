@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(record) = Record::parse_line(&line) else {
         return;
     };
-    assert_eq!(Record::parse_segment(&line).map(|s| s.payload().len()), Ok(0));
+    assert_eq!(
+        Record::parse_segment(&line).map(|s| s.payload().len()),
+        Ok(0)
+    );
     if !record.verify(&signer) {
         return;
     }

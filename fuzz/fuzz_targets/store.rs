@@ -32,10 +32,18 @@ fn sha(d: &[u8]) -> [u8; 32] {
 }
 
 fn content(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
+        .collect()
 }
 
-fn stage(s: &mut Store<Mem>, name: &[u8], data: &[u8], version: u32, piece: usize) -> Result<(), Error> {
+fn stage(
+    s: &mut Store<Mem>,
+    name: &[u8],
+    data: &[u8],
+    version: u32,
+    piece: usize,
+) -> Result<(), Error> {
     let resume = s.stage_begin(name, data.len() as u32, &sha(data), version)?;
     let mut off = resume as usize;
     while off < data.len() {
@@ -122,7 +130,11 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 let payload = content(a.byte(), usize::from(a.byte() % 64));
-                let p = if payload.len() % 2 == 0 { Some(&payload[..]) } else { None };
+                let p = if payload.len() % 2 == 0 {
+                    Some(&payload[..])
+                } else {
+                    None
+                };
                 match s.commit(p) {
                     Ok(_) => {
                         for n in touched.drain(..) {

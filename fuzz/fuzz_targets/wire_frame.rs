@@ -13,7 +13,9 @@
 use libfuzzer_sys::fuzz_target;
 use rota_wire::frame::seal;
 use rota_wire::server::{open_hello, peek_hello};
-use rota_wire::{Dir, DeviceMsg, Frame, Header, Key, ServerMsg, HEADER_LEN, MAX_FRAME, MAX_PAYLOAD};
+use rota_wire::{
+    DeviceMsg, Dir, Frame, Header, Key, ServerMsg, HEADER_LEN, MAX_FRAME, MAX_PAYLOAD,
+};
 
 fuzz_target!(|data: &[u8]| {
     let header = Header::parse(data);
@@ -51,14 +53,22 @@ fn messages(kind: u8, payload: &[u8]) {
         assert_eq!(m.kind(), kind);
         if let Ok(n) = m.encode(&mut buf) {
             let again = DeviceMsg::decode(kind, &buf[..n]);
-            assert_eq!(again.as_ref(), Ok(&m), "device message re-encodes to another");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&m),
+                "device message re-encodes to another"
+            );
         }
     }
     if let Ok(m) = ServerMsg::decode(kind, payload) {
         assert_eq!(m.kind(), kind);
         if let Ok(n) = m.encode(&mut buf) {
             let again = ServerMsg::decode(kind, &buf[..n]);
-            assert_eq!(again.as_ref(), Ok(&m), "server message re-encodes to another");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&m),
+                "server message re-encodes to another"
+            );
         }
     }
 }

@@ -56,11 +56,21 @@ fn main() {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus"));
 
     // blob, loader: control byte 1 (digest fixed), then a blob.
-    let image: Vec<u8> = (0..64u32).flat_map(|i| (i * 0x0101_0101).to_le_bytes()).collect();
+    let image: Vec<u8> = (0..64u32)
+        .flat_map(|i| (i * 0x0101_0101).to_le_bytes())
+        .collect();
     let blobs = [
         emit_blob(Isa::Lx106, 1, "init", &image, 8, &[4, 12, 60]).unwrap(),
         emit_blob(Isa::Thumbv7m, 1, "tick", &image[..40], 6, &[]).unwrap(),
-        emit_blob(Isa::Lx106, 1, "provision", &image.repeat(8), 0, &[0, 256, 1020]).unwrap(),
+        emit_blob(
+            Isa::Lx106,
+            1,
+            "provision",
+            &image.repeat(8),
+            0,
+            &[0, 256, 1020],
+        )
+        .unwrap(),
     ];
     for (i, b) in blobs.iter().enumerate() {
         for (t, control) in [("blob", 1u8), ("loader", 1 | 2 << 1 | 3 << 5)] {
@@ -112,7 +122,12 @@ fn main() {
     s.extend(rec(0, &msg(kind::UPLOAD, &upload)));
     s.extend(rec(0, &msg(kind::COMMIT, &[0])));
     put(&dir, "device_session", "update", &s);
-    put(&dir, "device_session", "no-update", &rec(1, &msg(kind::NO_UPDATE, &[])));
+    put(
+        &dir,
+        "device_session",
+        "no-update",
+        &rec(1, &msg(kind::NO_UPDATE, &[])),
+    );
 
     // server_session: what a device answers to the plan.
     let mut s = Vec::new();
@@ -148,10 +163,19 @@ fn main() {
     // luaota_device: piece and output sizes, then commands (mode 0: signed).
     let mut l = vec![63, 182];
     l.extend(rec(0, b"{\"a\":\"pu\",\"data\":5}\nhello"));
-    l.extend(rec(0, b"{\"a\":\"dl\",\"data\":3,\"name\":\"new.lua\"}\nabc"));
+    l.extend(rec(
+        0,
+        b"{\"a\":\"dl\",\"data\":3,\"name\":\"new.lua\"}\nabc",
+    ));
     l.extend(rec(0, b"{\"a\":\"ls\"}"));
-    l.extend(rec(0, b"{\"a\":\"mv\",\"from\":\"new.lua\",\"to\":\"b.lua\"}"));
-    l.extend(rec(0, b"{\"a\":\"ul\",\"len\":40,\"name\":\"app\",\"offset\":3}"));
+    l.extend(rec(
+        0,
+        b"{\"a\":\"mv\",\"from\":\"new.lua\",\"to\":\"b.lua\"}",
+    ));
+    l.extend(rec(
+        0,
+        b"{\"a\":\"ul\",\"len\":40,\"name\":\"app\",\"offset\":3}",
+    ));
     l.extend(rec(0, b"{\"a\":\"restart\",\"chk\":\"0123456789abcdef0123456789abcdef\",\"files\":{\"b.lua\":7},\"server\":\"10.0.0.1\",\"port\":8266,\"leave\":0}"));
     put(&dir, "luaota_device", "update", &l);
     let mut l = vec![0, 10];
@@ -183,7 +207,9 @@ fn main() {
     st.stage_write(b"app", 0, &f).unwrap();
     st.stage_finish(b"app").unwrap();
     st.commit(None).unwrap();
-    let ops = [1u8, 0, 40, 9, 200, 2, 2, 4, 9, 7, 3, 1, 2, 20, 3, 64, 2, 1, 2, 0];
+    let ops = [
+        1u8, 0, 40, 9, 200, 2, 2, 4, 9, 7, 3, 1, 2, 20, 3, 64, 2, 1, 2, 0,
+    ];
     let mut v = vec![0u8, ops.len() as u8];
     v.extend_from_slice(&ops);
     v.extend_from_slice(st.into_inner().contents());
