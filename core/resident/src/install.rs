@@ -26,7 +26,7 @@ use crate::{Board, Phase};
 use embedded_storage::nor_flash::ReadNorFlash;
 use rota_abi::{status, Name};
 use rota_blob::{relocate_word, unrelocate_word, Header, HeaderRepr, HEADER_SIZE};
-use rota_store::{Cursor, Staged, Store};
+use rota_store::{Cursor, Staged, Staging, Store};
 use sha2::{Digest, Sha256};
 
 /// Bytes of a write patched in one piece (a stack buffer): relocations come in clusters (literal
@@ -237,32 +237,36 @@ fn plain<F: embedded_storage::nor_flash::NorFlash>(
 
 /// Writes `data` at `offset` of staged file `name` (the `stage_write` service), relocating it for
 /// running in place if it is a blob that will (see the module documentation). `slot` keeps what is
-/// known about the file between calls; `arena` is the arena's size in bytes.
+/// known about the file between calls, and `staging` what the store knows (its extent and write
+/// position: the store finds it again only if nothing else changed the store since); `arena` is the
+/// arena's size in bytes.
 pub(crate) fn write<B: Board>(
     board: &mut B,
     slot: &mut Option<Install>,
+    staging: &mut Option<Staging>,
     arena: u32,
     name: &[u8],
     offset: u32,
     data: &[u8],
 ) -> Result<(), i32> {
     let xip = board.xip_base().filter(|_| B::RELOCATE_IN_PLACE);
-    let mut store = Store::new(&mut *board.flash());
-    let (Some(xip), Some(n)) = (xip, Name::new(name)) else {
-        return plain(&mut store, name, offset, data);
+    let mut store = Store::with_staging(&mut *board.flash(), staging.take());
+    let r = match (xip, Name::new(name)) {
+        (Some(xip), Some(n)) if !data.is_empty() && is_blob_name(name) => {
+            let r = write_blob(&mut store, slot, n, xip, arena, offset, data);
+            if r.is_err() {
+                // Found again from flash by the next write.
+                *slot = None;
+            }
+            if r == Err(status::EINVAL) {
+                // A relocation table that can never run is not staged any further.
+                let _ = store.stage_drop(name);
+            }
+            r
+        }
+        _ => plain(&mut store, name, offset, data),
     };
-    if data.is_empty() || !is_blob_name(name) {
-        return plain(&mut store, name, offset, data);
-    }
-    let r = write_blob(&mut store, slot, n, xip, arena, offset, data);
-    if r.is_err() {
-        // Found again from flash by the next write.
-        *slot = None;
-    }
-    if r == Err(status::EINVAL) {
-        // A relocation table that can never run is not staged any further.
-        let _ = store.stage_drop(name);
-    }
+    *staging = store.staging();
     r
 }
 

@@ -14,7 +14,7 @@ use core::slice;
 use rota_abi::{net, status, FileInfo, Name, NetParams, Services, ABI_VERSION};
 use rota_net::{Net, NetConfig, TcpState};
 use rota_serial_link::{SerialLink, State as SerialState};
-use rota_store::{Cursor, Store};
+use rota_store::{Cursor, Staging, Store};
 use sha2::Digest;
 
 /// What the services reach through the `core` pointer.
@@ -32,6 +32,10 @@ pub struct CoreState<'a, B: Board> {
     listing: Option<Listing>,
     /// How the file being staged is written: as received, or relocated for running in place.
     install: Option<Install>,
+    /// The file the store is staging and where its last write ended, from one `stage_write` to the
+    /// next (so the store need not find it again); forgotten by every other service that changes
+    /// the store.
+    staging: Option<Staging>,
     /// The arena's size in bytes: a blob with a larger image runs in place.
     arena: u32,
 }
@@ -84,6 +88,7 @@ impl<'a, B: Board> CoreState<'a, B> {
             running: None,
             listing: None,
             install: None,
+            staging: None,
             arena: u32::try_from(arena).unwrap_or(u32::MAX),
         }
     }
@@ -226,6 +231,7 @@ fn store<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
 fn store_mut<'s, B: Board>(s: &'s mut CoreState<'_, B>) -> Store<&'s mut B::Flash> {
     s.listing = None;
     s.install = None;
+    s.staging = None;
     Store::new(s.board.flash())
 }
 
@@ -479,10 +485,14 @@ unsafe extern "C" fn stage_begin<B: Board>(
     let (Some(n), Some(digest)) = (n, digest) else {
         return status::EINVAL;
     };
-    let at = match store_mut(s).stage_begin(n, size, digest, version) {
+    let mut st = store_mut(s);
+    let r = st.stage_begin(n, size, digest, version);
+    let staging = st.staging();
+    let at = match r {
         Ok(at) => at,
         Err(e) => return store_status(e),
     };
+    s.staging = staging;
     if let (0, Some(name)) = (at, Name::new(n)) {
         s.running = Some(RunningDigest {
             name,
@@ -506,7 +516,8 @@ unsafe extern "C" fn stage_write<B: Board>(
         return status::EINVAL;
     };
     s.listing = None;
-    let r = install::write(s.board, &mut s.install, s.arena, n, offset, data);
+    let (slot, staging) = (&mut s.install, &mut s.staging);
+    let r = install::write(s.board, slot, staging, s.arena, n, offset, data);
     // The store has read these bytes back from flash and compared them: hashing them is hashing flash
     // (the bytes as received; the words relocated for running in place are a function of them and of
     // the relocation table before them, which is hashed too).
@@ -526,6 +537,8 @@ unsafe extern "C" fn stage_finish<B: Board>(core: *mut c_void, name: *const Name
     let Some(n) = n else {
         return status::EINVAL;
     };
+    // The file takes no more bytes (and a resumed one may be dropped below).
+    s.staging = None;
     match s.running.take() {
         Some(d) if d.name.as_bytes() == n => finish_hashed(s, n, d),
         // Resumed or interrupted: hashed from flash.

@@ -16,7 +16,7 @@ impl<F: NorFlash> Store<F> {
     }
 
     pub(crate) fn collect(&mut self, g: u32) -> Result<(), Error> {
-        self.pos = None;
+        self.staging = None;
         // Pass 1: all but winning candidates and staged entries.
         let mut s = 0;
         let mut e = Entry::EMPTY;

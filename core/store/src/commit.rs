@@ -14,7 +14,7 @@ impl<F: NorFlash> Store<F> {
         }
         let c = self.current()?;
         let g = c.generation.checked_add(1).ok_or(Error::Corrupt)?;
-        self.pos = None;
+        self.staging = None;
         self.next_record(c, g, c.boot_count, payload)?;
         Ok(g)
     }

@@ -146,7 +146,7 @@ impl<F: NorFlash> Store<F> {
         if total <= CONFIG_SECTORS {
             return Err(Error::NoSpace);
         }
-        self.pos = None;
+        self.staging = None;
         self.erase_back(1, total)?;
         self.write_record(0, 1, 0, 0, Payload::Bytes(payload))
     }

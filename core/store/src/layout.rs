@@ -19,7 +19,8 @@ pub const KIND_FILE: u8 = 1;
 pub const KIND_TOMBSTONE: u8 = 2;
 
 // Extent header offsets.
-const H_CRC: usize = 4;
+/// The header's checksum word (CRC-32 of its kind to its end of the write-once part).
+pub const H_CRC: usize = 4;
 const H_KIND: usize = 8;
 const H_NAME_LEN: usize = 9;
 const H_ZERO: usize = 10;

@@ -39,7 +39,7 @@ mod scan;
 mod stage;
 
 use embedded_storage::nor_flash::NorFlash;
-use layout::SECTOR;
+use layout::{Entry, SECTOR};
 
 pub use error::{Access, Error, Failure};
 pub use layout::{header_area, DATA_ALIGN};
@@ -130,17 +130,28 @@ pub struct Cursor {
     sector: u32,
 }
 
-/// Where the last `stage_write` of this `Store` value ended (RAM only, a hint for sub-chunk writes).
+/// The staged file the last [`Store::stage_begin`] or [`Store::stage_write`] of a `Store` value
+/// wrote, and where that write ended (RAM only). The next `stage_write` of that file takes its extent
+/// from here instead of reading the config record and scanning the headers again, once flash confirms
+/// it: the header at its sector still has the same checksum and is neither dead nor verified (an extent
+/// dropped, erased or completed since is found again the usual way; one written again with the same
+/// header starts with no progress, which the write position then does not match). Every other change a
+/// `Store` value makes forgets it; a caller that creates a `Store` per call carries it from one to the
+/// next ([`Store::staging`], [`Store::with_staging`]) and leaves it behind whenever the store changed
+/// otherwise.
 #[derive(Clone, Copy)]
-struct WritePos {
-    sector: u32,
+pub struct Staging {
+    entry: Entry,
+    /// The header's checksum word.
+    crc: u32,
+    /// Where the last write ended.
     pos: u32,
 }
 
 /// The file store over a NOR flash region. Holds the flash and a few bytes; no heap, no directory.
 pub struct Store<F> {
     flash: F,
-    pos: Option<WritePos>,
+    staging: Option<Staging>,
     failure: Option<Failure>,
 }
 
@@ -163,9 +174,23 @@ impl<F: NorFlash> Store<F> {
         }
         Store {
             flash,
-            pos: None,
+            staging: None,
             failure: None,
         }
+    }
+
+    /// Wraps `flash` like [`Store::new`], knowing the file a previous `Store` value over the same
+    /// flash was staging ([`Store::staging`]), provided nothing changed the store since.
+    pub fn with_staging(flash: F, staging: Option<Staging>) -> Self {
+        let mut store = Store::new(flash);
+        store.staging = staging;
+        store
+    }
+
+    /// The file this `Store` value is staging and where its last write ended, for the next `Store`
+    /// value over the same flash ([`Store::with_staging`]).
+    pub fn staging(&self) -> Option<Staging> {
+        self.staging
     }
 
     /// The flash, e.g. for a loader that reads a file's data in place.

@@ -3,18 +3,49 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::layout::{
-    self, Entry, CONFIG_SECTORS, H_DEAD, H_FIXED, H_PROGRESS, H_READ, H_VERIFIED, KIND_FILE,
-    KIND_TOMBSTONE, SECTOR,
+    self, le32, Entry, CONFIG_SECTORS, FILE_MAGIC, H_CRC, H_DEAD, H_FIXED, H_PROGRESS, H_READ,
+    H_VERIFIED, KIND_FILE, KIND_TOMBSTONE, SECTOR,
 };
 use crate::scan::{junk, staged, whole_tombstone};
-use crate::{checked_name, Error, Name, Store, WritePos, BUF, CHUNK};
+use crate::{checked_name, Error, Name, Staging, Store, BUF, CHUNK};
 
 impl<F: NorFlash> Store<F> {
     pub(crate) fn kill(&mut self, e: &Entry) -> Result<(), Error> {
-        if self.pos.is_some_and(|p| p.sector == e.sector) {
-            self.pos = None;
+        if self.staging.is_some_and(|h| h.entry.sector == e.sector) {
+            self.staging = None;
         }
         self.program(e.base() + H_DEAD, &[0; 4])
+    }
+
+    /// Makes `e` (staged, header intact) the file this `Store` value is staging, its last write
+    /// ending at `pos`.
+    fn remember(&mut self, e: &Entry, pos: u32) -> Result<(), Error> {
+        let mut crc = [0u8; 4];
+        self.rd(e.base() + H_CRC as u32, &mut crc)?;
+        self.staging = Some(Staging {
+            entry: *e,
+            crc: u32::from_le_bytes(crc),
+            pos,
+        });
+        Ok(())
+    }
+
+    /// The extent [`Staging`] says file `name` is staged in, if flash confirms it: the same header
+    /// (magic and checksum word) at its sector, neither dead nor verified. Otherwise forgets it.
+    fn staged_hint(&mut self, name: &Name) -> Result<Option<Staging>, Error> {
+        let Some(h) = self.staging.filter(|h| h.entry.name == *name) else {
+            return Ok(None);
+        };
+        let mut head = [0u8; 8];
+        self.rd(h.entry.base(), &mut head)?;
+        let mut state = [0u8; 8];
+        self.rd(h.entry.base() + H_VERIFIED, &mut state)?;
+        let same = head[..4] == FILE_MAGIC && le32(&head, H_CRC) == h.crc;
+        if same && state == [0xFF; 8] {
+            return Ok(Some(h));
+        }
+        self.staging = None;
+        Ok(None)
     }
 
     /// Kills every staged entry named `name` except the first one `keep` accepts, which it returns.
@@ -154,10 +185,9 @@ impl<F: NorFlash> Store<F> {
             if pos == chunk_end {
                 self.program(e.base() + H_PROGRESS + 4 * ((pos - 1) / CHUNK), &[0; 4])?;
             }
-            self.pos = Some(WritePos {
-                sector: e.sector,
-                pos,
-            });
+            if let Some(h) = self.staging.as_mut().filter(|h| h.entry.sector == e.sector) {
+                h.pos = pos;
+            }
         }
         Ok(())
     }
@@ -197,10 +227,7 @@ impl<F: NorFlash> Store<F> {
             Some(e) => (e, self.progress(&e)?),
             None => (self.create(KIND_FILE, &name, size, version, digest, g)?, 0),
         };
-        self.pos = Some(WritePos {
-            sector: e.sector,
-            pos: done,
-        });
+        self.remember(&e, done)?;
         Ok(done)
     }
 
@@ -209,15 +236,22 @@ impl<F: NorFlash> Store<F> {
     /// only what flash records) any offset within the first incomplete chunk, bytes before it in
     /// that chunk being taken as written; a gap would be caught by the digest check in
     /// [`Store::stage_finish`].
+    ///
+    /// The file's extent is found from the config record and the headers, or taken from what this
+    /// `Store` value knows it is staging ([`Staging`]) once its header confirms it.
     pub fn stage_write(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), Error> {
         let name = checked_name(name)?;
-        let g = self.generation()?;
-        let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
-        let flash = self.progress(&e)?;
-        let ok = match self.pos {
-            Some(p) if p.sector == e.sector && p.pos >= flash && p.pos - flash < CHUNK => {
-                offset == p.pos
+        let (e, pos) = match self.staged_hint(&name)? {
+            Some(h) => (h.entry, Some(h.pos)),
+            None => {
+                let g = self.generation()?;
+                let e = self.staged_entry(&name, false, g)?.ok_or(Error::NotFound)?;
+                (e, None)
             }
+        };
+        let flash = self.progress(&e)?;
+        let ok = match pos {
+            Some(p) if p >= flash && p - flash < CHUNK => offset == p,
             _ => offset >= flash && offset - flash < CHUNK,
         } && offset <= e.size;
         if !ok || (e.verified && !data.is_empty()) {
@@ -225,6 +259,9 @@ impl<F: NorFlash> Store<F> {
         }
         if data.len() as u64 > u64::from(e.size - offset) {
             return Err(Error::TooLarge);
+        }
+        if pos.is_none() {
+            self.remember(&e, offset)?;
         }
         self.write_data(&e, offset, data)
     }
@@ -251,7 +288,7 @@ impl<F: NorFlash> Store<F> {
         if self.progress(&e)? < e.size {
             return Err(Error::Incomplete);
         }
-        self.pos = None;
+        self.staging = None;
         Ok(Some(e))
     }
 
@@ -334,7 +371,7 @@ impl<F: NorFlash> Store<F> {
                 self.write_data(&dst, at, &b[..n])?;
                 at += n as u32;
             }
-            self.pos = None;
+            self.staging = None;
             self.verify(&dst).map_err(|e| match e {
                 Error::DigestMismatch => Error::Corrupt,
                 e => e,

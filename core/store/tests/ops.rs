@@ -200,6 +200,109 @@ fn small_pieces_through_a_new_store_per_call() {
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 
+/// A flash that counts the reads of the config record's two sectors.
+struct ConfigReads(Mem, usize);
+
+impl embedded_storage::nor_flash::ErrorType for ConfigReads {
+    type Error = rota_memflash::MemFlashError;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for ConfigReads {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        if offset < 2 * SECTOR as u32 {
+            self.1 += 1;
+        }
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for ConfigReads {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 4096;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.0.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.write(offset, bytes)
+    }
+}
+
+#[test]
+fn the_staged_file_carried_between_store_values_is_written_without_a_lookup() {
+    let data = bytes(5, 5000);
+    let other = bytes(6, 100);
+    let mut s = formatted(16, b"a config");
+    stage(&mut s, b"other", &other, 1, 100).unwrap();
+    let mut flash = ConfigReads(s.into_inner(), 0);
+    let mut s = Store::new(&mut flash);
+    s.stage_begin(b"f", 5000, &sha(&data), 1).unwrap();
+    let mut staging = s.staging();
+    assert!(staging.is_some());
+    flash.1 = 0;
+    for (i, piece) in data.chunks(333).enumerate() {
+        let mut s = Store::with_staging(&mut flash, staging);
+        let at = (i * 333) as u32;
+        if i == 4 {
+            // The exact position is known: neither a repeat nor a skip inside the chunk is taken.
+            assert_eq!(s.stage_write(b"f", at - 1, piece), Err(Error::OutOfOrder));
+            assert_eq!(s.stage_write(b"f", at + 1, piece), Err(Error::OutOfOrder));
+        }
+        s.stage_write(b"f", at, piece).unwrap();
+        staging = s.staging();
+    }
+    assert_eq!(flash.1, 0, "the config record was read");
+    Store::with_staging(&mut flash, staging)
+        .stage_finish(b"f")
+        .unwrap();
+    let mut s = Store::new(flash.0);
+    s.commit(None).unwrap();
+    assert_eq!(
+        view(&mut s),
+        view_of(&[(b"other", 1, &other), (b"f", 1, &data)], b"a config")
+    );
+}
+
+#[test]
+fn a_staged_file_carried_over_is_checked_against_flash() {
+    let mut flash = formatted(16, b"").into_inner();
+    let data = bytes(7, 3000);
+    let d = sha(&data);
+    let mut s = Store::new(&mut flash);
+    s.stage_begin(b"f", 3000, &d, 1).unwrap();
+    s.stage_write(b"f", 0, &data[..1500]).unwrap();
+    let staging = s.staging();
+    // Dropped through another Store value: not written.
+    Store::new(&mut flash).stage_drop(b"f").unwrap();
+    let mut s = Store::with_staging(&mut flash, staging);
+    assert_eq!(
+        s.stage_write(b"f", 1500, &data[1500..]),
+        Err(Error::NotFound)
+    );
+    assert!(s.staging().is_none());
+    // Staged again (the same header in the same sectors, progress 0): the old position is refused.
+    let mut s = Store::new(&mut flash);
+    assert_eq!(s.stage_begin(b"f", 3000, &d, 1).unwrap(), 0);
+    let mut s = Store::with_staging(&mut flash, staging);
+    assert_eq!(
+        s.stage_write(b"f", 1500, &data[1500..]),
+        Err(Error::OutOfOrder)
+    );
+    // Completed through another Store value: a further byte is refused.
+    let mut s = Store::new(&mut flash);
+    s.stage_write(b"f", 0, &data).unwrap();
+    let staging = s.staging();
+    s.stage_finish(b"f").unwrap();
+    let mut s = Store::with_staging(&mut flash, staging);
+    assert_eq!(s.stage_write(b"f", 3000, &[1]), Err(Error::OutOfOrder));
+    let mut s = Store::new(flash);
+    s.commit(None).unwrap();
+    assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
+}
+
 #[test]
 fn digest_mismatch_drops_the_entry() {
     let mut s = formatted(16, b"");
@@ -648,9 +751,10 @@ fn a_failure_says_which_access_at_which_offset() {
 }
 
 #[test]
-fn a_store_is_the_flash_and_twenty_bytes() {
-    // docs/flash-layout.md says so; the write position and the last failure are all it keeps.
-    assert_eq!(std::mem::size_of::<Store<()>>(), 20);
+fn a_store_is_the_flash_and_seventy_two_bytes() {
+    // docs/flash-layout.md says so; the file being staged (its parsed header, checksum and write
+    // position) and the last failure are all it keeps.
+    assert_eq!(std::mem::size_of::<Store<()>>(), 72);
 }
 
 #[test]
