@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(f.header(), h);
         assert_eq!(data.len(), h.frame_len());
         assert_eq!(h.to_bytes(), data[..HEADER_LEN]);
-        let key = Key([0x5a; 32]);
+        let key = Key::new(&[0x5a; 32]);
         let _ = f.verify(&key, Dir::ToServer);
         let mut out = vec![0u8; MAX_FRAME];
         let n = f.payload().len();

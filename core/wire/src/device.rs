@@ -209,7 +209,8 @@ struct Core<'s> {
     upload: Cursor,
 }
 
-/// The device's half of one v2 session. About 1.3 KB: one frame buffer and a few counters.
+/// The device's half of one v2 session. About 1.3 KB: one frame buffer, the session key and a few
+/// counters.
 pub struct DeviceSession<'s> {
     core: Core<'s>,
     rx_len: usize,
@@ -246,7 +247,7 @@ impl<'s> DeviceSession<'s> {
                 device_id: 0,
                 nonce: 0,
                 chan: Channel {
-                    key: Key([0; 32]),
+                    key: None,
                     out_dir: Dir::ToServer,
                     tx: 0,
                     rx: 0,
@@ -272,7 +273,7 @@ impl<'s> DeviceSession<'s> {
         }
         core.device_id = hello.device_id;
         core.nonce = hello.nonce;
-        core.chan.key = Key::hello(core.secret, hello.device_id, hello.nonce);
+        core.chan.key = Some(Key::hello(core.secret, hello.device_id, hello.nonce));
         let len = crate::codec::encode_hello(hello, &mut out[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD])
             .map_err(|_| Error::TooLong(u16::MAX))?;
         let n = core.chan.seal(out, kind::HELLO, len)?;
@@ -398,7 +399,7 @@ impl Core<'_> {
         let frame = Frame::new_checked(bytes)?;
         match ServerMsg::decode(frame.kind(), frame.payload()) {
             Ok(ServerMsg::NoUpdate) => {
-                frame.verify(&self.chan.key, Dir::ToDevice)?;
+                frame.verify(self.chan.key()?, Dir::ToDevice)?;
                 self.chan.accept_seq(frame.seq())?;
                 self.state = State::Finished(Poll::NoUpdate);
                 Ok(Poll::NoUpdate)
@@ -406,7 +407,7 @@ impl Core<'_> {
             Ok(ServerMsg::Welcome(Welcome { server_nonce })) => {
                 let key = Key::session(self.secret, self.device_id, self.nonce, &server_nonce);
                 frame.verify(&key, Dir::ToDevice)?;
-                self.chan.key = key;
+                self.chan.key = Some(key);
                 self.chan.accept_seq(frame.seq())?;
                 self.state = State::Running;
                 Ok(Poll::Receive)

@@ -9,12 +9,12 @@
 //! accessor can panic. The tag covers the direction byte ([`Dir`]), so a frame cannot be reflected back
 //! to its sender, and is keyed per device and per session ([`Key`]).
 
-use hmac::{Mac, SimpleHmac};
+use hmac::{HmacCore, Mac};
 use sha2::Sha256;
 
 use crate::{Error, HEADER_LEN, MAGIC, MAX_PAYLOAD, SERVER_NONCE_LEN, TAG_LEN};
 
-type HmacSha256 = SimpleHmac<Sha256>;
+type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// Which way a frame travels; the tag covers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +26,11 @@ pub enum Dir {
     ToDevice = 0x02,
 }
 
-/// A 32-byte HMAC key for frame tags.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key(pub [u8; 32]);
+/// A 32-byte HMAC key for frame tags, kept keyed: as HMAC-SHA256's two hash states after the key's
+/// inner and outer pads, so that each tag starts from a copy of them instead of hashing both pads
+/// again (2 of the 20 SHA-256 blocks of a 1 KB data frame).
+#[derive(Clone)]
+pub struct Key(HmacCore<Sha256>);
 
 impl core::fmt::Debug for Key {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -37,8 +39,18 @@ impl core::fmt::Debug for Key {
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC takes keys of any length (longer ones are hashed first).
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    finish(keyed(key), parts)
+}
+
+/// HMAC-SHA256 keyed with `key` (of any length: longer ones are hashed first).
+fn keyed(key: &[u8]) -> HmacCore<Sha256> {
+    <HmacCore<Sha256> as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// The HMAC of `parts` from the keyed state `core`.
+fn finish(core: HmacCore<Sha256>, parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::from_core(core);
     for part in parts {
         mac.update(part);
     }
@@ -46,10 +58,15 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 impl Key {
+    /// The key `bytes`.
+    pub fn new(bytes: &[u8; 32]) -> Key {
+        Key(keyed(bytes))
+    }
+
     /// `K0 = HMAC(secret, "rota2 hello" || device_id LE || device_nonce LE)`: tags the device's Hello
     /// and the server's NoUpdate.
     pub fn hello(secret: &[u8], device_id: u32, nonce: u32) -> Key {
-        Key(hmac(
+        Key::new(&hmac(
             secret,
             &[
                 b"rota2 hello",
@@ -67,7 +84,7 @@ impl Key {
         nonce: u32,
         server_nonce: &[u8; SERVER_NONCE_LEN],
     ) -> Key {
-        Key(hmac(
+        Key::new(&hmac(
             secret,
             &[
                 b"rota2 session",
@@ -80,7 +97,7 @@ impl Key {
 
     /// The tag of a frame travelling `dir` with `header` and `payload`.
     pub fn tag(&self, dir: Dir, header: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
-        hmac(&self.0, &[&[dir as u8], header, payload])
+        finish(self.0.clone(), &[&[dir as u8], header, payload])
     }
 
     /// Whether `tag` is the tag of `dir`, `header`, `payload` (compared in constant time).
@@ -248,7 +265,10 @@ pub fn seal(
 /// One direction-aware, sequence-checked channel: a key and the next sequence number each way.
 #[derive(Debug, Clone)]
 pub(crate) struct Channel {
-    pub key: Key,
+    /// `None` until the first key is set (a device session before its Hello): a session is built in
+    /// place, and an HMAC key is not a constant the compiler can write there (a placeholder key made
+    /// provision build the whole 1.4 KB session on its stack first, measured on thumbv7m).
+    pub key: Option<Key>,
     /// Direction of the frames this end sends.
     pub out_dir: Dir,
     pub tx: u32,
@@ -263,10 +283,17 @@ impl Channel {
         }
     }
 
+    /// The key, once there is one.
+    pub fn key(&self) -> Result<&Key, Error> {
+        self.key
+            .as_ref()
+            .ok_or(Error::Unexpected(crate::msg::kind::HELLO))
+    }
+
     /// Verifies a received frame's tag and sequence number; returns the checked view.
     pub fn open<'f>(&mut self, bytes: &'f [u8]) -> Result<Frame<&'f [u8]>, Error> {
         let frame = Frame::new_checked(bytes)?;
-        frame.verify(&self.key, self.in_dir())?;
+        frame.verify(self.key()?, self.in_dir())?;
         self.accept_seq(frame.seq())?;
         Ok(frame)
     }
@@ -284,7 +311,7 @@ impl Channel {
 
     /// Seals the payload at `out[HEADER_LEN..][..len]` as the next outgoing frame.
     pub fn seal(&mut self, out: &mut [u8], kind: u8, len: usize) -> Result<usize, Error> {
-        let n = seal(out, &self.key, self.out_dir, kind, self.tx, len)?;
+        let n = seal(out, self.key()?, self.out_dir, kind, self.tx, len)?;
         self.tx = self.tx.wrapping_add(1);
         Ok(n)
     }

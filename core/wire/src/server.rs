@@ -198,7 +198,12 @@ impl<'a> ServerSession<'a> {
         }
         let mut session = ServerSession {
             chan: Channel {
-                key: Key::session(secret, hello.device_id, hello.nonce, &server_nonce),
+                key: Some(Key::session(
+                    secret,
+                    hello.device_id,
+                    hello.nonce,
+                    &server_nonce,
+                )),
                 out_dir: Dir::ToDevice,
                 tx: 0,
                 rx: 1,

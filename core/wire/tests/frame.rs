@@ -755,3 +755,73 @@ fn config_view_reads_lengths_as_wide_as_decode_does() {
     assert_eq!(view.is_ok(), full.is_ok(), "{view:?} vs {full:?}");
     assert_eq!(full.is_ok(), usize::BITS == 64);
 }
+
+/// HMAC-SHA256 as RFC 2104 defines it, from SHA-256 alone: what the tags must be.
+fn reference_hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.map(|x| x ^ b);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+#[test]
+fn tags_are_hmac_sha256_of_direction_header_and_payload_with_the_derived_key() {
+    // RFC 4231, test case 2: the reference itself.
+    assert_eq!(
+        reference_hmac(b"Jefe", b"what do ya want for nothing?"),
+        [
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+            0x64, 0xec, 0x38, 0x43
+        ]
+    );
+    let long_secret = pattern(100, 7);
+    for secret in [SECRET, &long_secret[..]] {
+        let k0 = reference_hmac(
+            secret,
+            &[&b"rota2 hello"[..], &[1, 0, 0, 0], &[2, 0, 0, 0]].concat(),
+        );
+        let hello = Key::hello(secret, 1, 2);
+        let ks = reference_hmac(
+            secret,
+            &[
+                &b"rota2 session"[..],
+                &[1, 0, 0, 0],
+                &[2, 0, 0, 0],
+                &[9; 16],
+            ]
+            .concat(),
+        );
+        let session = Key::session(secret, 1, 2, &[9; 16]);
+        // Every payload length across the block boundaries a frame meets, both directions; the
+        // same key tags many frames (it is copied, never consumed).
+        for len in (0..200).chain([1024, 1031, 1100]) {
+            let payload = pattern(len, len as u8);
+            for dir in [Dir::ToServer, Dir::ToDevice] {
+                let header = [0xB2, 7, len as u8, (len >> 8) as u8, 3, 0, 0, 0];
+                let message = [&[dir as u8][..], &header, &payload].concat();
+                assert_eq!(
+                    hello.tag(dir, &header, &payload),
+                    reference_hmac(&k0, &message)
+                );
+                assert_eq!(
+                    session.tag(dir, &header, &payload),
+                    reference_hmac(&ks, &message)
+                );
+            }
+        }
+    }
+}

@@ -354,8 +354,9 @@ fn out_of_place_commands_are_refused() {
 
 #[test]
 fn the_device_session_stays_small() {
-    // One receive buffer and a few counters (on a 32-bit device the pointers are smaller still).
+    // One receive buffer, the session key's two HMAC hash states (80 bytes) and a few counters (on
+    // a 32-bit device the pointers are smaller still).
     let size = std::mem::size_of::<DeviceSession<'static>>();
     println!("DeviceSession: {size} bytes on this host");
-    assert!(size <= MAX_FRAME + 200, "{size} bytes");
+    assert!(size <= MAX_FRAME + 260, "{size} bytes");
 }

@@ -81,7 +81,7 @@ fn main() {
     }
 
     // wire_frame: sealed frames of each kind.
-    let key = Key([0x5a; 32]);
+    let key = Key::new(&[0x5a; 32]);
     let mut frame = vec![0u8; MAX_FRAME];
     let mut payload = vec![0u8; 1100];
     let device_msgs = [
