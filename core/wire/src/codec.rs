@@ -39,12 +39,28 @@ impl<'a> Reader<'a> {
     }
 
     /// A postcard varint of at most `max_bytes` bytes whose last byte is at most `last_max`. Like
-    /// postcard, it takes overlong encodings (`0x80 0x00` is 0) up to `max_bytes`.
-    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u64, Error> {
-        let mut out = 0u64;
+    /// postcard, it takes overlong encodings (`0x80 0x00` is 0) up to `max_bytes`; a value over
+    /// `u32::MAX` (only a 64-bit host's `usize` can hold one) is refused, as every limit it is
+    /// checked against is far below it. Accumulates in a `u32`: 64-bit arithmetic costs the
+    /// overlays code on the 32-bit devices.
+    #[inline(never)]
+    fn varint(&mut self, max_bytes: u32, last_max: u8) -> Result<u32, Error> {
+        let mut out = 0u32;
         for i in 0..max_bytes {
             let b = self.byte()?;
-            out |= u64::from(b & 0x7f) << (7 * i);
+            let bits = u32::from(b & 0x7f);
+            let shift = 7 * i;
+            let fits = match shift {
+                0 => true,
+                1..=31 => bits >> (32 - shift) == 0,
+                _ => bits == 0,
+            };
+            if !fits {
+                return Err(Error::Malformed);
+            }
+            if shift < 32 {
+                out |= bits << shift;
+            }
             if b & 0x80 == 0 {
                 if i == max_bytes - 1 && b > last_max {
                     return Err(Error::Malformed);
@@ -56,7 +72,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u32(&mut self) -> Result<u32, Error> {
-        Ok(self.varint(5, 0x0f)? as u32)
+        self.varint(5, 0x0f)
     }
 
     pub fn u16(&mut self) -> Result<u16, Error> {
@@ -68,7 +84,7 @@ impl<'a> Reader<'a> {
     pub fn length(&mut self) -> Result<usize, Error> {
         const BYTES: u32 = usize::BITS.div_ceil(7);
         const LAST: u8 = ((1u32 << (usize::BITS - 7 * (BYTES - 1))) - 1) as u8;
-        usize::try_from(self.varint(BYTES, LAST)?).map_err(|_| Error::Malformed)
+        Ok(self.varint(BYTES, LAST)? as usize)
     }
 
     /// An enum's variant index (postcard: a `u32` varint).
