@@ -95,10 +95,10 @@ impl<'a, B: Board> CoreState<'a, B> {
 
     /// Drives the link once, if it is up; returns [`net`] bits or [`status::ENODEV`].
     pub fn poll(&mut self) -> i32 {
-        let now = self.board.now_ms();
         match self.link.as_mut() {
             None => status::ENODEV,
             Some(Link::Tcp(n)) => {
+                let now = self.board.now_ms();
                 let Some(nic) = self.board.nic() else {
                     return status::ENODEV;
                 };
@@ -367,16 +367,16 @@ unsafe extern "C" fn net_recv<B: Board>(core: *mut c_void, buf: *mut u8, len: us
     // SAFETY: the ABI contract covers `core`, `buf` and `len`.
     let (s, buf) = unsafe { (state::<B>(core), bytes_mut(buf, len)) };
     s.poll();
-    let Some(buf) = buf else {
-        return match s.link {
-            None => status::ENODEV,
-            Some(_) => status::EINVAL,
+    let (Some(link), Some(buf)) = (s.link.as_mut(), buf) else {
+        return if s.link.is_none() {
+            status::ENODEV
+        } else {
+            status::EINVAL
         };
     };
-    let r = match s.link.as_mut() {
-        None => return status::ENODEV,
-        Some(Link::Tcp(n)) => n.recv(buf).ok(),
-        Some(Link::Serial(l)) => l.recv(&mut Console(&mut *s.board), buf).ok(),
+    let r = match link {
+        Link::Tcp(n) => n.recv(buf).ok(),
+        Link::Serial(l) => l.recv(&mut Console(&mut *s.board), buf).ok(),
     };
     r.map_or(status::ECLOSED, count)
 }
