@@ -353,12 +353,18 @@ pub fn boot(machine: Machine, storage: &[u8], limit: Duration) -> Run {
     run_limited(&cmd, limit)
 }
 
+/// `cmd` under `timeout`: killed after `limit` (at least a second); its exit status is then 124.
+pub(crate) fn under_timeout(cmd: &Command, limit: Duration) -> Command {
+    let mut c = Command::new("timeout");
+    c.arg(limit.as_secs().max(1).to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    c
+}
+
 /// Runs an emulator command under `timeout`, with nothing on its console input; kills it after `limit`.
 pub fn run_limited(cmd: &Command, limit: Duration) -> Run {
-    let out = Command::new("timeout")
-        .arg(format!("{}", limit.as_secs().max(1)))
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
+    let out = under_timeout(cmd, limit)
         .stdin(Stdio::null())
         .output()
         .expect("run qemu (make setup installs it)");

@@ -60,10 +60,7 @@ pub fn boot(qemu: impl FnOnce(&Path) -> Command, b: &SerialBoot<'_>) -> Run {
     let dir = tempfile::tempdir().expect("socket dir");
     let socket = dir.path().join("uart.sock");
     let cmd = qemu(&socket);
-    let emulator = Command::new("timeout")
-        .arg(b.limit.as_secs().max(1).to_string())
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
+    let emulator = crate::under_timeout(&cmd, b.limit)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -165,10 +162,7 @@ pub fn raw_copy(
     let dir = tempfile::tempdir().expect("socket dir");
     let socket = dir.path().join("uart.sock");
     let cmd = qemu(&socket);
-    let emulator = Command::new("timeout")
-        .arg(limit.as_secs().max(1).to_string())
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
+    let emulator = crate::under_timeout(&cmd, limit)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -372,10 +372,7 @@ impl Device {
         );
         // The UART is on QEMU's stdio: the keys below reach its receiver.
         let cmd = self.command(b, None);
-        let mut child = Command::new("timeout")
-            .arg(b.limit.as_secs().max(1).to_string())
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
+        let mut child = crate::under_timeout(&cmd, b.limit)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,6 +6,10 @@
 //! board (16550 UART), as `mps2::<test>` and `xtfpga::<test>`, except the one that boots the chip's
 //! own storage image (LX106 only). Needs `make firmware images` and
 //! `cargo build -p rota-bridge -p rota-server`.
+#[macro_use]
+mod common;
+
+use common::{app_versions, assert_no_fault, numbers};
 use rota_emu::line::{Damage, Direction, Fault, Tap};
 use rota_emu::net::POWER_CUT_EXIT;
 use rota_emu::system::{
@@ -13,24 +17,6 @@ use rota_emu::system::{
 };
 use rota_emu::{Machine, Run};
 use rota_wire::config::Link;
-
-/// One `#[test]` per machine for each test body (a function taking the machine).
-macro_rules! on_both_machines {
-    ($($name:ident),* $(,)?) => {
-        mod mps2 {
-            $(#[test]
-            fn $name() {
-                super::$name(rota_emu::Machine::Mps2An385)
-            })*
-        }
-        mod xtfpga {
-            $(#[test]
-            fn $name() {
-                super::$name(rota_emu::Machine::Esp8266Xtfpga)
-            })*
-        }
-    };
-}
 
 on_both_machines!(
     first_boot_updates_and_reboots_second_boot_gets_no_update_with_residue_0,
@@ -82,24 +68,6 @@ fn the_chips_storage_image_is_updated_over_the_serial_line() {
 }
 
 /// The numbers after `prefix` at the start of console lines, in order.
-fn numbers(run: &Run, prefix: &str) -> Vec<u64> {
-    run.console
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix(prefix)?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-/// The application versions that ran, in boot order.
-fn app_versions(run: &Run) -> Vec<u64> {
-    numbers(run, "app: version ")
-}
-
 /// The generation each commit of the run made.
 fn commits(run: &Run) -> Vec<u64> {
     numbers(run, "provision: update committed, generation ")
@@ -108,17 +76,6 @@ fn commits(run: &Run) -> Vec<u64> {
 /// Bytes the device received in each session that committed.
 fn received(run: &Run) -> Vec<u64> {
     numbers(run, "provision: session received ")
-}
-
-fn assert_no_fault(run: &Run) {
-    for bad in ["hard fault", "panic", "refused: "] {
-        assert!(
-            !run.console.contains(bad),
-            "unexpected `{bad}`:\n{}\n{}",
-            run.console,
-            run.log
-        );
-    }
 }
 
 /// Boots with a key typed at `tick`'s prompt: the update is skipped, so the app that runs is the one

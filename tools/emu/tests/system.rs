@@ -4,29 +4,15 @@
 //! own CPU on QEMU's xtfpga board (LX106, OpenCores MAC, console on the 16550 UART), as
 //! `mps2::<test>` and `xtfpga::<test>`. Needs `make firmware images` (the Makefile's `test` target
 //! builds everything).
+#[macro_use]
+mod common;
+
+use common::{app_versions, assert_no_fault};
 use rota_emu::mitm::{Proxy, Tamper};
 use rota_emu::system::{release, storage_image, storage_image_with, Boot, Device, Server, SECRET};
-use rota_emu::{Machine, Run};
+use rota_emu::Machine;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
-
-/// One `#[test]` per machine for each test body (a function taking the machine).
-macro_rules! on_both_machines {
-    ($($name:ident),* $(,)?) => {
-        mod mps2 {
-            $(#[test]
-            fn $name() {
-                super::$name(rota_emu::Machine::Mps2An385)
-            })*
-        }
-        mod xtfpga {
-            $(#[test]
-            fn $name() {
-                super::$name(rota_emu::Machine::Esp8266Xtfpga)
-            })*
-        }
-    };
-}
 
 on_both_machines!(
     first_boot_updates_and_reboots_second_boot_is_one_round_trip_with_residue_0,
@@ -61,32 +47,8 @@ fn setup(m: Machine) -> (Device, Server) {
     (device, Server::start(&release(m, 2), SECRET))
 }
 
-/// The versions the application printed, in boot order.
-fn app_versions(run: &Run) -> Vec<u32> {
-    run.console
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("app: version ")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-fn assert_no_fault(run: &Run) {
-    for bad in ["hard fault", "panic", "refused: "] {
-        assert!(
-            !run.console.contains(bad),
-            "unexpected `{bad}`:\n{}",
-            run.console
-        );
-    }
-}
-
 /// Boots once with a key pressed at once: the update is skipped, so this shows what is installed.
-fn installed_version(device: &Device) -> Vec<u32> {
+fn installed_version(device: &Device) -> Vec<u64> {
     let run = device.boot(&Boot {
         server: None,
         keys: b"x".to_vec(),
