@@ -5,12 +5,14 @@
 //!
 //! Checks: no panic; both accept the same inputs with the same error; where both accept, every field
 //! the view has is equal; the decoded config re-encodes to a record both accept as equal;
-//! `with_v1_state` keeps everything but the v1 state and gives a record both accept.
+//! `with_v1_state` keeps everything but the v1 state and gives a record both accept;
+//! `check_update` accepts the record for a device it keeps (`keep()`), and refuses it naming the
+//! field for one with another device id, secret, link or release keys.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rota_wire::config::MAX_CONFIG;
-use rota_wire::{ConfigView, DeviceConfig};
+use rota_wire::config::{Keep, MAX_CONFIG};
+use rota_wire::{ConfigError, ConfigView, DeviceConfig, Link};
 
 fuzz_target!(|data: &[u8]| {
     let view = ConfigView::parse(data);
@@ -29,7 +31,56 @@ fuzz_target!(|data: &[u8]| {
         (v.server, v.port, v.ip, v.gateway, v.netmask, v.protocol, v.link),
         (c.server, c.port, c.ip, c.gateway, c.netmask, c.protocol, c.link)
     );
+    assert_eq!((v.app, v.trials), (c.app.as_bytes(), c.trials));
+    assert_eq!(v.keys, &c.keys.concat()[..]);
+    assert_eq!(v.keys().copied().collect::<Vec<_>>(), c.keys.to_vec());
     assert_eq!(v.chk, c.chk.as_bytes());
+
+    // The update check: what it keeps, field by field.
+    let keep = v.keep();
+    assert_eq!(DeviceConfig::check_update(data, &keep), Ok(v));
+    let other_secret = [v.secret, b"x"].concat();
+    let other_keys = if v.keys.is_empty() {
+        vec![0u8; 32]
+    } else {
+        v.keys[32..].to_vec()
+    };
+    let other_link = match v.link {
+        Link::Tcp => Link::Serial,
+        Link::Serial => Link::Tcp,
+    };
+    for (present, error) in [
+        (
+            Keep {
+                device_id: v.device_id ^ 1,
+                ..keep
+            },
+            ConfigError::DeviceId,
+        ),
+        (
+            Keep {
+                secret: &other_secret,
+                ..keep
+            },
+            ConfigError::Secret,
+        ),
+        (
+            Keep {
+                link: other_link,
+                ..keep
+            },
+            ConfigError::Link,
+        ),
+        (
+            Keep {
+                keys: &other_keys,
+                ..keep
+            },
+            ConfigError::Keys,
+        ),
+    ] {
+        assert_eq!(DeviceConfig::check_update(data, &present), Err(error));
+    }
     let files: Vec<(&[u8], u32)> = v.v1_files().collect();
     let want: Vec<(&[u8], u32)> = c
         .files

@@ -75,8 +75,46 @@ pub struct HeapRecord {
     pub stack_peak: u32,
 }
 
-/// A device's last check-in.
+/// A rollback a device reported: its core went back from generation `from` to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// The generation that was on trial.
+    pub from: u32,
+    /// The generation it went back to.
+    pub to: u32,
+    /// Why (`rota_abi::rollback`: 1 panic, 2 fault, 3 not confirmed).
+    pub reason: u8,
+    /// The boot phase the last trial boot ended in.
+    pub phase: u8,
+    /// When the server first heard of it.
+    pub time: u64,
+    /// The installed-files digest (hex) of the release rolled back, when this server installed it.
+    pub state: Option<String>,
+}
+
+impl RollbackRecord {
+    /// `generation 7 -> 6 (app panicked)`.
+    pub fn describe(&self) -> String {
+        let what = match self.reason {
+            1 => "panicked",
+            2 => "faulted",
+            _ => "",
+        };
+        let phase = PHASES.get(usize::from(self.phase)).copied().unwrap_or("?");
+        let why = if what.is_empty() {
+            "not confirmed".to_owned()
+        } else {
+            format!("{} {what}", if phase == "residue" { "app" } else { phase })
+        };
+        format!("generation {} -> {} ({why})", self.from, self.to)
+    }
+}
+
+/// The boot phases' names, by their number in the heap report and rollbacks.
+const PHASES: [&str; 5] = ["boot", "init", "tick", "provision", "app"];
+
+/// A device's last check-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckIn {
     /// The device id.
     pub device: u64,
@@ -100,6 +138,25 @@ pub struct CheckIn {
     /// Its last boot's heap report (v2).
     #[serde(default)]
     pub heap: Vec<HeapRecord>,
+    /// Whether it holds release keys, so commits only signed releases (v2).
+    #[serde(default)]
+    pub signed: Option<bool>,
+    /// The highest security version it has committed (v2).
+    #[serde(default)]
+    pub security_version: Option<u32>,
+    /// The digest of its installed files it reported (v2, hex).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Every rollback it reported, oldest first (kept across check-ins).
+    #[serde(default)]
+    pub rollbacks: Vec<RollbackRecord>,
+    /// The installed-files digest (hex) of a release this device rolled back: not offered to it
+    /// again (kept across check-ins until the release changes).
+    #[serde(default)]
+    pub held: Option<String>,
+    /// The installed-files digest (hex) of the last release this server installed on it.
+    #[serde(default)]
+    pub installed: Option<String>,
     /// How the session ended: `no-update`, `updating` (in progress or cut off), `updated`, or
     /// `failed: <reason>`.
     pub outcome: String,
@@ -201,6 +258,17 @@ pub fn now() -> u64 {
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string (either case), or `None` if it is not one.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Fleet {
@@ -375,7 +443,12 @@ impl Fleet {
     /// above the last one accepted, and refused outright when that nonce cannot be known (an
     /// unreadable floor, or no floor beside an unreadable record); the check and the write are atomic
     /// per device. The new floor is on disk before the record is written.
-    pub fn check_in(&self, record: &CheckIn) -> Result<(), FleetError> {
+    ///
+    /// What the device's history holds is carried over from its previous record: the rollbacks
+    /// (a rollback it reports again is not counted twice), the release held back and the release
+    /// installed. A rollback not heard of before holds back the release this server last installed.
+    /// Returns the record as written.
+    pub fn check_in(&self, record: &CheckIn) -> Result<CheckIn, FleetError> {
         let _lock = self.lock(record.device)?;
         if let Some(got) = record.nonce {
             if let Some(last) = self.last_nonce(record.device)? {
@@ -385,7 +458,65 @@ impl Fleet {
             }
             self.write_floor(record.device, got)?;
         }
-        self.write(record)
+        let mut merged = record.clone();
+        if let Some(prev) = self.load(record.device) {
+            merged.rollbacks = prev.rollbacks;
+            merged.held = prev.held;
+            merged.installed = prev.installed;
+        }
+        for r in &record.rollbacks {
+            let known = merged
+                .rollbacks
+                .iter()
+                .any(|k| (k.from, k.to, k.reason) == (r.from, r.to, r.reason));
+            if !known {
+                let mut r = r.clone();
+                r.state = merged.installed.clone();
+                merged.held = merged.installed.clone().or(merged.held);
+                merged.rollbacks.push(r);
+            }
+        }
+        self.write(&merged)?;
+        Ok(merged)
+    }
+
+    /// Records the files `device` listed in its check-in with `nonce` (v2 devices list them only
+    /// when their installed-files digest is not what the server would install).
+    pub fn listed(
+        &self,
+        device: u64,
+        nonce: Option<u32>,
+        files: Vec<FileRecord>,
+    ) -> Result<(), FleetError> {
+        let _lock = self.lock(device)?;
+        let Some(mut record) = self.load(device) else {
+            return Ok(());
+        };
+        if record.nonce != nonce {
+            return Ok(());
+        }
+        record.app_version = files.iter().find(|f| f.name == "app").map(|f| f.version);
+        record.files = files;
+        self.write(&record)
+    }
+
+    /// Records that this server installed the release whose installed-files digest is `state`
+    /// (hex) on `device`, in its check-in with `nonce`.
+    pub fn installed(
+        &self,
+        device: u64,
+        nonce: Option<u32>,
+        state: &str,
+    ) -> Result<(), FleetError> {
+        let _lock = self.lock(device)?;
+        let Some(mut record) = self.load(device) else {
+            return Ok(());
+        };
+        if record.nonce != nonce {
+            return Ok(());
+        }
+        record.installed = Some(state.to_owned());
+        self.write(&record)
     }
 
     /// Sets the outcome of `device`'s check-in with `nonce`, unless a newer check-in replaced it.
@@ -455,7 +586,7 @@ pub fn utc(secs: u64) -> String {
 /// The fleet as a table, one line per device.
 pub fn table(records: &[CheckIn]) -> String {
     let mut out = String::from(
-        "DEVICE       LAST CHECK-IN (UTC)  PROTO  APP        HEAP PEAK  STACK PEAK  OUTCOME     FILES\n",
+        "DEVICE       LAST CHECK-IN (UTC)  PROTO  SIGNED    APP        HEAP PEAK  STACK PEAK  OUTCOME     FILES\n",
     );
     for r in records {
         let app = r
@@ -474,17 +605,31 @@ pub fn table(records: &[CheckIn]) -> String {
                 .iter()
                 .map(|s| format!("{}(staged {}/{})", s.name, s.done, s.size)),
         );
+        let signed = match r.signed {
+            Some(true) => format!("sv {}", r.security_version.unwrap_or(0)),
+            Some(false) => "unsigned".to_owned(),
+            None => "-".to_owned(),
+        };
         out.push_str(&format!(
-            "{:<12} {:<20} {:<6} {:<10} {:<10} {:<11} {:<11} {}\n",
+            "{:<12} {:<20} {:<6} {:<9} {:<10} {:<10} {:<11} {:<11} {}\n",
             r.device,
             utc(r.time),
             format!("v{}", r.protocol),
+            signed,
             app,
             opt(heap),
             opt(stack),
             r.outcome,
             files.join(" ")
         ));
+        for rollback in &r.rollbacks {
+            out.push_str(&format!(
+                "{:<12} rollback {} at {}\n",
+                "",
+                rollback.describe(),
+                utc(rollback.time)
+            ));
+        }
     }
     out
 }
@@ -515,6 +660,7 @@ mod tests {
                 stack_peak: 300,
             }],
             outcome: "updating".into(),
+            ..CheckIn::default()
         }
     }
 

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use rota_wire::config::{config_version, DeviceConfig, Link, MAX_CONFIG, MAX_SECRET};
-use rota_wire::msg::Hello;
+use rota_wire::msg::{state_digest, FileInfo, Hello, Name, STATE_LEN};
 use rota_wire::server::{Outgoing, Step};
 use rota_wire::MAX_NAME;
 use serde_json::{Map, Value};
@@ -99,6 +99,7 @@ pub fn decide(
     inventory: &Inventory,
     device_id: u32,
     hello: &Hello<'_>,
+    files: &[FileInfo<'_>],
 ) -> Result<V2Plan, PlanError> {
     let mut out = V2Plan::default();
     if let Some(f) = plan.name_over(MAX_NAME) {
@@ -112,7 +113,7 @@ pub fn decide(
             out.drops.push(s.name.as_bytes().to_vec());
         }
     }
-    for f in &hello.files {
+    for f in files {
         let name = f.name.as_bytes();
         let protected = PROTECTED.iter().any(|p| p.as_bytes() == name);
         if wanted(name).is_none() && !protected {
@@ -122,8 +123,7 @@ pub fn decide(
     // The one rule of both protocols; a v2 device holds a file when it reports its name and SHA-256.
     out.sends = plan
         .to_send(|f| {
-            hello
-                .files
+            files
                 .iter()
                 .any(|d| d.name.as_bytes() == f.name.as_bytes() && d.digest == f.digest)
         })
@@ -131,11 +131,181 @@ pub fn decide(
         .collect();
     if let Some(config) = &inventory.config {
         let record = config_record(config, device_id, &inventory.secret)?;
-        if config_version(&record) != hello.config {
+        if config_version(&record) != hello.config.0 {
             out.config = Some(record);
         }
     }
     Ok(out)
+}
+
+/// A signed release as the server sends it (`Step::Release`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRelease {
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// Its Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+/// The application's file name for `inventory`'s devices: its config's `app`, else `app`.
+pub fn app_name(inventory: &Inventory) -> String {
+    inventory
+        .config
+        .as_ref()
+        .and_then(|c| c.get("app"))
+        .and_then(Value::as_str)
+        .unwrap_or(rota_limits::APP)
+        .to_owned()
+}
+
+/// Checks, before anything is sent, that `plan` can run on the device of `hello` and that the device
+/// will accept it; returns the signed release to send first, if the device wants one.
+///
+/// - Every blob (the overlays and the application) must pass the device's own loader checks
+///   (`rota_release::check_release`: header, relocations, digest) for the ISA and ABI the device
+///   reports. A device reporting ISA 0 runs no overlay blobs (a simulated device) and is not checked.
+/// - A device that holds release keys needs the signed release beside the inventory
+///   (`rota-sign release`), and it must name exactly `plan`'s files (name, size, SHA-256, version),
+///   be for the device's ISA and ABI and not below its security version. Whether the signature is
+///   by a key the device trusts is the device's to check: the server holds no keys.
+///
+/// The error says which file or field, and why.
+pub fn check_release(
+    plan: &Plan,
+    inventory: &Inventory,
+    release: Option<&[u8]>,
+    hello: &Hello<'_>,
+) -> Result<Option<SignedRelease>, String> {
+    let app = app_name(inventory);
+    let isa = match hello.isa {
+        0 => None,
+        n => Some(rota_blob::Isa::from_u8(n).ok_or_else(|| {
+            format!("the device reports instruction set {n}, which no blob is built for")
+        })?),
+    };
+    if let Some(isa) = isa {
+        let names = rota_release::blob_names(app.as_bytes());
+        rota_release::check_release(
+            plan.files
+                .iter()
+                .map(|f| (f.name.as_bytes(), f.data.as_slice())),
+            &names,
+            isa,
+            u32::from(hello.abi),
+        )
+        .map_err(|r| format!("{r} (the device runs {} ABI {})", isa.name(), hello.abi))?;
+    }
+    if hello.flags & rota_wire::msg::flags::SIGNED == 0 {
+        return Ok(None);
+    }
+    let Some(bytes) = release else {
+        return Err(format!(
+            "the device holds release keys and `{}` has no signed release beside it (rota-sign release)",
+            inventory.file
+        ));
+    };
+    let split = bytes
+        .len()
+        .checked_sub(64)
+        .ok_or("the release file is shorter than a signature")?;
+    let (manifest_bytes, signature) = bytes.split_at(split);
+    let manifest = rota_release::Manifest::parse(manifest_bytes)
+        .map_err(|e| format!("the release's manifest: {e}"))?;
+    if manifest.len() != plan.files.len() {
+        return Err(format!(
+            "the release names {} files and the inventory {}: sign the inventory again",
+            manifest.len(),
+            plan.files.len()
+        ));
+    }
+    for f in &plan.files {
+        let entry = manifest.find(f.name.as_bytes()).ok_or_else(|| {
+            format!(
+                "`{}` is not in the signed release: sign the inventory again",
+                f.name
+            )
+        })?;
+        if entry.size as usize != f.data.len()
+            || entry.digest != &f.digest
+            || entry.version != file_version(&f.digest)
+        {
+            return Err(format!(
+                "`{}` is not the file the release signed: sign the inventory again",
+                f.name
+            ));
+        }
+    }
+    if isa.is_some_and(|isa| manifest.isa() != isa) {
+        return Err(format!(
+            "the release is for {}, the device runs another instruction set",
+            manifest.isa().name()
+        ));
+    }
+    if hello.isa != 0 && manifest.abi() != u16::from(hello.abi) {
+        return Err(format!(
+            "the release is for ABI {}, the device's core serves ABI {}",
+            manifest.abi(),
+            hello.abi
+        ));
+    }
+    if manifest.security_version() < hello.security_version {
+        return Err(format!(
+            "the release's security version {} is below the device's {} (anti-rollback)",
+            manifest.security_version(),
+            hello.security_version
+        ));
+    }
+    Ok(Some(SignedRelease {
+        manifest: manifest_bytes.to_vec(),
+        signature: signature.try_into().map_err(|_| "signature length")?,
+    }))
+}
+
+/// `steps` with the signed release, if any, first.
+pub fn with_release<'a>(release: Option<&'a SignedRelease>, steps: Vec<Step<'a>>) -> Vec<Step<'a>> {
+    match release {
+        None => steps,
+        Some(r) => std::iter::once(Step::Release(&r.manifest, &r.signature))
+            .chain(steps)
+            .collect(),
+    }
+}
+
+/// The [`Hello::state`] of a device that holds exactly `plan`'s files as v2 sends them.
+pub fn expected_state(plan: &Plan) -> [u8; STATE_LEN] {
+    let mut files: Vec<FileInfo<'_>> = plan
+        .files
+        .iter()
+        .filter_map(|f| {
+            Some(FileInfo {
+                name: Name::new(f.name.as_bytes())?,
+                size: u32::try_from(f.data.len()).ok()?,
+                version: file_version(&f.digest),
+                digest: f.digest,
+            })
+        })
+        .collect();
+    state_digest(&mut files)
+}
+
+/// Whether the device that sent `hello` holds what the inventory wants (its files and, when the
+/// inventory has a `config`, that config) and has nothing staged: then the answer is `NoUpdate`
+/// without asking for its files.
+pub fn up_to_date(
+    plan: &Plan,
+    inventory: &Inventory,
+    device_id: u32,
+    hello: &Hello<'_>,
+) -> Result<bool, PlanError> {
+    if !hello.staged.is_empty() || hello.state != expected_state(plan) {
+        return Ok(false);
+    }
+    Ok(match &inventory.config {
+        Some(config) => {
+            config_version(&config_record(config, device_id, &inventory.secret)?) == hello.config.0
+        }
+        None => true,
+    })
 }
 
 fn ipv4(config: &Map<String, Value>, key: &str) -> Result<Option<[u8; 4]>, PlanError> {
@@ -164,9 +334,9 @@ pub fn config_record(
     device_id: u32,
     secret: &[u8],
 ) -> Result<Vec<u8>, PlanError> {
-    const KEYS: [&str; 11] = [
+    const KEYS: [&str; 13] = [
         "server", "port", "leave", "app", "entry", "ip", "gateway", "netmask", "dns", "protocol",
-        "link",
+        "link", "trials", "keys",
     ];
     let bad = |m: String| PlanError::Config(m);
     if let Some(key) = config.keys().find(|k| !KEYS.contains(&k.as_str())) {
@@ -208,6 +378,29 @@ pub fn config_record(
         Some(Value::String(s)) if s == "serial" => Link::Serial,
         Some(_) => return Err(bad("`link` must be \"tcp\" or \"serial\"".into())),
     };
+    let keys = match config.get("keys") {
+        None => heapless::Vec::new(),
+        Some(Value::Array(keys)) => {
+            let mut out = heapless::Vec::new();
+            for key in keys {
+                let key = key
+                    .as_str()
+                    .and_then(|k| crate::fleet::unhex(k))
+                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                    .ok_or_else(|| {
+                        bad("`keys` must hold Ed25519 public keys, 64 hex digits each".into())
+                    })?;
+                out.push(key).map_err(|_| {
+                    bad(format!(
+                        "`keys` holds at most {} keys",
+                        rota_wire::config::MAX_KEYS
+                    ))
+                })?;
+            }
+            out
+        }
+        Some(_) => return Err(bad("`keys` must be an array of hex strings".into())),
+    };
     let record = DeviceConfig {
         device_id,
         secret: heapless::Vec::from_slice(secret).map_err(|_| {
@@ -227,6 +420,12 @@ pub fn config_record(
         dns: ipv4(config, "dns")?.unwrap_or_default(),
         protocol,
         link,
+        trials: int(
+            "trials",
+            u64::from(rota_wire::config::DEFAULT_TRIALS),
+            u64::from(u8::MAX),
+        )? as u8,
+        keys,
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     };
@@ -237,26 +436,24 @@ pub fn config_record(
     Ok(buf[..n].to_vec())
 }
 
-/// The fleet record of a verified Hello.
-pub fn check_in_record(hello: &Hello<'_>, peer: &str, outcome: &str) -> CheckIn {
+/// The fleet record of a verified Hello; `files` are the device's files when the server knows them
+/// (its state digest matched the plan's, or it listed them).
+pub fn check_in_record(
+    hello: &Hello<'_>,
+    files: Option<&[FileRecord]>,
+    peer: &str,
+    outcome: &str,
+) -> CheckIn {
     let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
+    let files = files.map(<[FileRecord]>::to_vec).unwrap_or_default();
     CheckIn {
         device: u64::from(hello.device_id),
         time: fleet::now(),
         peer: peer.to_owned(),
         protocol: 2,
         nonce: Some(hello.nonce),
-        app_version: Some(hello.app_version),
-        files: hello
-            .files
-            .iter()
-            .map(|f| FileRecord {
-                name: name(f.name.as_bytes()),
-                size: f.size,
-                version: f.version,
-                digest: fleet::hex(&f.digest),
-            })
-            .collect(),
+        app_version: files.iter().find(|f| f.name == "app").map(|f| f.version),
+        files,
         staged: hello
             .staged
             .iter()
@@ -269,16 +466,77 @@ pub fn check_in_record(hello: &Hello<'_>, peer: &str, outcome: &str) -> CheckIn 
             .collect(),
         heap: hello
             .heap
+            .phases
             .iter()
-            .map(|h| HeapRecord {
-                phase: h.phase,
-                used: h.used,
-                peak: h.peak,
-                stack_peak: h.stack_peak,
+            .enumerate()
+            .map(|(phase, h)| HeapRecord {
+                phase: phase as u8,
+                used: 0,
+                peak: h.heap,
+                stack_peak: h.stack,
+            })
+            .chain(std::iter::once(HeapRecord {
+                phase: rota_abi_residue(),
+                used: hello.heap.residue,
+                peak: 0,
+                stack_peak: 0,
+            }))
+            .collect(),
+        signed: Some(hello.flags & rota_wire::msg::flags::SIGNED != 0),
+        security_version: Some(hello.security_version),
+        state: Some(fleet::hex(&hello.state)),
+        rollbacks: hello
+            .rollback
+            .iter()
+            .map(|r| fleet::RollbackRecord {
+                from: r.from,
+                to: r.to,
+                reason: r.reason,
+                phase: r.phase,
+                time: fleet::now(),
+                state: None,
             })
             .collect(),
+        held: None,
+        installed: None,
         outcome: outcome.to_owned(),
     }
+}
+
+/// The heap report's residue phase number (after the boot and every overlay).
+fn rota_abi_residue() -> u8 {
+    (rota_limits::OVERLAYS.len() + 1) as u8
+}
+
+/// The fleet form of the files a device listed, by name.
+pub fn file_records(files: &[FileInfo<'_>]) -> Vec<FileRecord> {
+    let mut records: Vec<FileRecord> = files
+        .iter()
+        .map(|f| FileRecord {
+            name: String::from_utf8_lossy(f.name.as_bytes()).into_owned(),
+            size: f.size,
+            version: f.version,
+            digest: fleet::hex(&f.digest),
+        })
+        .collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    records
+}
+
+/// The fleet form of `plan`'s files as v2 sends them, by name.
+pub fn plan_records(plan: &Plan) -> Vec<FileRecord> {
+    let mut records: Vec<FileRecord> = plan
+        .files
+        .iter()
+        .map(|f| FileRecord {
+            name: f.name.clone(),
+            size: f.data.len() as u32,
+            version: file_version(&f.digest),
+            digest: fleet::hex(&f.digest),
+        })
+        .collect();
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    records
 }
 
 #[cfg(test)]
@@ -308,26 +566,32 @@ mod tests {
         }
     }
 
-    fn hello<'a>(files: &[(&'a str, &[u8])], staged: &[(&'a str, &[u8], u32)]) -> Hello<'a> {
+    /// A device's check-in: its Hello and the files it lists when asked.
+    struct Device<'a>(Hello<'a>, Vec<FileInfo<'a>>);
+
+    fn hello<'a>(files: &[(&'a str, &[u8])], staged: &[(&'a str, &[u8], u32)]) -> Device<'a> {
         let mut h = Hello {
             device_id: 1,
             nonce: 1,
-            protocol: 2,
-            app_version: 0,
-            config: 0,
-            files: Default::default(),
+            isa: 0,
+            abi: 0,
+            flags: 0,
+            config: rota_wire::msg::ConfigVersion(0),
+            state: [0; 16],
+            security_version: 0,
             staged: Default::default(),
+            rollback: None,
             heap: Default::default(),
         };
-        for (n, d) in files {
-            let info = FileInfo {
+        let list = files
+            .iter()
+            .map(|(n, d)| FileInfo {
                 name: Name::new(n.as_bytes()).unwrap(),
                 size: d.len() as u32,
                 version: 0,
                 digest: rota_wire::sha256(d),
-            };
-            h.files.push(info).unwrap();
-        }
+            })
+            .collect();
         for (n, d, done) in staged {
             let info = StagedInfo {
                 name: Name::new(n.as_bytes()).unwrap(),
@@ -337,7 +601,11 @@ mod tests {
             };
             h.staged.push(info).unwrap();
         }
-        h
+        Device(h, list)
+    }
+
+    fn dec(plan: &Plan, inv: &Inventory, d: &Device<'_>) -> Result<V2Plan, PlanError> {
+        decide(plan, inv, 1, &d.0, &d.1)
     }
 
     #[test]
@@ -352,13 +620,13 @@ mod tests {
             &[("app", b"new app"), ("data", b"same"), ("init", b"x")],
             &[],
         );
-        assert!(decide(&plan, &inv, 1, &h).unwrap().is_empty());
+        assert!(dec(&plan, &inv, &h).unwrap().is_empty());
         // Changed, extra, and two staged files: one to resume, one stale.
         let h = hello(
             &[("app", b"old app"), ("data", b"same"), ("junk", b"j")],
             &[("app", b"new app", 3), ("data", b"other", 1)],
         );
-        let p = decide(&plan, &inv, 1, &h).unwrap();
+        let p = dec(&plan, &inv, &h).unwrap();
         assert_eq!(p.drops, [b"data".to_vec()]);
         assert_eq!(p.deletes, [b"junk".to_vec()]);
         assert_eq!(p.sends.len(), 1);
@@ -372,7 +640,7 @@ mod tests {
             chk: String::new(),
         };
         assert!(matches!(
-            decide(&long, &inv, 1, &hello(&[], &[])),
+            dec(&long, &inv, &hello(&[], &[])),
             Err(PlanError::NameTooLong(_))
         ));
     }
@@ -383,7 +651,7 @@ mod tests {
             files: vec![planned("app", b"new app"), planned("data", b"")],
             chk: String::new(),
         };
-        let p = decide(&plan, &inventory(None), 1, &hello(&[], &[])).unwrap();
+        let p = dec(&plan, &inventory(None), &hello(&[], &[])).unwrap();
         let versions: Vec<u32> = p
             .steps()
             .iter()
@@ -409,7 +677,7 @@ mod tests {
         let inv = inventory(Some(
             serde_json::json!({"server": "10.0.2.2", "ip": "10.0.2.15", "leave": true}),
         ));
-        let p = decide(&plan, &inv, 1, &hello(&[], &[])).unwrap();
+        let p = dec(&plan, &inv, &hello(&[], &[])).unwrap();
         let record = p.config.clone().unwrap();
         let config = DeviceConfig::decode(&record).unwrap();
         assert_eq!(config.server, [10, 0, 2, 2]);
@@ -428,7 +696,7 @@ mod tests {
         let serial = inventory(Some(
             serde_json::json!({"server": "10.0.2.2", "link": "serial"}),
         ));
-        let serial_record = decide(&plan, &serial, 1, &hello(&[], &[]))
+        let serial_record = dec(&plan, &serial, &hello(&[], &[]))
             .unwrap()
             .config
             .unwrap();
@@ -437,8 +705,8 @@ mod tests {
             Link::Serial
         );
         let mut h = hello(&[], &[]);
-        h.config = config_version(&record);
-        assert!(decide(&plan, &inv, 1, &h).unwrap().is_empty());
+        h.0.config = rota_wire::msg::ConfigVersion(config_version(&record));
+        assert!(dec(&plan, &inv, &h).unwrap().is_empty());
 
         for bad in [
             serde_json::json!({"port": 1}),
@@ -453,7 +721,7 @@ mod tests {
             let inv = inventory(Some(bad.clone()));
             assert!(
                 matches!(
-                    decide(&plan, &inv, 1, &hello(&[], &[])),
+                    dec(&plan, &inv, &hello(&[], &[])),
                     Err(PlanError::Config(_))
                 ),
                 "{bad}"
@@ -462,7 +730,7 @@ mod tests {
         let mut inv = inventory(Some(serde_json::json!({"server": "1.2.3.4"})));
         inv.secret = vec![b'k'; 65];
         assert!(matches!(
-            decide(&plan, &inv, 1, &hello(&[], &[])),
+            dec(&plan, &inv, &hello(&[], &[])),
             Err(PlanError::Config(_))
         ));
     }

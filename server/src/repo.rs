@@ -143,6 +143,7 @@ pub struct Repo {
     source: Source,
     inventories: Cache<Arc<Inventory>>,
     files: Cache<Arc<PlannedFile>>,
+    releases: Cache<Arc<Vec<u8>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -153,6 +154,7 @@ impl Repo {
             source,
             inventories: Cache::default(),
             files: Cache::default(),
+            releases: Cache::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -204,6 +206,18 @@ impl Repo {
             }
         }
         Err(RepoError::UnknownDevice(id))
+    }
+
+    /// The signed release beside `inventory` (`ESP-<id>.release` or `default.release`, written by
+    /// `rota-sign release`: the manifest, then its 64-byte Ed25519 signature), if there is one.
+    pub fn release(&self, inventory: &Inventory) -> Result<Option<Arc<Vec<u8>>>, RepoError> {
+        let stem = inventory
+            .file
+            .strip_suffix(".json")
+            .unwrap_or(&inventory.file);
+        let name = format!("{stem}.release");
+        let limit = (rota_release::MANIFEST_MAX + 64) as u64;
+        self.load(&self.releases, &name, limit, |bytes| Ok(Arc::new(bytes)))
     }
 
     /// Every file of `inventory` as the device will receive it (trimmed if asked, numbered), and the

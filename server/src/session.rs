@@ -128,6 +128,10 @@ impl fmt::Display for Phase {
 /// Why a session failed. Every failure ends only that session.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The release cannot be sent to this device (a blob it cannot run, a release it would refuse);
+    /// nothing was sent.
+    #[error("release refused: {0}; nothing sent")]
+    Release(String),
     /// The peer closed without sending anything (e.g. a port scan).
     #[error("peer closed before sending anything")]
     Empty,
@@ -202,6 +206,8 @@ pub enum Outcome {
     NoUpdate,
     /// Files and a `restart` were sent.
     Updated,
+    /// Not updated: the release is one this device rolled back (v2).
+    Held,
 }
 
 impl fmt::Display for Outcome {
@@ -209,6 +215,7 @@ impl fmt::Display for Outcome {
         f.write_str(match self {
             Outcome::NoUpdate => "no-update",
             Outcome::Updated => "updated",
+            Outcome::Held => "held: the release was rolled back on this device",
         })
     }
 }

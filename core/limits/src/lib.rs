@@ -11,6 +11,11 @@
 /// no device of either kind is ever sent a longer one.
 pub const NAME_MAX: usize = 31;
 
+/// Most files a signed release names (the entries of its manifest, `rota-release`): the blobs
+/// ([`BLOBS`]) and a few data files. Bounds the manifest a device holds while it checks a release
+/// (`rota_release::MANIFEST_MAX`).
+pub const RELEASE_FILES_MAX: usize = 10;
+
 /// Longest device secret (the HMAC key both protocols derive their keys from), in bytes.
 pub const SECRET_MAX: usize = 64;
 
@@ -37,10 +42,16 @@ pub const CONFIG_MAX: usize = {
         + 3 * 4 // gateway, netmask, dns
         + 1 // protocol
         + 1 // link
+        + 1 // trials
+        + 1 + RELEASE_KEYS_MAX * 32 // keys
         + text(V1_CHK_LEN) // chk
         + 1 + V1_FILES_MAX * (text(NAME_MAX) + U32); // files
     fields.next_multiple_of(4)
 };
+
+/// Most release keys (Ed25519 public keys) a device config holds: two, so that a signing key can be
+/// rotated (releases signed by the new one are accepted while the old one still is).
+pub const RELEASE_KEYS_MAX: usize = 2;
 
 /// Largest payload of the store's config record, as the core lays it out: the config's length
 /// (u16), the config, the last boot's heap report.
@@ -82,5 +93,13 @@ mod tests {
             "the ABI's context keeps its words aligned"
         );
         assert!(REPORT_MAX >= REPORT_ENTRY * (OVERLAYS.len() + 2));
+        assert!(
+            RELEASE_FILES_MAX >= BLOBS.len(),
+            "a release can hold every blob"
+        );
+        assert!(
+            RELEASE_FILES_MAX <= u8::MAX as usize,
+            "a manifest counts them in a byte"
+        );
     }
 }

@@ -247,7 +247,8 @@ fn a_config_of_the_largest_size_goes_through_check_commit_and_reboot() {
     let n = largest.encode(&mut bytes).unwrap();
     let bytes = &bytes[..n];
     assert!(MAX_CONFIG - n < 4, "{n} bytes is the largest config");
-    DeviceConfig::check_update(bytes, largest.device_id, &largest.secret, largest.link).unwrap();
+    let view = rota_wire::ConfigView::parse(bytes).unwrap();
+    DeviceConfig::check_update(bytes, &view.keep()).unwrap();
     let mut board = host(provisioned(&[]));
     let mut ctx = Context::new();
     record::start_boot(&mut board, &mut ctx).unwrap();

@@ -6,7 +6,8 @@
 //! both implementations against each other, byte for byte.
 
 use crate::msg::{
-    Begin, Bytes, Commit, Data, DeviceMsg, Hello, Name, Rename, ServerMsg, Upload, Welcome,
+    Begin, Bytes, Commit, Data, DeviceMsg, FileInfo, Hello, Name, Release, Rename, ServerMsg,
+    Upload, Welcome,
 };
 use crate::{Error, MAX_CHUNK, MAX_NAME};
 
@@ -190,16 +191,10 @@ pub(crate) fn encode_hello(h: &Hello<'_>, out: &mut [u8]) -> Result<usize, Error
     let mut w = Writer::new(out);
     w.u32(h.device_id)?;
     w.u32(h.nonce)?;
-    w.raw(&[h.protocol])?;
-    w.u32(h.app_version)?;
-    w.u32(h.config)?;
-    w.u32(h.files.len() as u32)?;
-    for f in &h.files {
-        w.bytes(f.name.as_bytes())?;
-        w.u32(f.size)?;
-        w.u32(f.version)?;
-        w.raw(&f.digest)?;
-    }
+    w.raw(&[h.isa, h.abi, h.flags])?;
+    w.raw(&h.config.0.to_le_bytes())?;
+    w.raw(&h.state)?;
+    w.u32(h.security_version)?;
     w.u32(h.staged.len() as u32)?;
     for s in &h.staged {
         w.bytes(s.name.as_bytes())?;
@@ -207,14 +202,30 @@ pub(crate) fn encode_hello(h: &Hello<'_>, out: &mut [u8]) -> Result<usize, Error
         w.raw(&s.digest)?;
         w.u32(s.done)?;
     }
-    w.u32(h.heap.len() as u32)?;
-    for r in &h.heap {
-        w.raw(&[r.phase])?;
-        w.u32(r.used)?;
-        w.u32(r.peak)?;
-        w.u32(r.stack_peak)?;
+    match &h.rollback {
+        None => w.raw(&[0])?,
+        Some(r) => {
+            w.raw(&[1])?;
+            w.u32(r.from)?;
+            w.u32(r.to)?;
+            w.raw(&[r.reason, r.phase])?;
+        }
     }
+    w.u32(h.heap.phases.len() as u32)?;
+    for p in &h.heap.phases {
+        w.u32(p.heap)?;
+        w.u32(p.stack)?;
+    }
+    w.u32(h.heap.residue)?;
     Ok(w.len())
+}
+
+/// The postcard encoding of one committed file's entry (of a [`crate::msg::Files`]).
+pub(crate) fn encode_file(w: &mut Writer<'_>, f: &FileInfo<'_>) -> Result<(), Error> {
+    w.bytes(f.name.as_bytes())?;
+    w.u32(f.size)?;
+    w.u32(f.version)?;
+    w.raw(&f.digest)
 }
 
 /// The postcard encoding of a device message (what serde would write).
@@ -235,6 +246,12 @@ pub(crate) fn encode_device(msg: &DeviceMsg<'_>, out: &mut [u8]) -> Result<usize
             w.bytes(d.bytes.0)?;
         }
         DeviceMsg::Committed(c) => w.u32(c.generation)?,
+        DeviceMsg::Files(f) => {
+            w.u32(f.files.len() as u32)?;
+            for file in &f.files {
+                encode_file(&mut w, file)?;
+            }
+        }
     }
     Ok(w.len())
 }
@@ -269,6 +286,11 @@ pub(crate) fn decode_server(kind: u8, payload: &[u8]) -> Result<ServerMsg<'_>, E
             name: r.name()?,
             offset: r.u32()?,
             len: r.u32()?,
+        }),
+        k::LIST => ServerMsg::List,
+        k::RELEASE => ServerMsg::Release(Release {
+            manifest: Bytes(r.bytes(MAX_CHUNK)?),
+            signature: r.array()?,
         }),
         k::COMMIT => ServerMsg::Commit(Commit {
             config: if r.flag()? {

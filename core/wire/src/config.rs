@@ -35,7 +35,15 @@ pub enum ConfigError {
     /// It would change how the device reaches the server (`link`): one that took a serial device
     /// to TCP, or the other way, would cut it off from every later update.
     Link = 6,
+    /// It would change the release keys: the server may not choose whose signatures the device
+    /// trusts (that would make the signatures worthless against a server that is not trusted).
+    Keys = 7,
 }
+
+/// Most release keys (Ed25519 public keys) a device holds: two, so a key can be rotated.
+pub use rota_limits::RELEASE_KEYS_MAX as MAX_KEYS;
+/// Trial boots a new generation gets by default before the core rolls it back.
+pub const DEFAULT_TRIALS: u8 = 3;
 
 /// One entry of the v1 compatibility `files` map: a name and the number the v1 server gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +95,12 @@ pub struct DeviceConfig {
     pub protocol: u8,
     /// How the device reaches the server.
     pub link: Link,
+    /// Boots a newly committed generation may take without being confirmed before the core goes
+    /// back to the previous one (0: none, committed generations are confirmed at once).
+    pub trials: u8,
+    /// The Ed25519 public keys whose signatures the device's releases must carry; none: releases
+    /// need no signature (the fleet view says "unsigned").
+    pub keys: Vec<[u8; 32], MAX_KEYS>,
     /// v1 compatibility: the fingerprint the v1 server sent last.
     pub chk: String<{ rota_limits::V1_CHK_LEN }>,
     /// v1 compatibility: the file numbers the v1 server sent last.
@@ -113,6 +127,8 @@ impl DeviceConfig {
             dns: [255; 4],
             protocol: 1,
             link: Link::Serial,
+            trials: u8::MAX,
+            keys: Vec::from_slice(&[[0xff; 32]; MAX_KEYS]).expect("fits"),
             chk: String::try_from("f".repeat(rota_limits::V1_CHK_LEN).as_str()).expect("fits"),
             files: (0..MAX_V1_FILES)
                 .map(|_| V1File {
@@ -150,26 +166,41 @@ impl DeviceConfig {
         Ok(config)
     }
 
-    /// Checks a config the server sent (postcard bytes) for a device with `device_id`, `secret` and
-    /// `link`: it must be a record [`DeviceConfig::decode`] accepts, and keep all three.
-    pub fn check_update(
-        bytes: &[u8],
-        device_id: u32,
-        secret: &[u8],
-        link: Link,
-    ) -> Result<(), ConfigError> {
+    /// Checks a config the server sent (postcard bytes) for a device whose present config is
+    /// `present`: it must be a record [`DeviceConfig::decode`] accepts, and keep the device id, the
+    /// secret, the link and the release keys. Returns the new config's view.
+    pub fn check_update<'b>(
+        bytes: &'b [u8],
+        present: &Keep<'_>,
+    ) -> Result<ConfigView<'b>, ConfigError> {
         let view = ConfigView::parse(bytes)?;
-        if view.device_id != device_id {
+        if view.device_id != present.device_id {
             return Err(ConfigError::DeviceId);
         }
-        if view.secret != secret {
+        if view.secret != present.secret {
             return Err(ConfigError::Secret);
         }
-        if view.link != link {
+        if view.link != present.link {
             return Err(ConfigError::Link);
         }
-        Ok(())
+        if view.keys != present.keys {
+            return Err(ConfigError::Keys);
+        }
+        Ok(view)
     }
+}
+
+/// What a new config must keep of the present one ([`DeviceConfig::check_update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep<'a> {
+    /// The device id.
+    pub device_id: u32,
+    /// The secret.
+    pub secret: &'a [u8],
+    /// How the device reaches the server.
+    pub link: Link,
+    /// The release keys, as encoded: 32 bytes each ([`ConfigView::keys`]).
+    pub keys: &'a [u8],
 }
 
 /// The fields of an encoded [`DeviceConfig`] the device needs, borrowed from the record.
@@ -186,6 +217,8 @@ pub struct ConfigView<'a> {
     pub server: [u8; 4],
     /// See [`DeviceConfig::port`].
     pub port: u16,
+    /// See [`DeviceConfig::app`].
+    pub app: &'a [u8],
     /// See [`DeviceConfig::ip`].
     pub ip: Option<[u8; 4]>,
     /// See [`DeviceConfig::gateway`].
@@ -196,6 +229,10 @@ pub struct ConfigView<'a> {
     pub protocol: u8,
     /// See [`DeviceConfig::link`].
     pub link: Link,
+    /// See [`DeviceConfig::trials`].
+    pub trials: u8,
+    /// See [`DeviceConfig::keys`]: the keys' bytes, 32 each, back to back.
+    pub keys: &'a [u8],
     /// See [`DeviceConfig::chk`].
     pub chk: &'a [u8],
     /// The v1 `files` map as encoded (read it with [`ConfigView::v1_files`]).
@@ -219,7 +256,7 @@ impl<'a> ConfigView<'a> {
             let server = r.array::<4>()?;
             let port = r.u16()?;
             r.flag()?;
-            r.str(MAX_NAME)?;
+            let app = r.str(MAX_NAME)?;
             r.str(MAX_NAME)?;
             let ip = if r.flag()? {
                 Some(r.array::<4>()?)
@@ -235,6 +272,12 @@ impl<'a> ConfigView<'a> {
                 1 => Link::Serial,
                 _ => return Err(Error::Malformed),
             };
+            let trials = r.byte()?;
+            let count = r.length()?;
+            if count > MAX_KEYS {
+                return Err(Error::Malformed);
+            }
+            let keys = r.take(32 * count)?;
             let v1_at = bytes.len() - r.remaining();
             let chk = r.str(rota_limits::V1_CHK_LEN)?;
             let files_at = bytes.len() - r.remaining();
@@ -252,11 +295,14 @@ impl<'a> ConfigView<'a> {
                 secret,
                 server,
                 port,
+                app,
                 ip,
                 gateway,
                 netmask,
                 protocol,
                 link,
+                trials,
+                keys,
                 chk,
                 files: &bytes[files_at..],
                 v1_at,
@@ -268,6 +314,21 @@ impl<'a> ConfigView<'a> {
             return Err(ConfigError::Protocol);
         }
         Ok(view)
+    }
+
+    /// The release keys.
+    pub fn keys(&self) -> impl Iterator<Item = &'a [u8; 32]> {
+        self.keys.as_chunks::<32>().0.iter()
+    }
+
+    /// What a config the server sends must keep of this one.
+    pub fn keep(&self) -> Keep<'a> {
+        Keep {
+            device_id: self.device_id,
+            secret: self.secret,
+            link: self.link,
+            keys: self.keys,
+        }
     }
 
     /// The v1 `files` map: names and the numbers the v1 server gave them (already checked by

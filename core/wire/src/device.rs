@@ -21,12 +21,15 @@
 //! The session code is not generic: [`DeviceSession::poll`] only adapts the [`FileStore`] to an internal
 //! trait object, so a firmware carries one copy of it whatever the store type.
 
-use crate::config::{DeviceConfig, Link};
+use crate::codec::{encode_file, Writer};
+use crate::config::{DeviceConfig, Keep, Link};
 use crate::frame::{Channel, Dir, Frame, Header, Key};
 use crate::msg::{
-    kind, Ack, Committed, DeviceMsg, Failed, Hello, Ready, Reason, ServerMsg, Welcome,
+    kind, Ack, Committed, DeviceMsg, Failed, FileInfo, Hello, Name, Ready, Reason, ReleaseError,
+    ServerMsg, Welcome, MAX_FILES,
 };
 use crate::{Digest, Error, HEADER_LEN, MAX_CHUNK, MAX_FRAME, MAX_NAME, MAX_PAYLOAD, WINDOW};
+use rota_release::{Manifest, MANIFEST_MAX};
 
 /// The device's file store, as the session drives it (mirrors `rota-store`'s staging API, method for
 /// method). Nothing staged is visible before [`FileStore::commit`], which applies every staged file,
@@ -68,9 +71,12 @@ pub trait FileStore {
     /// Reads committed `name` from `offset` into `buf`; returns the bytes read (fewer at its end).
     fn read(&mut self, name: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, Self::Error>;
 
-    /// Commits everything staged and `config` (a [`DeviceConfig`] record payload) if given; returns
-    /// the store's new generation.
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, Self::Error>;
+    /// The committed file number `index` (in the store's own order), or `None` past the last.
+    fn file(&mut self, index: u32) -> Result<Option<StoredFile>, Self::Error>;
+
+    /// Commits everything staged and `config` (a [`DeviceConfig`] record payload) if given, as a
+    /// generation on trial as `info` says; returns the store's new generation.
+    fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, Self::Error>;
 
     /// A one-byte code for `error`, reported to the server in `Failed`: the magnitude of the
     /// `rota_abi::status` code of the same failure, which the server's log names (0 when not
@@ -78,6 +84,78 @@ pub trait FileStore {
     fn error_code(error: &Self::Error) -> u8 {
         let _ = error;
         0
+    }
+}
+
+/// One committed file, as [`FileStore::file`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Bytes of `name` used.
+    pub name_len: u8,
+    /// The name, zero-padded.
+    pub name: [u8; MAX_NAME],
+    /// Its size.
+    pub size: u32,
+    /// Its version.
+    pub version: u32,
+    /// SHA-256 of its content.
+    pub digest: Digest,
+}
+
+impl StoredFile {
+    /// The name's bytes.
+    pub fn name(&self) -> &[u8] {
+        &self.name[..usize::from(self.name_len).min(MAX_NAME)]
+    }
+}
+
+/// How a commit is to be kept: what the store records with the new generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitInfo {
+    /// The release's security version (0 for an unsigned one); the store refuses one below its own.
+    pub security_version: u32,
+    /// Boots the generation may take unconfirmed before the core rolls it back (0: confirmed now).
+    pub trial_limit: u8,
+    /// The session changed the application: only the application's own confirm may confirm it.
+    pub needs_app: bool,
+}
+
+/// What a device's session knows of the device besides its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Device<'s> {
+    /// The HMAC secret.
+    pub secret: &'s [u8],
+    /// How it reaches the server (a new config must keep it).
+    pub link: Link,
+    /// Its release keys, 32 bytes each ([`crate::ConfigView::keys`]); none: releases need no
+    /// signature.
+    pub keys: &'s [u8],
+    /// The application's file name (a session that changes it needs the application's confirm).
+    pub app: &'s [u8],
+    /// Trial boots of a committed generation (a new config's own value replaces it).
+    pub trials: u8,
+    /// Its instruction set (`rota_blob::Isa`): a release must be for it.
+    pub isa: u8,
+    /// Its core's ABI version: a release must be for it.
+    pub abi: u8,
+    /// The highest security version committed: a release must not be below it.
+    pub security_version: u32,
+}
+
+impl<'s> Device<'s> {
+    /// A device with `secret` reaching the server over `link`, holding no release keys, on no trial
+    /// (what a session made by [`DeviceSession::new`] assumes).
+    pub const fn plain(secret: &'s [u8], link: Link) -> Device<'s> {
+        Device {
+            secret,
+            link,
+            keys: &[],
+            app: b"app",
+            trials: 0,
+            isa: 0,
+            abi: 0,
+            security_version: 0,
+        }
     }
 }
 
@@ -90,7 +168,8 @@ trait Ops {
     fn delete(&mut self, name: &[u8]) -> Result<(), u8>;
     fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<(), u8>;
     fn read(&mut self, name: &[u8], offset: u32, buf: &mut [u8]) -> Result<usize, u8>;
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, u8>;
+    fn file(&mut self, index: u32) -> Result<Option<StoredFile>, u8>;
+    fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, u8>;
 }
 
 struct Adapter<'a, S>(&'a mut S);
@@ -123,8 +202,11 @@ impl<S: FileStore> Ops for Adapter<'_, S> {
             .read(name, offset, buf)
             .map_err(|e| S::error_code(&e))
     }
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, u8> {
-        self.0.commit(config).map_err(|e| S::error_code(&e))
+    fn file(&mut self, index: u32) -> Result<Option<StoredFile>, u8> {
+        self.0.file(index).map_err(|e| S::error_code(&e))
+    }
+    fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, u8> {
+        self.0.commit(config, info).map_err(|e| S::error_code(&e))
     }
 }
 
@@ -198,9 +280,15 @@ impl Cursor {
 
 /// Everything but the receive buffer (so a frame borrowed from it can drive the rest).
 struct Core<'s> {
-    secret: &'s [u8],
-    /// How this device reaches the server: a new config must keep it.
-    link: Link,
+    device: Device<'s>,
+    /// The session changed the application file.
+    app_changed: bool,
+    /// The verified release of this session: its manifest's length (0: none yet) ...
+    release_len: u16,
+    /// ... the manifest entries staged in this session, one bit each ...
+    release_staged: u16,
+    /// ... and the manifest.
+    release: [u8; MANIFEST_MAX],
     device_id: u32,
     nonce: u32,
     chan: Channel,
@@ -215,6 +303,10 @@ pub struct DeviceSession<'s> {
     core: Core<'s>,
     rx_len: usize,
     rx: [u8; MAX_FRAME],
+}
+
+fn release_error(e: ReleaseError) -> Error {
+    Error::Release(e)
 }
 
 fn store_err(reason: Reason) -> impl Fn(u8) -> Error {
@@ -238,12 +330,20 @@ fn put_varint(out: &mut [u8], mut v: u32) -> usize {
 
 impl<'s> DeviceSession<'s> {
     /// A session for a device holding `secret` and reaching the server over `link` (a config the
-    /// server sends must keep both); [`DeviceSession::hello`] starts it.
+    /// server sends must keep both), with no release keys; [`DeviceSession::hello`] starts it.
     pub fn new(secret: &'s [u8], link: Link) -> Self {
+        Self::for_device(Device::plain(secret, link))
+    }
+
+    /// A session for `device`; [`DeviceSession::hello`] starts it.
+    pub fn for_device(device: Device<'s>) -> Self {
         DeviceSession {
             core: Core {
-                secret,
-                link,
+                device,
+                app_changed: false,
+                release_len: 0,
+                release_staged: 0,
+                release: [0; MANIFEST_MAX],
                 device_id: 0,
                 nonce: 0,
                 chan: Channel {
@@ -273,7 +373,7 @@ impl<'s> DeviceSession<'s> {
         }
         core.device_id = hello.device_id;
         core.nonce = hello.nonce;
-        core.chan.key = Some(Key::hello(core.secret, hello.device_id, hello.nonce));
+        core.chan.key = Some(Key::hello(core.device.secret, hello.device_id, hello.nonce));
         let len = crate::codec::encode_hello(hello, &mut out[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD])
             .map_err(|_| Error::TooLong(u16::MAX))?;
         let n = core.chan.seal(out, kind::HELLO, len)?;
@@ -397,18 +497,22 @@ impl Core<'_> {
     /// The server's first frame: NoUpdate (hello key) or Welcome (session key from its nonce).
     fn first(&mut self, bytes: &[u8]) -> Result<Poll, Error> {
         let frame = Frame::new_checked(bytes)?;
+        self.chan.check_seq(&frame)?;
         match ServerMsg::decode(frame.kind(), frame.payload()) {
             Ok(ServerMsg::NoUpdate) => {
-                frame.verify(self.chan.key()?, Dir::ToDevice)?;
-                self.chan.accept_seq(frame.seq())?;
+                let key = self.chan.key()?.clone();
+                self.chan.accept_with(&frame, key)?;
                 self.state = State::Finished(Poll::NoUpdate);
                 Ok(Poll::NoUpdate)
             }
             Ok(ServerMsg::Welcome(Welcome { server_nonce })) => {
-                let key = Key::session(self.secret, self.device_id, self.nonce, &server_nonce);
-                frame.verify(&key, Dir::ToDevice)?;
-                self.chan.key = Some(key);
-                self.chan.accept_seq(frame.seq())?;
+                let key = Key::session(
+                    self.device.secret,
+                    self.device_id,
+                    self.nonce,
+                    &server_nonce,
+                );
+                self.chan.accept_with(&frame, key)?;
                 self.state = State::Running;
                 Ok(Poll::Receive)
             }
@@ -430,8 +534,23 @@ impl Core<'_> {
             return Err(Error::Unexpected(kind));
         }
         let reply = match msg {
+            ServerMsg::List => return self.files(store, out),
+            ServerMsg::NoUpdate => {
+                self.state = State::Finished(Poll::NoUpdate);
+                return Ok(Poll::NoUpdate);
+            }
+            ServerMsg::Release(r) => return self.open_release(r.manifest.0, &r.signature),
             ServerMsg::Begin(b) => {
                 let name = b.name.as_bytes();
+                self.note_change(name);
+                if let Some(manifest) = self.signed()? {
+                    let wanted = manifest.find(name).is_some_and(|e| {
+                        (e.size, e.version, e.digest) == (b.size, b.version, &b.digest)
+                    });
+                    if !wanted {
+                        return Err(release_error(ReleaseError::NotInManifest));
+                    }
+                }
                 let offset = store
                     .begin(name, b.size, &b.digest, b.version)
                     .map_err(store_err(Reason::Begin))?;
@@ -470,6 +589,11 @@ impl Core<'_> {
                 store
                     .finish(name.as_bytes())
                     .map_err(store_err(Reason::Finish))?;
+                if let Some(manifest) = self.signed()? {
+                    if let Some(i) = manifest.entries().position(|e| e.name == name.as_bytes()) {
+                        self.release_staged |= 1 << i;
+                    }
+                }
                 DeviceMsg::Staged
             }
             ServerMsg::Drop(name) => {
@@ -479,12 +603,25 @@ impl Core<'_> {
                 return Ok(Poll::Receive);
             }
             ServerMsg::Delete(name) => {
+                self.note_change(name.as_bytes());
+                if let Some(manifest) = self.signed()? {
+                    if manifest.find(name.as_bytes()).is_some() {
+                        return Err(release_error(ReleaseError::NotInManifest));
+                    }
+                }
                 store
                     .delete(name.as_bytes())
                     .map_err(store_err(Reason::Delete))?;
                 return Ok(Poll::Receive);
             }
             ServerMsg::Rename(r) => {
+                self.note_change(r.from.as_bytes());
+                self.note_change(r.to.as_bytes());
+                // A rename makes a file of another name from content the manifest does not
+                // vouch for under it: a signed session never renames.
+                if self.signed()?.is_some() {
+                    return Err(release_error(ReleaseError::NotInManifest));
+                }
                 store
                     .rename(r.from.as_bytes(), r.to.as_bytes())
                     .map_err(store_err(Reason::Rename))?;
@@ -497,18 +634,145 @@ impl Core<'_> {
             }
             ServerMsg::Commit(c) => {
                 let config = c.config.map(|b| b.0);
-                if let Some(bytes) = config {
-                    DeviceConfig::check_update(bytes, self.device_id, self.secret, self.link)
-                        .map_err(Error::Config)?;
+                let mut info = CommitInfo {
+                    security_version: self.device.security_version,
+                    trial_limit: self.device.trials,
+                    needs_app: self.app_changed,
+                };
+                if let Some(manifest) = self.signed()? {
+                    self.check_complete(&manifest, store)?;
+                    info.security_version = manifest.security_version();
                 }
-                let generation = store.commit(config).map_err(store_err(Reason::Commit))?;
+                if let Some(bytes) = config {
+                    let keep = Keep {
+                        device_id: self.device_id,
+                        secret: self.device.secret,
+                        link: self.device.link,
+                        keys: self.device.keys,
+                    };
+                    let new = DeviceConfig::check_update(bytes, &keep).map_err(Error::Config)?;
+                    info.trial_limit = new.trials;
+                }
+                let generation = store
+                    .commit(config, &info)
+                    .map_err(store_err(Reason::Commit))?;
                 let n = self.reply(DeviceMsg::Committed(Committed { generation }), out)?;
                 self.state = State::Finished(Poll::Committed(generation));
                 return Ok(Poll::Send(n));
             }
-            ServerMsg::Welcome(_) | ServerMsg::NoUpdate => return Err(Error::Unexpected(kind)),
+            ServerMsg::Welcome(_) => return Err(Error::Unexpected(kind)),
         };
         Ok(Poll::Send(self.reply(reply, out)?))
+    }
+
+    /// The session's verified manifest, for a device that holds keys; `None` for one that does not;
+    /// [`ReleaseError::Unsigned`] for one that does but has no release yet.
+    fn signed(&self) -> Result<Option<Manifest<'_>>, Error> {
+        if self.device.keys.is_empty() {
+            return Ok(None);
+        }
+        let bytes = self
+            .release
+            .get(..usize::from(self.release_len))
+            .filter(|b| !b.is_empty())
+            .ok_or(release_error(ReleaseError::Unsigned))?;
+        Manifest::parse(bytes)
+            .map(Some)
+            .map_err(|_| release_error(ReleaseError::Manifest))
+    }
+
+    /// Takes the session's release (before any file): the manifest must parse, its signature
+    /// verify with one of the device's keys, and it must be for this device's ISA and ABI and not
+    /// below its security version. Nothing is written.
+    fn open_release(&mut self, manifest: &[u8], signature: &[u8; 64]) -> Result<Poll, Error> {
+        if self.device.keys.is_empty() {
+            return Err(Error::Unexpected(kind::RELEASE));
+        }
+        if self.release_len != 0 {
+            return Err(release_error(ReleaseError::Twice));
+        }
+        let parsed =
+            Manifest::parse(manifest).map_err(|_| release_error(ReleaseError::Manifest))?;
+        let (keys, []) = self.device.keys.as_chunks::<32>() else {
+            return Err(release_error(ReleaseError::Signature));
+        };
+        rota_release::verify(manifest, signature, keys)
+            .map_err(|_| release_error(ReleaseError::Signature))?;
+        if self.device.isa != 0 && parsed.isa() as u8 != self.device.isa {
+            return Err(release_error(ReleaseError::Isa));
+        }
+        if self.device.isa != 0 && parsed.abi() != u16::from(self.device.abi) {
+            return Err(release_error(ReleaseError::Abi));
+        }
+        if parsed.security_version() < self.device.security_version {
+            return Err(release_error(ReleaseError::Rollback));
+        }
+        let n = manifest.len();
+        self.release
+            .get_mut(..n)
+            .ok_or(release_error(ReleaseError::Manifest))?
+            .copy_from_slice(manifest);
+        self.release_len = n as u16;
+        Ok(Poll::Receive)
+    }
+
+    /// At commit: every file of the manifest was staged in this session or is committed with its
+    /// size and digest.
+    fn check_complete(&self, manifest: &Manifest<'_>, store: &mut dyn Ops) -> Result<(), Error> {
+        for (i, entry) in manifest.entries().enumerate() {
+            if self.release_staged & (1 << i) != 0 {
+                continue;
+            }
+            let mut index = 0;
+            let held = loop {
+                match store.file(index).map_err(store_err(Reason::Read))? {
+                    None => break false,
+                    Some(f) if f.name() == entry.name => {
+                        break (f.size, &f.digest) == (entry.size, entry.digest)
+                    }
+                    Some(_) => index += 1,
+                }
+            };
+            if !held {
+                return Err(release_error(ReleaseError::Incomplete));
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that the session changes `name` (the application needs its own confirm then).
+    fn note_change(&mut self, name: &[u8]) {
+        self.app_changed |= name == self.device.app;
+    }
+
+    /// Answers `List`: the committed files, written straight into the output frame (the count, one
+    /// byte as it is at most [`MAX_FILES`], patched in at the end).
+    fn files(&mut self, store: &mut dyn Ops, out: &mut [u8]) -> Result<Poll, Error> {
+        let payload = &mut out[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD];
+        let mut w = Writer::new(&mut payload[1..]);
+        let mut count = 0;
+        while count < MAX_FILES as u32 {
+            let Some(f) = store.file(count).map_err(store_err(Reason::Read))? else {
+                break;
+            };
+            let name = Name::new(f.name()).ok_or(Error::Store {
+                reason: Reason::Read,
+                detail: 0,
+            })?;
+            encode_file(
+                &mut w,
+                &FileInfo {
+                    name,
+                    size: f.size,
+                    version: f.version,
+                    digest: f.digest,
+                },
+            )?;
+            count += 1;
+        }
+        let len = 1 + w.len();
+        payload[0] = count as u8;
+        Ok(Poll::Send(self.chan.seal(out, kind::FILES, len)?))
     }
 
     /// Sends the next piece of the upload in progress, read straight into the output frame.

@@ -1,9 +1,11 @@
 //! The v2 frame and its keys.
 //!
 //! ```text
-//! frame := 0xB2 kind:u8 len:u16le seq:u32le payload[len] tag[32]
-//! tag   := HMAC-SHA256(key, dir || the 8 header bytes || payload)
+//! frame := 0xB2 kind:u8 len:u16le seq8:u8 payload[len] tag[16]
+//! tag   := HMAC-SHA256-128(key, dir || seq:u32le || the 5 header bytes || payload)
 //! ```
+//! `seq8` is the low byte of the frame's sequence number; the whole number is implicit (each end
+//! counts) and covered by the tag, so a frame is only ever valid at its own place in its session.
 //! [`Header::parse`] checks the magic byte and the length before anything else is read, so an oversized
 //! frame is refused without buffering it. [`Frame::new_checked`] checks every length once; after it no
 //! accessor can panic. The tag covers the direction byte ([`Dir`]), so a frame cannot be reflected back
@@ -95,14 +97,22 @@ impl Key {
         ))
     }
 
-    /// The tag of a frame travelling `dir` with `header` and `payload`.
-    pub fn tag(&self, dir: Dir, header: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
-        finish(self.0.clone(), &[&[dir as u8], header, payload])
+    /// The tag of frame number `seq` travelling `dir` with `header` and `payload`: HMAC-SHA256
+    /// truncated to its first [`TAG_LEN`] bytes (HMAC-SHA256-128, RFC 4868).
+    pub fn tag(&self, dir: Dir, seq: u32, header: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
+        let mac = finish(
+            self.0.clone(),
+            &[&[dir as u8], &seq.to_le_bytes(), header, payload],
+        );
+        let mut tag = [0; TAG_LEN];
+        tag.copy_from_slice(&mac[..TAG_LEN]);
+        tag
     }
 
-    /// Whether `tag` is the tag of `dir`, `header`, `payload` (compared in constant time).
-    pub fn verify(&self, dir: Dir, header: &[u8], payload: &[u8], tag: &[u8]) -> bool {
-        let expected = self.tag(dir, header, payload);
+    /// Whether `tag` is the tag of frame `seq` of `dir` with `header`, `payload` (compared in
+    /// constant time).
+    pub fn verify(&self, dir: Dir, seq: u32, header: &[u8], payload: &[u8], tag: &[u8]) -> bool {
+        let expected = self.tag(dir, seq, header, payload);
         if tag.len() != TAG_LEN {
             return false;
         }
@@ -122,8 +132,8 @@ pub struct Header {
     pub kind: u8,
     /// Payload length, at most [`MAX_PAYLOAD`].
     pub len: u16,
-    /// Sequence number in this direction of this session.
-    pub seq: u32,
+    /// The low byte of the sequence number in this direction of this session.
+    pub seq: u8,
 }
 
 impl Header {
@@ -144,7 +154,7 @@ impl Header {
         Ok(Header {
             kind: h[1],
             len,
-            seq: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+            seq: h[4],
         })
     }
 
@@ -156,10 +166,7 @@ impl Header {
     /// The header's wire bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let len = self.len.to_le_bytes();
-        let seq = self.seq.to_le_bytes();
-        [
-            MAGIC, self.kind, len[0], len[1], seq[0], seq[1], seq[2], seq[3],
-        ]
+        [MAGIC, self.kind, len[0], len[1], self.seq]
     }
 }
 
@@ -192,8 +199,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.header.kind
     }
 
-    /// The sequence number.
-    pub fn seq(&self) -> u32 {
+    /// The sequence number's low byte (the rest is implicit).
+    pub fn seq(&self) -> u8 {
         self.header.seq
     }
 
@@ -215,11 +222,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
         bytes.get(self.payload_end()..).unwrap_or_default()
     }
 
-    /// Checks the tag with `key` for a frame travelling `dir`.
-    pub fn verify(&self, key: &Key, dir: Dir) -> Result<(), Error> {
+    /// Checks the tag with `key` for a frame travelling `dir` as number `seq` of its direction.
+    pub fn verify(&self, key: &Key, dir: Dir, seq: u32) -> Result<(), Error> {
         let bytes = self.buffer.as_ref();
         let header = bytes.get(..HEADER_LEN).unwrap_or_default();
-        if key.verify(dir, header, self.payload(), self.tag()) {
+        if key.verify(dir, seq, header, self.payload(), self.tag()) {
             Ok(())
         } else {
             Err(Error::BadTag)
@@ -251,13 +258,13 @@ pub fn seal(
     let header = Header {
         kind,
         len: len as u16,
-        seq,
+        seq: seq as u8,
     };
     let total = header.frame_len();
     let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
     out[..HEADER_LEN].copy_from_slice(&header.to_bytes());
     let (head, tail) = out.split_at_mut(HEADER_LEN + len);
-    let tag = key.tag(dir, &head[..HEADER_LEN], &head[HEADER_LEN..]);
+    let tag = key.tag(dir, seq, &head[..HEADER_LEN], &head[HEADER_LEN..]);
     tail.copy_from_slice(&tag);
     Ok(total)
 }
@@ -290,21 +297,32 @@ impl Channel {
             .ok_or(Error::Unexpected(crate::msg::kind::HELLO))
     }
 
-    /// Verifies a received frame's tag and sequence number; returns the checked view.
+    /// Verifies a received frame's sequence number and tag; returns the checked view.
     pub fn open<'f>(&mut self, bytes: &'f [u8]) -> Result<Frame<&'f [u8]>, Error> {
         let frame = Frame::new_checked(bytes)?;
-        frame.verify(self.key()?, self.in_dir())?;
-        self.accept_seq(frame.seq())?;
+        self.check_seq(&frame)?;
+        frame.verify(self.key()?, self.in_dir(), self.rx)?;
+        self.rx = self.rx.wrapping_add(1);
         Ok(frame)
     }
 
-    pub fn accept_seq(&mut self, got: u32) -> Result<(), Error> {
-        if got != self.rx {
+    /// Refuses a frame whose sequence byte is not the next number's (`BadSeq`), before its tag,
+    /// which covers the whole number, is checked.
+    pub fn check_seq<T: AsRef<[u8]>>(&self, frame: &Frame<T>) -> Result<(), Error> {
+        if frame.seq() != self.rx as u8 {
             return Err(Error::BadSeq {
                 expected: self.rx,
-                got,
+                got: u32::from(frame.seq()),
             });
         }
+        Ok(())
+    }
+
+    /// Opens `frame`, already checked by [`Channel::check_seq`], with `key`: verifies its tag as the
+    /// next received frame, makes `key` the channel's and counts the frame.
+    pub fn accept_with(&mut self, frame: &Frame<&[u8]>, key: Key) -> Result<(), Error> {
+        frame.verify(&key, self.in_dir(), self.rx)?;
+        self.key = Some(key);
         self.rx = self.rx.wrapping_add(1);
         Ok(())
     }

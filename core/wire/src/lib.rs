@@ -4,7 +4,7 @@
 //! `docs/protocol.md` is the reference; this crate is its implementation for both ends:
 //!
 //! - [`frame`]: the frame (`0xB2`, kind, length, sequence number, postcard payload, 32-byte HMAC-SHA256
-//!   tag), as a checked view ([`frame::Frame`]) and a parsed header ([`frame::Header`]), and the keys
+//!   tag, truncated to 16 bytes), as a checked view ([`frame::Frame`]) and a parsed header ([`frame::Header`]), and the keys
 //!   ([`frame::Key`]) that bind every frame to one device and one session;
 //! - [`msg`]: the messages each way ([`msg::DeviceMsg`], [`msg::ServerMsg`]), encoded with postcard;
 //! - [`config`]: the device's stored configuration ([`config::DeviceConfig`]);
@@ -33,7 +33,7 @@ pub mod server;
 use core::fmt;
 
 pub use config::{ConfigError, ConfigView, DeviceConfig, Link};
-pub use device::{DeviceSession, FileStore, Poll};
+pub use device::{CommitInfo, Device, DeviceSession, FileStore, Poll, StoredFile};
 pub use frame::{Dir, Frame, Header, Key};
 pub use msg::{DeviceMsg, Reason, ServerMsg};
 pub use server::{ServerSession, Step};
@@ -42,10 +42,11 @@ pub use server::{ServerSession, Step};
 pub const VERSION: u8 = 2;
 /// First byte of every v2 frame (a v1 record always starts with `{`).
 pub const MAGIC: u8 = 0xB2;
-/// Bytes of the frame header: magic, kind, payload length (u16 LE), sequence number (u32 LE).
-pub const HEADER_LEN: usize = 8;
-/// Bytes of the tag: a full HMAC-SHA256.
-pub const TAG_LEN: usize = 32;
+/// Bytes of the frame header: magic, kind, payload length (u16 LE), the sequence number's low byte.
+pub const HEADER_LEN: usize = 5;
+/// Bytes of the tag: HMAC-SHA256 truncated to 128 bits (RFC 4868's HMAC-SHA256-128; docs/protocol.md
+/// argues why that is enough).
+pub const TAG_LEN: usize = 16;
 /// Largest payload a frame may carry (a [`msg::Data`] of [`MAX_CHUNK`] bytes fits with room to spare).
 pub const MAX_PAYLOAD: usize = 1100;
 /// Largest frame: header, payload and tag. A receiver never needs more buffer than this.
@@ -115,6 +116,9 @@ pub enum Error {
     },
     /// A configuration the device refuses.
     Config(ConfigError),
+    /// A release the device refuses (signature, ISA, ABI, security version, a file it does not
+    /// name); nothing of it was committed.
+    Release(msg::ReleaseError),
     /// The server's step list is not a valid plan (it must end with one `Commit`).
     BadPlan,
     /// The session is over; nothing more is accepted.
@@ -127,6 +131,7 @@ impl Error {
         match *self {
             Error::Store { reason, detail } | Error::Refused { reason, detail } => (reason, detail),
             Error::Config(c) => (Reason::Config, c as u8),
+            Error::Release(e) => (Reason::Release, e as u8),
             Error::Unexpected(kind) | Error::UnknownKind(kind) => (Reason::Unexpected, kind),
             Error::Offset => (Reason::Offset, 0),
             Error::Version(v) => (Reason::Version, v),
@@ -168,6 +173,11 @@ impl fmt::Display for Error {
                 )
             }
             Error::Config(c) => write!(f, "config refused: {c:?}"),
+            Error::Release(e) => write!(
+                f,
+                "release refused: {}",
+                msg::ReleaseError::describe(*e as u8)
+            ),
             Error::BadPlan => f.write_str("plan must end with one Commit"),
             Error::Done => f.write_str("session is over"),
         }
@@ -196,5 +206,6 @@ pub fn detail_text(reason: msg::Reason, detail: u8) -> &'static str {
         R::Unexpected => "a message out of place",
         R::Offset => "an offset out of order",
         R::Version => "protocol version not supported",
+        R::Release => msg::ReleaseError::describe(detail),
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::vec::Vec;
 
-use crate::msg::{FileInfo, Hello, Name, StagedInfo};
-use crate::{sha256, Digest, FileStore};
+use crate::msg::{state_digest, ConfigVersion, FileInfo, Hello, Name, StagedInfo};
+use crate::{sha256, CommitInfo, Digest, FileStore, StoredFile, MAX_NAME};
 
 /// A file being staged: what `stage_begin` announced and what was written so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub enum MemError {
     Size = 4,
     /// Commit with a file still being staged.
     Unfinished = 5,
+    /// Commit of a security version below the store's.
+    Rollback = 6,
 }
 
 /// An in-memory file store with staging.
@@ -56,6 +58,10 @@ pub struct MemStore {
     pub generation: u32,
     /// Boots so far: the device nonce of the latest check-in.
     pub boots: u32,
+    /// The highest security version committed.
+    pub security_version: u32,
+    /// How the last commit was to be kept.
+    pub last_commit: Option<CommitInfo>,
 }
 
 impl MemStore {
@@ -67,36 +73,42 @@ impl MemStore {
         self.boots
     }
 
-    /// The check-in this content makes (no heap report): committed and staged files, as many as a
-    /// Hello holds, and the version of the committed config.
-    pub fn check_in(&self, device_id: u32, nonce: u32, app_version: u32) -> Hello<'_> {
+    /// The committed files, as a Hello's digest and a `Files` answer list them.
+    pub fn file_list(&self) -> Vec<FileInfo<'_>> {
+        self.files
+            .iter()
+            .filter_map(|(name, (data, version))| {
+                Some(FileInfo {
+                    name: Name::new(name)?,
+                    size: data.len() as u32,
+                    version: *version,
+                    digest: sha256(data),
+                })
+            })
+            .collect()
+    }
+
+    /// The check-in this content makes (no heap report, ISA and ABI 0, no flags): the digest of the
+    /// committed files, the staged files, as many as a Hello holds, and the version of the
+    /// committed config.
+    pub fn check_in(&self, device_id: u32, nonce: u32) -> Hello<'_> {
         let mut hello = Hello {
             device_id,
             nonce,
-            protocol: crate::VERSION,
-            app_version,
-            config: self
-                .config
-                .as_deref()
-                .map_or(0, crate::config::config_version),
-            files: Default::default(),
+            isa: 0,
+            abi: 0,
+            flags: 0,
+            config: ConfigVersion(
+                self.config
+                    .as_deref()
+                    .map_or(0, crate::config::config_version),
+            ),
+            state: state_digest(&mut self.file_list()),
+            security_version: self.security_version,
             staged: Default::default(),
+            rollback: None,
             heap: Default::default(),
         };
-        for (name, (data, version)) in &self.files {
-            let Some(name) = Name::new(name) else {
-                continue;
-            };
-            let info = FileInfo {
-                name,
-                size: data.len() as u32,
-                version: *version,
-                digest: sha256(data),
-            };
-            if hello.files.push(info).is_err() {
-                break;
-            }
-        }
         for (name, s) in &self.staged {
             let Some(name) = Name::new(name) else {
                 continue;
@@ -190,10 +202,30 @@ impl FileStore for MemStore {
         Ok(n)
     }
 
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, MemError> {
+    fn file(&mut self, index: u32) -> Result<Option<StoredFile>, MemError> {
+        let Some((name, (data, version))) = self.files.iter().nth(index as usize) else {
+            return Ok(None);
+        };
+        let mut f = StoredFile {
+            name_len: name.len().min(MAX_NAME) as u8,
+            name: [0; MAX_NAME],
+            size: data.len() as u32,
+            version: *version,
+            digest: sha256(data),
+        };
+        f.name[..usize::from(f.name_len)].copy_from_slice(&name[..usize::from(f.name_len)]);
+        Ok(Some(f))
+    }
+
+    fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, MemError> {
         if self.staged.values().any(|s| !s.finished) {
             return Err(MemError::Unfinished);
         }
+        if info.security_version < self.security_version {
+            return Err(MemError::Rollback);
+        }
+        self.security_version = info.security_version;
+        self.last_commit = Some(*info);
         for name in std::mem::take(&mut self.deletes) {
             self.files.remove(&name);
         }
@@ -221,6 +253,7 @@ impl FileStore for MemStore {
             MemError::Digest => status::EDIGEST,
             MemError::Size => status::EINVAL,
             MemError::Unfinished => status::EINCOMPLETE,
+            MemError::Rollback => status::EINVAL,
         };
         code.unsigned_abs() as u8
     }

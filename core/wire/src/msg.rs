@@ -14,7 +14,7 @@ use crate::{Digest, Error, MAX_CHUNK, MAX_NAME, SERVER_NONCE_LEN};
 pub const MAX_FILES: usize = 10;
 /// Most staged (partly received) files a [`Hello`] lists.
 pub const MAX_STAGED: usize = 2;
-/// Most heap report entries a [`Hello`] carries.
+/// Most phases a [`Hello`]'s heap report carries.
 pub const MAX_HEAP: usize = 6;
 
 /// The kind bytes.
@@ -33,6 +33,8 @@ pub mod kind {
     pub const FILE_DATA: u8 = 0x06;
     /// [`super::Committed`].
     pub const COMMITTED: u8 = 0x07;
+    /// [`super::Files`].
+    pub const FILES: u8 = 0x08;
 
     /// [`super::Welcome`].
     pub const WELCOME: u8 = 0x81;
@@ -54,6 +56,10 @@ pub mod kind {
     pub const UPLOAD: u8 = 0x89;
     /// [`super::Commit`].
     pub const COMMIT: u8 = 0x8a;
+    /// [`super::ServerMsg::List`].
+    pub const LIST: u8 = 0x8b;
+    /// [`super::Release`].
+    pub const RELEASE: u8 = 0x8c;
 }
 
 /// A file name: 1 to [`MAX_NAME`] bytes, borrowed from the frame (the store treats it as bytes).
@@ -133,40 +139,130 @@ pub struct StagedInfo<'a> {
     pub done: u32,
 }
 
-/// The heap use of one phase of the device's last boot.
+/// The peaks of one phase of the device's last boot (the phases in boot order: boot, then each
+/// overlay; `rota_abi::report::Phase`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeapReport {
-    /// The phase (the device's own numbering, e.g. 0 init, 1 tick, 2 provision, 3 app).
-    pub phase: u8,
-    /// Heap bytes in use at the end of the phase.
-    pub used: u32,
+pub struct PhasePeak {
     /// Peak heap bytes.
-    pub peak: u32,
+    pub heap: u32,
     /// Peak stack bytes.
-    pub stack_peak: u32,
+    pub stack: u32,
 }
 
+/// The last boot's heap report, compact: each phase's peaks in boot order, and the residue.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeapSummary {
+    /// Peaks of the phases, in boot order.
+    pub phases: Vec<PhasePeak, MAX_HEAP>,
+    /// Heap bytes still in use when the update phases were over (must be 0).
+    pub residue: u32,
+}
+
+/// A rollback the device did, reported by every Hello until its next commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The generation that was on trial.
+    pub from: u32,
+    /// The generation the device went back to.
+    pub to: u32,
+    /// Why: `rota_abi::rollback` (panic, fault, not confirmed).
+    pub reason: u8,
+    /// The phase the last trial boot ended in (`rota_abi::report::Phase`).
+    pub phase: u8,
+}
+
+/// Bits of [`Hello::flags`].
+pub mod flags {
+    /// The device holds release keys: it commits only signed releases.
+    pub const SIGNED: u8 = 1;
+    /// The device's generation is on trial (not yet confirmed).
+    pub const TRIAL: u8 = 2;
+}
+
+/// Bytes of [`Hello::state`]: the first bytes of the installed set's digest.
+pub const STATE_LEN: usize = 16;
+
 /// The device's check-in: the first frame of every session (seq 0, tagged with [`crate::Key::hello`]).
+/// It names the installed files by one digest over them; the server asks for the list
+/// ([`ServerMsg::List`]) only when that differs from what it would install.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello<'a> {
     /// The device's id (its chip id: the server's inventory is `ESP-<id>.json`).
     pub device_id: u32,
     /// The device nonce: its persisted boot counter, incremented before every check-in, never reused.
     pub nonce: u32,
-    /// The protocol version, [`crate::VERSION`].
-    pub protocol: u8,
-    /// The application's version.
-    pub app_version: u32,
-    /// [`crate::config::config_version`] of the stored config record (0 if none).
-    pub config: u32,
-    /// The committed files.
-    #[serde(borrow)]
-    pub files: Vec<FileInfo<'a>, MAX_FILES>,
+    /// The device's instruction set (`rota_blob::Isa`): which overlay blobs it can run.
+    pub isa: u8,
+    /// The ABI version of its core's service table (`rota_abi::ABI_VERSION`).
+    pub abi: u8,
+    /// [`flags`].
+    pub flags: u8,
+    /// [`crate::config::config_version`] of the stored config record (0 if none), as 4 bytes LE.
+    pub config: ConfigVersion,
+    /// [`state_digest`] of the committed files.
+    pub state: [u8; STATE_LEN],
+    /// The highest security version the device has committed.
+    pub security_version: u32,
     /// The staged files.
     #[serde(borrow)]
     pub staged: Vec<StagedInfo<'a>, MAX_STAGED>,
+    /// The last rollback, until the next commit.
+    pub rollback: Option<Rollback>,
     /// The last boot's heap report.
-    pub heap: Vec<HeapReport, MAX_HEAP>,
+    pub heap: HeapSummary,
+}
+
+/// A config record's version as it travels in a [`Hello`]: 4 bytes, little endian (the version is a
+/// digest prefix, so a varint would mostly take 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConfigVersion(pub u32);
+
+impl Serialize for ConfigVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.to_le_bytes().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ConfigVersion(u32::from_le_bytes(<[u8; 4]>::deserialize(
+            d,
+        )?)))
+    }
+}
+
+/// What a [`Hello`] carries as [`Hello::state`]: the first [`STATE_LEN`] bytes of
+/// `rota_release::set_digest` (the digest a signed manifest's file set has) over `files`, in name
+/// order (`files` is sorted in place). The device computes it over its committed files, the server
+/// over the files it would install: equal means there is nothing to send. 128 bits: telling two file
+/// sets apart needs no more (it is not what authenticates anything: the frame's tag does, the
+/// signature the code).
+pub fn state_digest(files: &mut [FileInfo<'_>]) -> [u8; STATE_LEN] {
+    // Insertion sort: at most MAX_FILES entries, and no sort routine in the device's code.
+    for i in 1..files.len() {
+        let mut j = i;
+        while j > 0 && files[j - 1].name.as_bytes() > files[j].name.as_bytes() {
+            files.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let d = rota_release::set_digest(files.iter().map(|f| rota_release::Entry {
+        name: f.name.as_bytes(),
+        size: f.size,
+        version: f.version,
+        digest: &f.digest,
+    }));
+    let mut out = [0; STATE_LEN];
+    out.copy_from_slice(&d[..STATE_LEN]);
+    out
+}
+
+/// The device's committed files, in answer to [`ServerMsg::List`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Files<'a> {
+    /// The committed files.
+    #[serde(borrow)]
+    pub files: Vec<FileInfo<'a>, MAX_FILES>,
 }
 
 /// Answer to [`Begin`]: where the transfer starts (resumes).
@@ -213,6 +309,51 @@ pub enum Reason {
     Commit,
     /// The configuration in `Commit` was refused.
     Config,
+    /// The release was refused (detail: [`ReleaseError`]): bad signature, another ISA or ABI, a lower
+    /// security version, a file it does not name, a missing signature.
+    Release,
+}
+
+/// Why a device refused a release (the detail of [`Reason::Release`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReleaseError {
+    /// The manifest does not parse.
+    Manifest = 1,
+    /// The signature does not verify with any of the device's keys.
+    Signature = 2,
+    /// The manifest is for another instruction set.
+    Isa = 3,
+    /// The manifest is for another ABI.
+    Abi = 4,
+    /// The manifest's security version is below the device's.
+    Rollback = 5,
+    /// The device holds keys and the session changes files or config without a signed release.
+    Unsigned = 6,
+    /// A file begun is not in the manifest with that size, digest and version (or a rename).
+    NotInManifest = 7,
+    /// At commit, a file of the manifest is neither committed nor staged with its digest.
+    Incomplete = 8,
+    /// A second release in one session.
+    Twice = 9,
+}
+
+impl ReleaseError {
+    /// What the code means, for logs.
+    pub fn describe(detail: u8) -> &'static str {
+        match detail {
+            1 => "the manifest does not parse",
+            2 => "the signature does not verify with the device's keys",
+            3 => "the release is for another instruction set",
+            4 => "the release is for another ABI",
+            5 => "the security version is below the device's (anti-rollback)",
+            6 => "the device holds keys and the release is not signed",
+            7 => "a file is not in the signed manifest as sent",
+            8 => "a file of the signed manifest is missing at commit",
+            9 => "a second release in one session",
+            _ => "unknown release error",
+        }
+    }
 }
 
 /// The device gives up: the session ends, nothing is committed.
@@ -303,6 +444,53 @@ pub struct Commit<'a> {
     pub config: Option<Bytes<'a>>,
 }
 
+/// The signed release the session installs (before any file is staged): the manifest
+/// (`rota_release::Manifest`) and its Ed25519 signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release<'a> {
+    /// The manifest's bytes, at most [`crate::MAX_CHUNK`].
+    #[serde(borrow)]
+    pub manifest: Bytes<'a>,
+    /// Ed25519 over `manifest`.
+    #[serde(with = "signature")]
+    pub signature: [u8; 64],
+}
+
+/// serde for a 64-byte array (serde's own impls stop at 32), as postcard writes `[u8; N]`: N bytes.
+mod signature {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(64)?;
+        for b in v {
+            t.serialize_element(b)?;
+        }
+        t.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = [u8; 64];
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("64 bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 64], A::Error> {
+                let mut out = [0u8; 64];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_tuple(64, V)
+    }
+}
+
 /// A message from the device to the server.
 // No allocation to box the Hello with; the device encodes it by reference (it never builds this enum
 // around a Hello), and the server holds one per session.
@@ -323,6 +511,8 @@ pub enum DeviceMsg<'a> {
     FileData(FileData<'a>),
     /// Answer to `Commit`.
     Committed(Committed),
+    /// Answer to `List`.
+    Files(Files<'a>),
 }
 
 /// A message from the server to the device.
@@ -348,6 +538,10 @@ pub enum ServerMsg<'a> {
     Upload(Upload<'a>),
     /// Commit and reboot.
     Commit(Commit<'a>),
+    /// Send the committed files' list (`Files`).
+    List,
+    /// The signed release of this session.
+    Release(Release<'a>),
 }
 
 fn encode<T: Serialize>(value: &T, out: &mut [u8]) -> Result<usize, Error> {
@@ -375,6 +569,7 @@ impl<'a> DeviceMsg<'a> {
             DeviceMsg::Failed(_) => kind::FAILED,
             DeviceMsg::FileData(_) => kind::FILE_DATA,
             DeviceMsg::Committed(_) => kind::COMMITTED,
+            DeviceMsg::Files(_) => kind::FILES,
         }
     }
 
@@ -396,6 +591,7 @@ impl<'a> DeviceMsg<'a> {
             kind::FAILED => DeviceMsg::Failed(decode(payload)?),
             kind::FILE_DATA => DeviceMsg::FileData(decode(payload)?),
             kind::COMMITTED => DeviceMsg::Committed(decode(payload)?),
+            kind::FILES => DeviceMsg::Files(decode(payload)?),
             other => return Err(Error::UnknownKind(other)),
         })
     }
@@ -415,6 +611,8 @@ impl<'a> ServerMsg<'a> {
             ServerMsg::Rename(_) => kind::RENAME,
             ServerMsg::Upload(_) => kind::UPLOAD,
             ServerMsg::Commit(_) => kind::COMMIT,
+            ServerMsg::List => kind::LIST,
+            ServerMsg::Release(_) => kind::RELEASE,
         }
     }
 
@@ -429,6 +627,8 @@ impl<'a> ServerMsg<'a> {
             ServerMsg::Rename(m) => encode(m, out),
             ServerMsg::Upload(m) => encode(m, out),
             ServerMsg::Commit(m) => encode(m, out),
+            ServerMsg::List => Ok(0),
+            ServerMsg::Release(m) => encode(m, out),
         }
     }
 

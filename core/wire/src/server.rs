@@ -52,12 +52,17 @@ pub enum Step<'a> {
         /// Bytes wanted.
         len: u32,
     },
+    /// Send the signed release (manifest and Ed25519 signature): first, before any file.
+    Release(&'a [u8], &'a [u8; 64]),
     /// Commit, with a new config record (postcard [`crate::DeviceConfig`]) or none. Last, exactly once.
     Commit(Option<&'a [u8]>),
 }
 
 /// What a received frame meant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// No allocation to box the file list with (this crate is `no_std` without `alloc`); an event is
+// handled at once, one at a time, so its size is paid once per session.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<'f> {
     /// The device starts step `step`'s file at `offset` (above 0: resumed).
     Ready {
@@ -89,6 +94,9 @@ pub enum Event<'f> {
         /// Whether the upload is complete.
         last: bool,
     },
+    /// The device's committed files (answer to the `List` of [`ServerSession::welcome`]): plan with
+    /// them, then [`ServerSession::plan`] or [`ServerSession::no_update`].
+    Files(crate::msg::Files<'f>),
     /// The device committed and reboots; the session is over.
     Committed {
         /// The store's generation.
@@ -98,6 +106,10 @@ pub enum Event<'f> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Welcome and List sent: waiting for the device's files.
+    AwaitFiles,
+    /// The files came: waiting for the plan.
+    Planning,
     /// The current step has not been sent.
     Start,
     AwaitReady,
@@ -121,7 +133,7 @@ pub fn peek_hello(frame: &[u8]) -> Result<Hello<'_>, Error> {
     if frame.seq() != 0 {
         return Err(Error::BadSeq {
             expected: 0,
-            got: frame.seq(),
+            got: u32::from(frame.seq()),
         });
     }
     match DeviceMsg::decode(kind::HELLO, frame.into_payload())? {
@@ -136,14 +148,11 @@ pub fn peek_hello(frame: &[u8]) -> Result<Hello<'_>, Error> {
 pub fn open_hello<'f>(frame: &'f [u8], secret: &[u8]) -> Result<Hello<'f>, Error> {
     let hello = peek_hello(frame)?;
     let key = Key::hello(secret, hello.device_id, hello.nonce);
-    Frame::new_checked(frame)?.verify(&key, Dir::ToServer)?;
-    if hello.protocol != crate::VERSION {
-        return Err(Error::Version(hello.protocol));
-    }
+    Frame::new_checked(frame)?.verify(&key, Dir::ToServer, 0)?;
     Ok(hello)
 }
 
-/// Writes the NoUpdate answer to a verified `hello` into `out` (40 bytes: header, no payload, tag
+/// Writes the NoUpdate answer to a verified `hello` into `out` (21 bytes: header, no payload, tag
 /// with the Hello's key in the server's direction); returns its length. The session is over.
 pub fn no_update(secret: &[u8], hello: &Hello<'_>, out: &mut [u8]) -> Result<usize, Error> {
     let key = Key::hello(secret, hello.device_id, hello.nonce);
@@ -166,36 +175,16 @@ pub struct ServerSession<'a> {
 }
 
 impl<'a> ServerSession<'a> {
-    /// Starts the session for a verified `hello`: checks `steps` (valid names, file sizes within
-    /// `u32`, one `Commit`, last), writes the Welcome carrying `server_nonce` (which must be fresh and
-    /// random) into `out`, and returns the session and the Welcome's length.
+    /// Starts the session for a verified `hello` whose installed set differs from what the server
+    /// would install: writes the Welcome carrying `server_nonce` (which must be fresh and random) and
+    /// a `List` into `out` (two frames, one write), and returns the session and their length. The
+    /// device's answer is [`Event::Files`].
     pub fn welcome(
         secret: &[u8],
         hello: &Hello<'_>,
         server_nonce: [u8; SERVER_NONCE_LEN],
-        steps: &'a [Step<'a>],
         out: &mut [u8],
     ) -> Result<(Self, usize), Error> {
-        let (last, rest) = steps.split_last().ok_or(Error::BadPlan)?;
-        if !matches!(last, Step::Commit(_)) {
-            return Err(Error::BadPlan);
-        }
-        for step in rest {
-            match *step {
-                Step::Send(f) => {
-                    name(f.name)?;
-                    u32::try_from(f.data.len()).map_err(|_| Error::BadPlan)?;
-                }
-                Step::Drop(n) | Step::Delete(n) | Step::Upload { name: n, .. } => {
-                    name(n)?;
-                }
-                Step::Rename(from, to) => {
-                    name(from)?;
-                    name(to)?;
-                }
-                Step::Commit(_) => return Err(Error::BadPlan),
-            }
-        }
         let mut session = ServerSession {
             chan: Channel {
                 key: Some(Key::session(
@@ -208,14 +197,61 @@ impl<'a> ServerSession<'a> {
                 tx: 0,
                 rx: 1,
             },
-            steps,
+            steps: &[],
             step: 0,
-            phase: Phase::Start,
+            phase: Phase::AwaitFiles,
             sent: 0,
             acked: 0,
         };
         let n = session.emit(&ServerMsg::Welcome(Welcome { server_nonce }), out)?;
-        Ok((session, n))
+        let m = session.emit(&ServerMsg::List, &mut out[n..])?;
+        Ok((session, n + m))
+    }
+
+    /// Gives the session its plan, once the device's files came: checks `steps` (a release only
+    /// first, valid names, file sizes within `u32`, one `Commit`, last).
+    pub fn plan(&mut self, steps: &'a [Step<'a>]) -> Result<(), Error> {
+        if self.phase != Phase::Planning {
+            return Err(Error::BadPlan);
+        }
+        let (last, rest) = steps.split_last().ok_or(Error::BadPlan)?;
+        if !matches!(last, Step::Commit(_)) {
+            return Err(Error::BadPlan);
+        }
+        for (i, step) in rest.iter().enumerate() {
+            match *step {
+                Step::Send(f) => {
+                    name(f.name)?;
+                    u32::try_from(f.data.len()).map_err(|_| Error::BadPlan)?;
+                }
+                Step::Drop(n) | Step::Delete(n) | Step::Upload { name: n, .. } => {
+                    name(n)?;
+                }
+                Step::Rename(from, to) => {
+                    name(from)?;
+                    name(to)?;
+                }
+                Step::Release(manifest, _) => {
+                    if i != 0 || manifest.len() > MAX_CHUNK {
+                        return Err(Error::BadPlan);
+                    }
+                }
+                Step::Commit(_) => return Err(Error::BadPlan),
+            }
+        }
+        self.steps = steps;
+        self.phase = Phase::Start;
+        Ok(())
+    }
+
+    /// Ends a session in which, the device's files seen, there is nothing to do: writes NoUpdate
+    /// (session key) into `out` and returns its length. The session is over.
+    pub fn no_update(&mut self, out: &mut [u8]) -> Result<usize, Error> {
+        if self.phase != Phase::Planning {
+            return Err(Error::BadPlan);
+        }
+        self.phase = Phase::Done;
+        self.emit(&ServerMsg::NoUpdate, out)
     }
 
     /// Whether the device has committed.
@@ -289,6 +325,13 @@ impl<'a> ServerSession<'a> {
                             len,
                         })
                     }
+                    Step::Release(manifest, signature) => {
+                        self.step += 1;
+                        ServerMsg::Release(crate::msg::Release {
+                            manifest: Bytes(manifest),
+                            signature: *signature,
+                        })
+                    }
                     Step::Commit(config) => {
                         self.phase = Phase::AwaitCommitted;
                         ServerMsg::Commit(Commit {
@@ -338,6 +381,10 @@ impl<'a> ServerSession<'a> {
                 reason: f.reason,
                 detail: f.detail,
             }),
+            (Phase::AwaitFiles, DeviceMsg::Files(files)) => {
+                self.phase = Phase::Planning;
+                Ok(Event::Files(files))
+            }
             (Phase::AwaitReady, DeviceMsg::Ready(r)) => {
                 if r.offset as usize > self.file()?.data.len() {
                     return Err(Error::Offset);

@@ -8,8 +8,11 @@ use rota_memflash::MemFlash;
 use rota_serial_link::frame::{encode, Kind, MAX_LINE};
 use rota_store::Store;
 use rota_wire::frame::seal;
-use rota_wire::msg::{kind, Ack, Committed, FileData, Ready};
-use rota_wire::{sha256, DeviceConfig, DeviceMsg, Dir, Key, Link, HEADER_LEN, MAX_FRAME};
+use rota_wire::mem::MemStore;
+use rota_wire::msg::{kind, Ack, Committed, FileData, Files, Ready, Release};
+use rota_wire::{
+    sha256, DeviceConfig, DeviceMsg, Dir, Key, Link, ServerMsg, HEADER_LEN, MAX_FRAME,
+};
 
 fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -84,7 +87,19 @@ fn main() {
     let key = Key::new(&[0x5a; 32]);
     let mut frame = vec![0u8; MAX_FRAME];
     let mut payload = vec![0u8; 1100];
+    let mut store = MemStore::default();
+    store.files.insert(b"app".to_vec(), (b"app v1".to_vec(), 1));
+    store.files.insert(b"init".to_vec(), (b"init".to_vec(), 7));
+    let hello = {
+        let mut h = store.check_in(11223344, 9);
+        h.heap.residue = 12;
+        h
+    };
     let device_msgs = [
+        DeviceMsg::Hello(hello.clone()),
+        DeviceMsg::Files(Files {
+            files: store.file_list().into_iter().collect(),
+        }),
         DeviceMsg::Ready(Ready { offset: 4096 }),
         DeviceMsg::Ack(Ack { offset: 8192 }),
         DeviceMsg::Staged,
@@ -100,8 +115,22 @@ fn main() {
         let len = seal(&mut frame, &key, Dir::ToServer, m.kind(), i as u32, n).unwrap();
         put(&dir, "wire_frame", &format!("device{i}"), &frame[..len]);
     }
+    let server_msgs = [
+        ServerMsg::List,
+        ServerMsg::NoUpdate,
+        ServerMsg::Release(Release {
+            manifest: rota_wire::msg::Bytes(b"manifest"),
+            signature: [3; 64],
+        }),
+    ];
+    for (i, m) in server_msgs.iter().enumerate() {
+        let n = m.encode(&mut payload).unwrap();
+        frame[HEADER_LEN..HEADER_LEN + n].copy_from_slice(&payload[..n]);
+        let len = seal(&mut frame, &key, Dir::ToDevice, m.kind(), 1 + i as u32, n).unwrap();
+        put(&dir, "wire_frame", &format!("server{i}"), &frame[..len]);
+    }
 
-    // device_session: a Welcome, then Begin, Data, Finish, Upload, Commit (mode 0).
+    // device_session: a Welcome, List, then Begin, Data, Finish, Upload, Commit (mode 0).
     let file = b"hello, device".to_vec();
     let mut begin = name_bytes(b"app");
     postcard_varint(file.len() as u32, &mut begin);
@@ -115,6 +144,7 @@ fn main() {
     postcard_varint(7, &mut upload);
     let mut s = Vec::new();
     s.extend(rec(0, &msg(kind::WELCOME, &[7; 16])));
+    s.extend(rec(0, &msg(kind::LIST, &[])));
     s.extend(rec(0, &msg(kind::BEGIN, &begin)));
     s.extend(rec(0x30, &msg(kind::DATA, &data)));
     s.extend(rec(0, &msg(kind::FINISH, &name_bytes(b"app"))));
@@ -128,9 +158,37 @@ fn main() {
         "no-update",
         &rec(1, &msg(kind::NO_UPDATE, &[])),
     );
-
-    // server_session: what a device answers to the plan.
+    // The list, then nothing to do; and a release (which a device without keys refuses).
     let mut s = Vec::new();
+    s.extend(rec(0, &msg(kind::WELCOME, &[7; 16])));
+    s.extend(rec(0, &msg(kind::LIST, &[])));
+    s.extend(rec(0, &msg(kind::NO_UPDATE, &[])));
+    put(&dir, "device_session", "listed-no-update", &s);
+    let mut release = vec![8];
+    release.extend_from_slice(b"manifest");
+    release.extend_from_slice(&[3; 64]);
+    let mut s = Vec::new();
+    s.extend(rec(0, &msg(kind::WELCOME, &[7; 16])));
+    s.extend(rec(0, &msg(kind::LIST, &[])));
+    s.extend(rec(0, &msg(kind::RELEASE, &release)));
+    put(&dir, "device_session", "release", &s);
+
+    // server_session: what a device answers to the List (its files), then to the plan; or the
+    // files and the NoUpdate (mode 1).
+    let n = DeviceMsg::Files(Files {
+        files: store.file_list().into_iter().collect(),
+    })
+    .encode(&mut payload)
+    .unwrap();
+    let files = payload[..n].to_vec();
+    put(
+        &dir,
+        "server_session",
+        "no-update",
+        &rec(1, &msg(kind::FILES, &files)),
+    );
+    let mut s = Vec::new();
+    s.extend(rec(0, &msg(kind::FILES, &files)));
     s.extend(rec(0, &msg(kind::READY, &[0])));
     for off in [4096u32, 5000] {
         let mut p = Vec::new();
@@ -157,6 +215,8 @@ fn main() {
     c.protocol = 2;
     c.link = Link::Tcp;
     c.secret.truncate(11);
+    c.keys.truncate(1);
+    c.trials = 3;
     let n = c.encode(&mut out).unwrap();
     put(&dir, "config", "small", &out[..n]);
 

@@ -2,7 +2,7 @@
 
 use core::cell::Cell;
 use rota_abi::{status, Name, Services};
-use rota_wire::{Digest, FileStore};
+use rota_wire::{CommitInfo, Digest, FileStore, StoredFile};
 
 /// The server must answer within this long after the connect.
 pub const FIRST_ANSWER_MS: u32 = 3000;
@@ -166,7 +166,23 @@ impl FileStore for SvcStore<'_> {
         check(self.0.file_read(&name(n)?, offset, buf)).map(|n| n as usize)
     }
 
-    fn commit(&mut self, config: Option<&[u8]>) -> Result<u32, i32> {
+    fn file(&mut self, index: u32) -> Result<Option<StoredFile>, i32> {
+        Ok(self.0.file_info(false, index)?.map(|f| {
+            let mut out = StoredFile {
+                name_len: f.name.len,
+                name: [0; rota_wire::MAX_NAME],
+                size: f.size,
+                version: f.version,
+                digest: f.digest,
+            };
+            let n = f.name.as_bytes().len();
+            out.name[..n].copy_from_slice(f.name.as_bytes());
+            out
+        }))
+    }
+
+    fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, i32> {
+        let _ = info;
         check(self.0.commit(config.unwrap_or(&[]))).map(|g| g as u32)
     }
 

@@ -17,10 +17,44 @@ use core::mem::{align_of, size_of};
 use io::{Link, SvcStore};
 use rota_abi::report::{PhaseStat, ENTRY};
 use rota_abi::{verdict, Context, Services};
-use rota_wire::msg::{kind, FileInfo, HeapReport, Hello, StagedInfo, MAX_FILES, MAX_STAGED};
-use rota_wire::{ConfigView, DeviceSession, Poll, MAX_FRAME};
+use rota_wire::msg::{
+    flags, kind, ConfigVersion, FileInfo, HeapSummary, Hello, PhasePeak, StagedInfo, MAX_FILES,
+    MAX_STAGED,
+};
+use rota_wire::{ConfigView, Device, DeviceSession, Poll, MAX_FRAME};
 
 rota_abi::overlay!(run);
+
+/// The instruction set this blob (and so the device's core) runs: what the server checks every blob
+/// it would send against.
+const ISA: u8 = if cfg!(target_arch = "arm") {
+    rota_blob::Isa::Thumbv7m as u8
+} else if cfg!(target_arch = "xtensa") {
+    rota_blob::Isa::Lx106 as u8
+} else {
+    0
+};
+
+/// The ABI version of the core's services, as a check-in reports it.
+const ABI: u8 = {
+    assert!(rota_abi::ABI_VERSION <= u8::MAX as u32);
+    rota_abi::ABI_VERSION as u8
+};
+
+/// What the session knows of this device: its config's secret, link, keys, app and trial boots.
+fn device<'c>(cfg: &ConfigView<'c>, ctx: &Context) -> Device<'c> {
+    let _ = ctx;
+    Device {
+        secret: cfg.secret,
+        link: cfg.link,
+        keys: cfg.keys,
+        app: cfg.app,
+        trials: cfg.trials,
+        isa: ISA,
+        abi: ABI,
+        security_version: 0,
+    }
+}
 
 /// Everything a v2 session needs besides the stack, allocated from the heap for its duration.
 struct Work<'s> {
@@ -52,7 +86,7 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     // `Work` built on the stack first would double the RAM it takes), before use; the block is freed
     // exactly once, after its last use.
     unsafe {
-        core::ptr::addr_of_mut!((*p).session).write(DeviceSession::new(cfg.secret, cfg.link));
+        core::ptr::addr_of_mut!((*p).session).write(DeviceSession::for_device(device(&cfg, ctx)));
         core::ptr::addr_of_mut!((*p).out).write_bytes(0, 1);
         let v = session(svc, ctx, &cfg, &link, &mut *p);
         svc.free(p as *mut u8, size_of::<Work>(), align_of::<Work>());
@@ -109,7 +143,8 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
     }
 }
 
-/// Writes the check-in frame into `w.out`: what the device has, what is staged, the last boot's heap.
+/// Writes the check-in frame into `w.out`: the digest of the committed files, what is staged, the
+/// last boot's heap peaks.
 #[inline(never)]
 fn hello(
     svc: &Services,
@@ -121,30 +156,34 @@ fn hello(
     let mut staged = [None; MAX_STAGED];
     list(svc, false, &mut live)?;
     list(svc, true, &mut staged)?;
+    let mut files: heapless::Vec<FileInfo, MAX_FILES> = heapless::Vec::new();
+    for f in live.iter().flatten() {
+        if let Some(name) = rota_wire::msg::Name::new(f.name.as_bytes()) {
+            let _ = files.push(FileInfo {
+                name,
+                size: f.size,
+                version: f.version,
+                digest: f.digest,
+            });
+        }
+    }
     let mut msg = Hello {
         device_id: cfg.device_id,
         nonce: ctx.boot_count,
-        protocol: rota_wire::VERSION,
-        app_version: 0,
-        config: rota_wire::config::config_version(ctx.config()),
-        files: Default::default(),
+        isa: ISA,
+        abi: ABI,
+        flags: if cfg.keys.is_empty() {
+            0
+        } else {
+            flags::SIGNED
+        },
+        config: ConfigVersion(rota_wire::config::config_version(ctx.config())),
+        state: rota_wire::msg::state_digest(&mut files),
+        security_version: 0,
         staged: Default::default(),
-        heap: Default::default(),
+        rollback: None,
+        heap: HeapSummary::default(),
     };
-    for f in live.iter().flatten() {
-        let Some(name) = rota_wire::msg::Name::new(f.name.as_bytes()) else {
-            continue;
-        };
-        if f.name.as_bytes() == b"app" {
-            msg.app_version = f.version;
-        }
-        let _ = msg.files.push(FileInfo {
-            name,
-            size: f.size,
-            version: f.version,
-            digest: f.digest,
-        });
-    }
     for f in staged.iter().flatten() {
         let Some(name) = rota_wire::msg::Name::new(f.name.as_bytes()) else {
             continue;
@@ -157,12 +196,15 @@ fn hello(
         });
     }
     for entry in ctx.report().as_chunks::<ENTRY>().0 {
-        if let Some(s) = PhaseStat::decode(entry) {
-            let _ = msg.heap.push(HeapReport {
-                phase: s.phase,
-                used: s.used,
-                peak: s.peak,
-                stack_peak: s.stack_peak,
+        let Some(s) = PhaseStat::decode(entry) else {
+            continue;
+        };
+        if s.phase == rota_abi::report::Phase::Residue as u8 {
+            msg.heap.residue = s.used;
+        } else {
+            let _ = msg.heap.phases.push(PhasePeak {
+                heap: s.peak,
+                stack: s.stack_peak,
             });
         }
     }

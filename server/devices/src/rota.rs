@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use rota_wire::mem::MemStore;
-use rota_wire::msg::{HeapReport, Hello};
-use rota_wire::{DeviceSession, Error, Poll, MAX_FRAME};
+use rota_wire::msg::{flags, HeapSummary, Hello, PhasePeak};
+use rota_wire::{Device, DeviceSession, Error, Poll, MAX_FRAME};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -46,12 +46,17 @@ pub struct RotaDevice {
     pub id: u32,
     /// Its secret.
     pub secret: Vec<u8>,
-    /// Its application version.
-    pub app_version: u32,
+    /// The instruction set it reports (`rota_blob::Isa`; 0: it runs no overlay blobs, so the
+    /// server does not check them).
+    pub isa: u8,
+    /// The ABI version it reports.
+    pub abi: u8,
+    /// Its release keys (Ed25519 public keys): with any, it commits only signed releases.
+    pub keys: Vec<[u8; 32]>,
     /// Its files.
     pub store: MemStore,
     /// Its last boot's heap report.
-    pub heap: Vec<HeapReport>,
+    pub heap: HeapSummary,
     /// Cut the connection after receiving this many bytes (to test resuming).
     pub cut_after: Option<usize>,
     /// How long it waits for the server, in all.
@@ -64,22 +69,17 @@ impl RotaDevice {
         RotaDevice {
             id,
             secret: secret.to_vec(),
-            app_version: 1,
+            isa: 0,
+            abi: 0,
+            keys: Vec::new(),
             store: MemStore::default(),
-            heap: vec![
-                HeapReport {
-                    phase: 0,
-                    used: 0,
-                    peak: 2048,
-                    stack_peak: 900,
-                },
-                HeapReport {
-                    phase: 3,
-                    used: 512,
-                    peak: 6144,
-                    stack_peak: 1400,
-                },
-            ],
+            heap: HeapSummary {
+                phases: [(2048, 900), (6144, 1400)]
+                    .into_iter()
+                    .map(|(heap, stack)| PhasePeak { heap, stack })
+                    .collect(),
+                residue: 0,
+            },
             cut_after: None,
             patience: Duration::from_secs(20),
         }
@@ -87,10 +87,13 @@ impl RotaDevice {
 
     /// The Hello its present state makes, with device nonce `nonce`.
     pub fn hello(&self, nonce: u32) -> Hello<'_> {
-        let mut hello = self.store.check_in(self.id, nonce, self.app_version);
-        for r in self.heap.iter().take(rota_wire::msg::MAX_HEAP) {
-            let _ = hello.heap.push(*r);
+        let mut hello = self.store.check_in(self.id, nonce);
+        hello.isa = self.isa;
+        hello.abi = self.abi;
+        if !self.keys.is_empty() {
+            hello.flags |= flags::SIGNED;
         }
+        hello.heap = self.heap.clone();
         hello
     }
 
@@ -113,7 +116,17 @@ impl RotaDevice {
     pub async fn check_in<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut io: S) -> V2CheckIn {
         let nonce = self.store.reboot();
         let secret = self.secret.clone();
-        let mut session = DeviceSession::new(&secret, rota_wire::Link::Tcp);
+        let keys = self.keys.concat();
+        let mut session = DeviceSession::for_device(Device {
+            secret: &secret,
+            link: rota_wire::Link::Tcp,
+            keys: &keys,
+            app: b"app",
+            trials: 0,
+            isa: self.isa,
+            abi: self.abi,
+            security_version: self.store.security_version,
+        });
         let mut out = vec![0u8; MAX_FRAME];
         let n = match session.hello(&self.hello(nonce), &mut out) {
             Ok(n) => n,

@@ -11,15 +11,19 @@ use super::{Outcome, Phase, Session, SessionError};
 use crate::plan_v2 as planner;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent.
-    async fn record_check_in(&mut self, record: crate::fleet::CheckIn) -> Result<(), SessionError> {
+    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent; returns
+    /// the record with the device's history.
+    async fn record_check_in(
+        &mut self,
+        record: crate::fleet::CheckIn,
+    ) -> Result<crate::fleet::CheckIn, SessionError> {
         let fleet = self.fleet.clone();
         let (device, nonce) = (record.device, record.nonce);
-        tokio::task::spawn_blocking(move || fleet.check_in(&record))
+        let merged = tokio::task::spawn_blocking(move || fleet.check_in(&record))
             .await
             .map_err(|e| SessionError::Io(io::Error::other(e)))??;
         self.check_in = Some((device, nonce));
-        Ok(())
+        Ok(merged)
     }
 
     pub(super) async fn run_v2(&mut self) -> Result<Outcome, SessionError> {
@@ -37,32 +41,77 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         };
         self.first_record_verified()?;
         let plan = self.repo.plan(&inventory)?;
-        let todo = planner::decide(&plan, &inventory, hello.device_id, &hello)?;
-        let label = if todo.is_empty() {
-            Outcome::NoUpdate.to_string()
+        let release = self.repo.release(&inventory)?;
+        let expected = planner::expected_state(&plan);
+        let up_to_date = planner::up_to_date(&plan, &inventory, hello.device_id, &hello)?;
+        let known = (hello.state == expected).then(|| planner::plan_records(&plan));
+        // Never send what cannot run, nor what the device would refuse: checked before anything is
+        // sent (and recorded as the check-in's outcome).
+        let checked = if up_to_date {
+            Ok(None)
         } else {
-            "updating".to_owned()
+            planner::check_release(
+                &plan,
+                &inventory,
+                release.as_deref().map(Vec::as_slice),
+                &hello,
+            )
         };
-        self.record_check_in(planner::check_in_record(&hello, self.peer, &label))
+        let label = match (&checked, up_to_date) {
+            (Err(why), _) => format!("failed: release refused: {why}"),
+            (Ok(_), true) => Outcome::NoUpdate.to_string(),
+            (Ok(_), false) => "updating".to_owned(),
+        };
+        let record = self
+            .record_check_in(planner::check_in_record(
+                &hello,
+                known.as_deref(),
+                self.peer,
+                &label,
+            ))
             .await?;
+        let signed = checked.map_err(SessionError::Release)?;
         let secret = &inventory.secret;
-        let mut out = vec![0u8; MAX_FRAME];
+        let mut out = vec![0u8; 2 * MAX_FRAME];
 
-        if todo.is_empty() {
+        let held = record.held.as_deref() == Some(crate::fleet::hex(&expected).as_str());
+        if up_to_date || held {
             let n = wire_server::no_update(secret, &hello, &mut out).map_err(SessionError::V2)?;
             self.send(&out[..n]).await?;
             self.wait_close().await;
+            if held {
+                tracing::info!(device = id, "release held: this device rolled it back");
+                return Ok(Outcome::Held);
+            }
             return Ok(Outcome::NoUpdate);
         }
 
         let mut server_nonce = [0u8; rota_wire::SERVER_NONCE_LEN];
         getrandom::fill(&mut server_nonce)
             .map_err(|e| SessionError::Io(io::Error::other(e.to_string())))?;
-        let steps = todo.steps();
-        let (mut session, n) =
-            ServerSession::welcome(secret, &hello, server_nonce, &steps, &mut out)
-                .map_err(SessionError::V2)?;
-        let mut batch = out[..n].to_vec();
+        let steps;
+        let todo;
+        let (mut session, n) = ServerSession::welcome(secret, &hello, server_nonce, &mut out)
+            .map_err(SessionError::V2)?;
+        self.send(&out[..n]).await?;
+        let frame = self.read_frame(Phase::Reply).await?.to_vec();
+        let Event::Files(files) = session.handle(&frame).map_err(SessionError::V2)? else {
+            return Err(SessionError::V2(rota_wire::Error::Unexpected(frame[1])));
+        };
+        todo = planner::decide(&plan, &inventory, hello.device_id, &hello, &files.files)?;
+        let fleet = self.fleet.clone();
+        let listed = planner::file_records(&files.files);
+        let nonce = Some(hello.nonce);
+        let _ = tokio::task::spawn_blocking(move || fleet.listed(id, nonce, listed)).await;
+        if todo.is_empty() {
+            let n = session.no_update(&mut out).map_err(SessionError::V2)?;
+            self.send(&out[..n]).await?;
+            self.wait_close().await;
+            return Ok(Outcome::NoUpdate);
+        }
+        steps = planner::with_release(signed.as_ref(), todo.steps());
+        session.plan(&steps).map_err(SessionError::V2)?;
+        let mut batch = Vec::new();
         loop {
             while let Some(n) = session.poll_transmit(&mut out).map_err(SessionError::V2)? {
                 batch.extend_from_slice(&out[..n]);
@@ -75,14 +124,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 break;
             }
             let frame = self.read_frame(Phase::Reply).await?;
-            match session.handle(frame).map_err(SessionError::V2)? {
-                Event::Staged { .. } => self.files += 1,
+            let staged = match session.handle(frame).map_err(SessionError::V2)? {
+                Event::Staged { .. } => true,
                 Event::Ready { step, offset } if offset > 0 => {
                     tracing::debug!(device = id, step, offset, "resuming a staged file");
+                    false
                 }
-                _ => {}
-            }
+                _ => false,
+            };
+            self.files += usize::from(staged);
         }
+        let fleet = self.fleet.clone();
+        let state = crate::fleet::hex(&expected);
+        let _ = tokio::task::spawn_blocking(move || fleet.installed(id, nonce, &state)).await;
         self.wait_close().await;
         Ok(Outcome::Updated)
     }

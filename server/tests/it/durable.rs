@@ -293,6 +293,7 @@ fn the_fleet_command_lists_the_rest_and_reports_a_corrupt_record() {
         staged: Vec::new(),
         heap: Vec::new(),
         outcome: "no-update".into(),
+        ..CheckIn::default()
     };
     for device in [1, 2, 3] {
         fleet.check_in(&record(device, 10)).unwrap();

@@ -75,8 +75,8 @@ async fn update_then_no_update_and_the_fleet_record() {
         "files the inventory lacks are deleted"
     );
     let sent = app().len() + data_txt().len() + 15;
-    // Per 1 KB chunk: 8-byte header, 3 bytes of offset and length, 32-byte tag; per file a Begin
-    // and a Finish.
+    // Per 1 KB chunk: 5-byte header, 3 bytes of offset and length, 16-byte tag; per file a Begin
+    // and a Finish; a List and the device's Files.
     assert!(
         check.bytes_received < sent + sent / 10,
         "{} bytes for {sent} of files",
@@ -86,8 +86,14 @@ async fn update_then_no_update_and_the_fleet_record() {
     let check = device.check_in_tcp(server.addr).await.unwrap();
     assert_eq!(check.outcome, V2Outcome::NoUpdate);
     v2_ok(&mut server, ServerOutcome::NoUpdate).await;
-    assert_eq!(check.bytes_received, 40);
+    assert_eq!(check.bytes_received, 21, "NoUpdate: header and tag");
     assert_eq!(check.bytes_sent, check.hello_bytes);
+    assert!(
+        check.bytes_sent + check.bytes_received <= 96,
+        "the no-update check-in fits 96 bytes: {} + {}",
+        check.bytes_sent,
+        check.bytes_received
+    );
 
     let record = Fleet::for_repo(fx.path()).load(42).unwrap();
     assert_eq!(record.protocol, 2);
@@ -95,8 +101,10 @@ async fn update_then_no_update_and_the_fleet_record() {
     assert_eq!(record.outcome, "no-update");
     let names: Vec<&str> = record.files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["app", "data.txt", "init"]);
-    assert_eq!(record.heap.len(), 2);
+    // Two phases and the residue.
+    assert_eq!(record.heap.len(), 3);
     assert_eq!(record.heap[1].peak, 6144);
+    assert_eq!(record.signed, Some(false), "no release keys: unsigned");
 
     // One file changes: only it is sent; the record says so.
     fx.write("init", b"init overlay v2");
@@ -143,7 +151,8 @@ async fn no_update_bytes_v2_against_v1() {
     }
 
     assert_eq!(v1_check.bytes_received, 18, "{{\"r\":\"OK!\"}}4ef057\\n");
-    assert_eq!(v2_check.bytes_received, 40);
+    assert_eq!(v2_check.bytes_received, 21);
+    assert!(v2_check.bytes_sent + v2_check.bytes_received <= 96);
     println!(
         "no-update check-in, 3 files: v1 HI {} + OK! {} = {} bytes; v2 Hello {} + NoUpdate {} = {} bytes",
         v1_check.bytes_sent,

@@ -1,5 +1,5 @@
 //! A man-in-the-middle TCP proxy on 127.0.0.1 for protocol v2 sessions: it splits the server's byte
-//! stream into frames (8-byte header with the payload length, payload, 32-byte tag) and tampers with them
+//! stream into frames (header with the payload length, payload, tag: rota-wire's) and tampers with them
 //! on the way to the device. Device-to-server bytes pass unchanged.
 
 use std::io::{Read, Write};
@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// Bytes of a v2 frame header.
-const HEADER: usize = 8;
+const HEADER: usize = rota_wire::HEADER_LEN;
 /// Bytes of a v2 frame tag.
-const TAG: usize = 32;
+const TAG: usize = rota_wire::TAG_LEN;
 
 /// What the proxy does to the server's frames (numbered from 0 in each connection).
 #[derive(Clone, Debug)]

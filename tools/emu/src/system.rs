@@ -49,6 +49,8 @@ pub fn device_config_for(device_id: u32, secret: &str) -> DeviceConfig {
         dns: [0; 4],
         protocol: rota_wire::VERSION,
         link: rota_wire::Link::Tcp,
+        trials: rota_wire::config::DEFAULT_TRIALS,
+        keys: heapless::Vec::new(),
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     }

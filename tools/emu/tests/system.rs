@@ -202,27 +202,29 @@ fn refused_then_recovers(device: &Device, server: &Server, tamper: Tamper) {
 
 fn a_flipped_payload_byte_is_refused(m: Machine) {
     let (device, server) = setup(m);
-    // Frame 0 is the Welcome, 1 the first Begin, 2 its first Data.
-    refused_then_recovers(&device, &server, Tamper::FlipPayload { frame: 2 });
+    // Frame 0 is the Welcome, 1 the List, 2 the first Begin, 3 its first Data.
+    refused_then_recovers(&device, &server, Tamper::FlipPayload { frame: 3 });
 }
 
 fn reordered_frames_are_refused(m: Machine) {
     let (device, server) = setup(m);
-    refused_then_recovers(&device, &server, Tamper::Swap { frame: 2 });
+    // The first Data frame and the second.
+    refused_then_recovers(&device, &server, Tamper::Swap { frame: 3 });
 }
 
 fn a_frame_replayed_from_an_earlier_session_is_refused_and_a_dropped_transfer_resumes(m: Machine) {
     let (device, server) = setup(m);
-    // Session 1 is cut after two Data frames: nothing is committed, 2 KB of `tick` stay staged.
-    let cut = Proxy::start(server.port, Tamper::CutAt { frame: 4 });
+    // Session 1 is cut after two Data frames (Welcome, List, Begin, Data, Data): nothing is
+    // committed, 2 KB of `tick` stay staged.
+    let cut = Proxy::start(server.port, Tamper::CutAt { frame: 5 });
     let run = device.boot(&Boot::to(cut.port));
     assert!(!run.console.contains("update committed"), "{}", run.console);
     assert_eq!(app_versions(&run), vec![1]);
     let earlier = cut.frames();
     // Session 2 gets session 1's Begin in place of its own.
     let replay = Tamper::Replay {
-        frame: 1,
-        replacement: earlier[1].clone(),
+        frame: 2,
+        replacement: earlier[2].clone(),
     };
     let proxy = Proxy::start(server.port, replay);
     let run = device.boot(&Boot::to(proxy.port));

@@ -145,6 +145,8 @@ mod tests {
             dns: [0; 4],
             protocol: 2,
             link: rota_wire::Link::Tcp,
+            trials: rota_wire::config::DEFAULT_TRIALS,
+            keys: heapless::Vec::new(),
             chk: heapless::String::new(),
             files: heapless::Vec::new(),
         }

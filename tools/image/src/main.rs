@@ -1,5 +1,6 @@
 //! `rota-image -o storage.bin --device-id N --secret S --server A.B.C.D [--port P] [--ip A.B.C.D/N]
-//! [--gateway A.B.C.D] [--link tcp|serial] [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
+//! [--gateway A.B.C.D] [--link tcp|serial] [--key HEX|FILE.pub]... [--trials N]
+//! [--xip-base ADDR --arena BYTES] NAME=PATH...`: a storage region holding a
 //! formatted file store with the device config and the given files committed (layout in
 //! docs/flash-layout.md). For a board whose core relocates blobs to run them in place (the LX106),
 //! `--xip-base` (the board's mapping of the region for execution) and `--arena` (its overlay arena)
@@ -39,6 +40,15 @@ struct Args {
     /// line, through `rota-bridge serial`).
     #[arg(long, value_enum, default_value_t = LinkArg::Tcp)]
     link: LinkArg,
+    /// A release key: an Ed25519 public key as 64 hex digits, or a `.pub` file of `rota-sign keygen`
+    /// (at most two: a key can be rotated). With any, the device commits only releases signed by
+    /// one of them.
+    #[arg(long = "key")]
+    keys: Vec<String>,
+    /// Boots a newly committed generation may take unconfirmed before the core rolls it back (0:
+    /// none).
+    #[arg(long, default_value_t = rota_wire::config::DEFAULT_TRIALS)]
+    trials: u8,
     /// Static address with prefix length (`10.0.2.15/24`); DHCP when absent.
     #[arg(long)]
     ip: Option<String>,
@@ -74,7 +84,36 @@ fn number(s: &str) -> Result<u32, String> {
     .map_err(|e| format!("{s}: {e}"))
 }
 
+/// A `--key`: 64 hex digits, or a file holding them.
+fn key(arg: &str) -> Result<[u8; 32], String> {
+    let text = match std::fs::read_to_string(arg) {
+        Ok(text) => text,
+        Err(_) => arg.to_owned(),
+    };
+    let text = text.trim();
+    let bytes: Option<Vec<u8>> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            format!("--key {arg}: not an Ed25519 public key (64 hex digits) nor a file of one")
+        })
+}
+
 fn config(args: &Args) -> Result<DeviceConfig, String> {
+    if args.keys.len() > rota_wire::config::MAX_KEYS {
+        return Err(format!(
+            "--key: at most {} keys",
+            rota_wire::config::MAX_KEYS
+        ));
+    }
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| key(k))
+        .collect::<Result<heapless::Vec<_, { rota_wire::config::MAX_KEYS }>, _>>()?;
     let (ip, prefix) = match &args.ip {
         None => (None, 0),
         Some(s) => {
@@ -107,6 +146,8 @@ fn config(args: &Args) -> Result<DeviceConfig, String> {
             LinkArg::Tcp => rota_wire::Link::Tcp,
             LinkArg::Serial => rota_wire::Link::Serial,
         },
+        trials: args.trials,
+        keys,
         chk: heapless::String::new(),
         files: heapless::Vec::new(),
     })

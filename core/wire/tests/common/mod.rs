@@ -5,15 +5,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 pub use rota_wire::mem::{MemStore, Staged};
-use rota_wire::msg::{HeapReport, Hello};
+use rota_wire::msg::{state_digest, FileInfo, Hello, Name, PhasePeak};
 use rota_wire::server::{self, Event, Outgoing, ServerSession, Step};
 use rota_wire::{sha256, DeviceSession, Error, Header, Poll, ServerMsg, HEADER_LEN, MAX_FRAME};
 
 pub const SECRET: &[u8] = b"supersekrit";
 pub const DEVICE: u32 = 11223344;
 
-/// The check-in a test device makes: its store's content, app version 7, a fixed heap report, and
-/// config version 0.
+/// The check-in a test device makes: its store's content, a fixed heap report, and config version 0.
 pub trait TestHello {
     /// The Hello with device nonce `nonce`.
     fn hello(&self, nonce: u32) -> Hello<'_>;
@@ -21,19 +20,38 @@ pub trait TestHello {
 
 impl TestHello for MemStore {
     fn hello(&self, nonce: u32) -> Hello<'_> {
-        let mut hello = self.check_in(DEVICE, nonce, 7);
-        hello.config = 0;
+        let mut hello = self.check_in(DEVICE, nonce);
+        hello.config = Default::default();
         for phase in 0..3 {
-            let report = HeapReport {
-                phase,
-                used: 0,
-                peak: 1000 * u32::from(phase + 1),
-                stack_peak: 512,
+            let report = PhasePeak {
+                heap: 1000 * (phase + 1),
+                stack: 512,
             };
-            hello.heap.push(report).unwrap();
+            hello.heap.phases.push(report).unwrap();
         }
         hello
     }
+}
+
+/// The version the test planner gives a file of digest `digest`.
+pub fn version_of(digest: &[u8; 32]) -> u32 {
+    digest[0].into()
+}
+
+/// The state digest of a device holding exactly `repo`'s files.
+pub fn repo_state(repo: &Repo) -> [u8; 16] {
+    let digests: Vec<[u8; 32]> = repo.values().map(|d| sha256(d)).collect();
+    let mut files: Vec<FileInfo<'_>> = repo
+        .iter()
+        .zip(&digests)
+        .map(|((name, data), digest)| FileInfo {
+            name: Name::new(name).unwrap(),
+            size: data.len() as u32,
+            version: version_of(digest),
+            digest: *digest,
+        })
+        .collect();
+    state_digest(&mut files)
 }
 
 /// The server's reference files.
@@ -56,7 +74,7 @@ pub fn pattern(n: usize, seed: u8) -> Vec<u8> {
 
 /// The same decision rule as rota-server, for a map of files: send what differs, resume staged files
 /// with the same digest, drop other staged files, delete device files the repository lacks.
-pub fn plan<'a>(repo: &'a Repo, hello: &Hello<'_>) -> Vec<Step<'a>> {
+pub fn plan<'a>(repo: &'a Repo, hello: &Hello<'_>, files: &[FileInfo<'_>]) -> Vec<Step<'a>> {
     let mut steps = Vec::new();
     for s in &hello.staged {
         let wanted = repo
@@ -72,7 +90,7 @@ pub fn plan<'a>(repo: &'a Repo, hello: &Hello<'_>) -> Vec<Step<'a>> {
             steps.push(Step::Drop(name));
         }
     }
-    for f in &hello.files {
+    for f in files {
         if !repo.contains_key(f.name.as_bytes()) {
             let name: &'a [u8] = Box::leak(f.name.as_bytes().to_vec().into_boxed_slice());
             steps.push(Step::Delete(name));
@@ -80,14 +98,13 @@ pub fn plan<'a>(repo: &'a Repo, hello: &Hello<'_>) -> Vec<Step<'a>> {
     }
     for (name, data) in repo {
         let digest = sha256(data);
-        let current = hello
-            .files
+        let current = files
             .iter()
             .any(|f| f.name.as_bytes() == name.as_slice() && f.digest == digest);
         if !current {
             steps.push(Step::Send(Outgoing {
                 name,
-                version: digest[0].into(),
+                version: version_of(&digest),
                 digest,
                 data,
             }));
@@ -140,12 +157,19 @@ pub struct Run {
     pub uploaded: Vec<u8>,
     /// Direction changes: device->server then server->device counts one round trip.
     pub round_trips: usize,
+    /// The kind byte of every frame that went up, and down (after the man in the middle).
+    pub up_kinds: Vec<u8>,
+    pub down_kinds: Vec<u8>,
 }
 
 /// Runs one check-in of `store` (a new boot) against `repo` over an in-memory link.
 pub fn check_in(store: &mut MemStore, repo: &Repo, mitm: &mut Mitm<'_>) -> Run {
     check_in_with(store, repo, mitm, plan, SECRET, SECRET)
 }
+
+/// A planner: the steps for `repo`, given the Hello and the device's committed files.
+pub trait Planner<'r>: FnOnce(&'r Repo, &Hello<'_>, &[FileInfo<'_>]) -> Vec<Step<'r>> {}
+impl<'r, F: FnOnce(&'r Repo, &Hello<'_>, &[FileInfo<'_>]) -> Vec<Step<'r>>> Planner<'r> for F {}
 
 /// The link: both byte queues, the man in the middle, the counters.
 struct Link<'l, 'm> {
@@ -172,7 +196,9 @@ impl Link<'_, '_> {
             self.cut = true;
             return;
         }
+        let kind = frame.get(1).copied().unwrap_or_default();
         if is_down {
+            run.down_kinds.push(kind);
             self.down_index += 1;
             run.down += frame.len();
             run.down_frames += 1;
@@ -183,6 +209,7 @@ impl Link<'_, '_> {
                 run.round_trips += 1;
                 self.last_up = true;
             }
+            run.up_kinds.push(kind);
             run.up += frame.len();
             run.up_frames += 1;
             self.up.extend(frame);
@@ -195,8 +222,27 @@ pub fn check_in_with<'r>(
     store: &mut MemStore,
     repo: &'r Repo,
     mitm: &mut Mitm<'_>,
-    planner: impl FnOnce(&'r Repo, &Hello<'_>) -> Vec<Step<'r>>,
+    planner: impl Planner<'r>,
     device_secret: &[u8],
+    server_secret: &[u8],
+) -> Run {
+    check_in_as(
+        store,
+        repo,
+        mitm,
+        planner,
+        rota_wire::Device::plain(device_secret, rota_wire::Link::Tcp),
+        server_secret,
+    )
+}
+
+/// [`check_in_with`] for a device described by `device`.
+pub fn check_in_as<'r>(
+    store: &mut MemStore,
+    repo: &'r Repo,
+    mitm: &mut Mitm<'_>,
+    planner: impl Planner<'r>,
+    device: rota_wire::Device<'_>,
     server_secret: &[u8],
 ) -> Run {
     let nonce = store.reboot();
@@ -212,6 +258,8 @@ pub fn check_in_with<'r>(
         data_bytes: 0,
         uploaded: Vec::new(),
         round_trips: 0,
+        up_kinds: Vec::new(),
+        down_kinds: Vec::new(),
     };
     let mut link = Link {
         mitm,
@@ -224,9 +272,15 @@ pub fn check_in_with<'r>(
     let mut out = vec![0u8; MAX_FRAME];
 
     // Device: Hello.
-    let mut device = DeviceSession::new(device_secret, rota_wire::Link::Tcp);
+    let flags = if device.keys.is_empty() {
+        0
+    } else {
+        rota_wire::msg::flags::SIGNED
+    };
+    let mut device = DeviceSession::for_device(device);
     {
-        let hello = store.hello(nonce);
+        let mut hello = store.hello(nonce);
+        hello.flags = flags;
         let n = device.hello(&hello, &mut out).unwrap();
         link.send(false, &out[..n], &mut run);
     }
@@ -247,19 +301,23 @@ pub fn check_in_with<'r>(
             return run;
         }
     };
-    let steps = planner(repo, &hello);
-    let mut sout = vec![0u8; MAX_FRAME];
+    let mut planner = Some(planner);
+    let steps: std::cell::OnceCell<Vec<Step<'r>>> = std::cell::OnceCell::new();
+    let mut sout = vec![0u8; MAX_FRAME * 2];
     let mut session = None;
-    if steps.is_empty() {
+    if hello.state == repo_state(repo) && hello.staged.is_empty() {
         let n = server::no_update(server_secret, &hello, &mut sout).unwrap();
         link.send(true, &sout[..n], &mut run);
         run.server = Some(Ok(false));
     } else {
-        let (s, n) =
-            ServerSession::welcome(server_secret, &hello, [7; 16], &steps, &mut sout).unwrap();
-        link.send(true, &sout[..n], &mut run);
+        let (s, n) = ServerSession::welcome(server_secret, &hello, [7; 16], &mut sout).unwrap();
+        // Welcome and List: two frames in one write.
+        let welcome = Header::parse(&sout).unwrap().frame_len();
+        link.send(true, &sout[..welcome], &mut run);
+        link.send(true, &sout[welcome..n], &mut run);
         session = Some(s);
     }
+    let hello = hello_frame.clone();
     let mut upload = Vec::new();
 
     for _ in 0..100_000 {
@@ -327,8 +385,20 @@ pub fn check_in_with<'r>(
                     Ok(Event::Uploaded { bytes, .. }) => upload.extend_from_slice(bytes),
                     Ok(Event::Committed { .. }) => run.server = Some(Ok(true)),
                     Ok(Event::Staged { .. }) => {}
+                    Ok(Event::Files(files)) => {
+                        let h = server::peek_hello(&hello).unwrap();
+                        let planned = (planner.take().unwrap())(repo, &h, &files.files);
+                        let planned = steps.get_or_init(|| planned);
+                        if planned.is_empty() {
+                            let n = s.no_update(&mut sout).unwrap();
+                            link.send(true, &sout[..n], &mut run);
+                            run.server = Some(Ok(false));
+                        } else if let Err(e) = s.plan(planned) {
+                            run.server = Some(Err(e));
+                        }
+                    }
                     Err(e) => run.server = Some(Err(e)),
-                }
+                };
             }
         }
         let device_over = !matches!(run.device, Ok(Poll::Receive) | Ok(Poll::Send(_)));
