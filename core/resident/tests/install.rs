@@ -11,8 +11,8 @@ use rota_memflash::{Cut, MemFlash, TornErase, TornWrite};
 use rota_store::Store;
 use std::path::PathBuf;
 
-/// Storage region: 160 KB (two 64 KB provisions and their headers fit side by side).
-const REGION: usize = 160 * 1024;
+/// Storage region: 256 KB (two provisions of up to 100 KB, the LX106's with Ed25519, and their headers fit side by side).
+const REGION: usize = 256 * 1024;
 /// A small arena: the synthetic blobs and the real `app` do not fit it.
 const ARENA_WORDS: usize = 256;
 const MAPPED: u32 = 0x4028_0000;

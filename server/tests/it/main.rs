@@ -7,4 +7,5 @@ mod flood;
 mod links;
 mod load;
 mod provision;
+mod release;
 mod v2;
