@@ -15,6 +15,13 @@
 #![no_main]
 #![cfg_attr(target_arch = "xtensa", feature(asm_experimental_arch))]
 
+#[cfg(any(
+    all(feature = "dalek", feature = "compact"),
+    all(feature = "dalek", feature = "salty"),
+    all(feature = "compact", feature = "salty")
+))]
+compile_error!("one candidate per build");
+
 use core::hint::black_box;
 use core::ptr::{addr_of, addr_of_mut};
 
@@ -236,7 +243,9 @@ fn main() -> ! {
     let block = [0x2_0026usize, code as usize];
     // SAFETY: SYS_EXIT_EXTENDED with a readable two-word block: QEMU exits with `code`.
     unsafe { cortex_m_semihosting::syscall(0x20, &block) };
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 #[cfg(target_arch = "xtensa")]
@@ -275,5 +284,7 @@ fn xtensa_main() -> ! {
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     console::write(b"probe: panic\n");
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
