@@ -97,7 +97,10 @@ impl core::fmt::Display for ManifestError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             ManifestError::TooShort { len } => {
-                write!(f, "manifest of {len} bytes, shorter than its {HEADER_SIZE}-byte header")
+                write!(
+                    f,
+                    "manifest of {len} bytes, shorter than its {HEADER_SIZE}-byte header"
+                )
             }
             ManifestError::UnknownIsa(v) => write!(f, "unknown isa {v}"),
             ManifestError::TooManyEntries(n) => {
@@ -107,7 +110,10 @@ impl core::fmt::Display for ManifestError {
                 write!(f, "entry {index}: name of {len} bytes (1..={NAME_MAX})")
             }
             ManifestError::NotSorted { index } => {
-                write!(f, "entry {index}: name not after the previous one (order or duplicate)")
+                write!(
+                    f,
+                    "entry {index}: name not after the previous one (order or duplicate)"
+                )
             }
             ManifestError::Truncated { index } => write!(f, "entry {index}: truncated"),
             ManifestError::TrailingBytes { extra } => {
@@ -247,8 +253,7 @@ impl<'a> Manifest<'a> {
             if len == 0 || len > NAME_MAX {
                 return Err(ManifestError::NameLength { index, len });
             }
-            let (entry, next) =
-                read_entry(bytes, at).ok_or(ManifestError::Truncated { index })?;
+            let (entry, next) = read_entry(bytes, at).ok_or(ManifestError::Truncated { index })?;
             if previous.is_some_and(|p| p >= entry.name) {
                 return Err(ManifestError::NotSorted { index });
             }
