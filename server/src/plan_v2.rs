@@ -84,13 +84,11 @@ impl V2Plan {
     }
 }
 
-/// The version a file is sent with (`Begin`), which the device keeps and reports back in its Hello: the
-/// first 4 bytes of the file's SHA-256 (as served), little endian, never 0 (the derivation
-/// `rota_wire::config::config_version` uses for config records). Equal contents get equal versions, so
-/// a copy or a checkout changes none; it is not v1's file number, which is MD5-derived.
-pub fn file_version(digest: &[u8; 32]) -> u32 {
-    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]).max(1)
-}
+/// The version a file is sent with (`Begin`), which the device keeps and reports back in its Hello:
+/// rota-release's rule (the first 4 bytes of the file's SHA-256 as served, little endian, never 0),
+/// the one a signed release's manifest gives each file too. Equal contents get equal versions, so a
+/// copy or a checkout changes none; it is not v1's file number, which is MD5-derived.
+pub use rota_release::file_version;
 
 /// Decides what `hello`'s device needs to match `plan` (its inventory's files) and `inventory`'s
 /// config.

@@ -180,7 +180,8 @@ impl Entry<'_> {
     }
 }
 
-/// The version a file is given: the first 4 bytes of its SHA-256, little endian, never 0. Equal
+/// The version a file is given: the first 4 bytes of its SHA-256, little endian, never 0 (the
+/// derivation rota-wire's `config_version` uses for config records). Equal
 /// contents get equal versions, so a copy or a checkout changes none. The server sends files with
 /// it (protocol v2's `Begin`), the signer writes it into the manifest.
 pub fn file_version(digest: &[u8; 32]) -> u32 {
