@@ -8,10 +8,11 @@ set -euo pipefail
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 OUT=build/ed25519-probe
 mkdir -p "$OUT"
-CANDIDATES=${CANDIDATES:-none dalek dalek-fast compact compact-small salty}
+CANDIDATES=${CANDIDATES:-none dalek dalek-fast compact compact-small salty release}
 FW="--profile firmware -Zbuild-std=core,alloc"
 cargo build -q -p rota-pack
-for isa in "${@:-thumbv7m lx106}"; do
+isas=("$@"); [ ${#isas[@]} -gt 0 ] || isas=(thumbv7m lx106)
+for isa in "${isas[@]}"; do
   case $isa in
     thumbv7m) target=(--target thumbv7m-none-eabi); dir=thumbv7m-none-eabi
       # TIMER0 at 25 MHz, 32 ns of virtual time per instruction.

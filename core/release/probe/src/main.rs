@@ -1,6 +1,7 @@
 //! One Ed25519 verification with the candidate crate the build selects (`--features dalek`,
-//! `dalek-fast`, `compact`, `compact-small`, `salty`; none: the baseline, the same program with a
-//! verification that does nothing), measured on the device itself under QEMU:
+//! `dalek-fast`, `compact`, `compact-small`, `salty`; `release`: rota-release's own `verify` and
+//! `Manifest::parse`, what a device links; none: the baseline, the same program with a verification
+//! that does nothing), measured on the device itself under QEMU:
 //! - instructions: a clock that QEMU's `-icount shift=5` advances by 32 ns of virtual time per
 //!   executed instruction, read before and after the call (mps2-an385: CMSDK TIMER0 at 25 MHz,
 //!   0.8 ticks per instruction; the LX106: CCOUNT at 40 MHz, 1.28 ticks per instruction);
@@ -18,7 +19,11 @@
 #[cfg(any(
     all(feature = "dalek", feature = "compact"),
     all(feature = "dalek", feature = "salty"),
-    all(feature = "compact", feature = "salty")
+    all(feature = "compact", feature = "salty"),
+    all(
+        feature = "release",
+        any(feature = "dalek", feature = "compact", feature = "salty")
+    )
 ))]
 compile_error!("one candidate per build");
 
@@ -71,6 +76,8 @@ const CANDIDATE: &str = if cfg!(feature = "dalek-fast") {
     "ed25519-compact"
 } else if cfg!(feature = "salty") {
     "salty"
+} else if cfg!(feature = "release") {
+    "rota-release"
 } else {
     "none"
 };
@@ -99,7 +106,19 @@ fn verify(msg: &[u8], sig: &[u8; 64], key: &[u8; 32]) -> bool {
         };
         key.verify(msg, &salty::Signature::from(sig)).is_ok()
     }
-    #[cfg(not(any(feature = "dalek", feature = "compact", feature = "salty")))]
+    #[cfg(feature = "release")]
+    {
+        // The manifest check a device makes before it verifies (the probe's message is not a
+        // manifest, so only its cost counts), then the signature under the one key.
+        black_box(rota_release::Manifest::parse(msg).is_ok());
+        rota_release::verify(msg, sig, &[*key]).is_ok()
+    }
+    #[cfg(not(any(
+        feature = "dalek",
+        feature = "compact",
+        feature = "salty",
+        feature = "release"
+    )))]
     {
         black_box((msg, sig, key));
         black_box(true)
