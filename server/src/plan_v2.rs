@@ -383,7 +383,7 @@ pub fn config_record(
             for key in keys {
                 let key = key
                     .as_str()
-                    .and_then(|k| crate::fleet::unhex(k))
+                    .and_then(crate::fleet::unhex)
                     .and_then(|k| <[u8; 32]>::try_from(k).ok())
                     .ok_or_else(|| {
                         bad("`keys` must hold Ed25519 public keys, 64 hex digits each".into())

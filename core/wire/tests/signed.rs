@@ -78,7 +78,13 @@ fn device(keys: &'static [u8], sv: u32) -> Device<'static> {
 }
 
 fn keys(seeds: &[&[u8; 32]]) -> &'static [u8] {
-    Box::leak(seeds.iter().flat_map(|s| key(s)).collect::<Vec<u8>>().into_boxed_slice())
+    Box::leak(
+        seeds
+            .iter()
+            .flat_map(|s| key(s))
+            .collect::<Vec<u8>>()
+            .into_boxed_slice(),
+    )
 }
 
 /// One check-in of `store` as `device` against `repo`, the plan led by `release`.
@@ -102,7 +108,12 @@ fn run(
 fn installed(keys: &'static [u8]) -> MemStore {
     let mut store = MemStore::default();
     let repo = files();
-    let r = run(&mut store, &repo, device(keys, 0), Some(release(&repo, 1, &SEED)));
+    let r = run(
+        &mut store,
+        &repo,
+        device(keys, 0),
+        Some(release(&repo, 1, &SEED)),
+    );
     assert_eq!(r.device, Ok(Poll::Committed(1)), "{r:?}");
     assert_eq!(store.security_version, 1);
     store
@@ -121,13 +132,21 @@ fn a_release_signed_by_a_device_key_is_committed_with_its_security_version() {
     let store = installed(keys(&[&SEED]));
     for (name, data) in files() {
         assert_eq!(store.files[&name].0, data);
-        assert_eq!(store.files[&name].1, rota_release::file_version(&sha256(&data)));
+        assert_eq!(
+            store.files[&name].1,
+            rota_release::file_version(&sha256(&data))
+        );
     }
     // Either of two keys (a rotation): the second one signs.
     let both = keys(&[&OTHER_SEED, &SEED]);
     let mut store = MemStore::default();
     let repo = files();
-    let r = run(&mut store, &repo, device(both, 0), Some(release(&repo, 4, &SEED)));
+    let r = run(
+        &mut store,
+        &repo,
+        device(both, 0),
+        Some(release(&repo, 4, &SEED)),
+    );
     assert_eq!(r.device, Ok(Poll::Committed(1)), "{r:?}");
     assert_eq!(store.last_commit.unwrap().security_version, 4);
 }
@@ -139,7 +158,12 @@ fn a_release_signed_by_another_key_is_refused_before_anything_is_written() {
     let before = store.clone();
     let mut repo = files();
     repo.insert(b"app".to_vec(), pattern(3000, 9));
-    let r = run(&mut store, &repo, device(keys, 1), Some(release(&repo, 2, &OTHER_SEED)));
+    let r = run(
+        &mut store,
+        &repo,
+        device(keys, 1),
+        Some(release(&repo, 2, &OTHER_SEED)),
+    );
     refused(&r, ReleaseError::Signature);
     assert_eq!(r.data_bytes, 0, "refused at the Release, before any file");
     assert_eq!(store.files, before.files, "the old version stays");
@@ -156,7 +180,12 @@ fn a_file_whose_digest_differs_from_the_signed_manifest_is_refused() {
     signed.insert(b"app".to_vec(), pattern(3000, 5));
     let mut served = files();
     served.insert(b"app".to_vec(), pattern(3000, 6));
-    let r = run(&mut store, &served, device(keys, 1), Some(release(&signed, 2, &SEED)));
+    let r = run(
+        &mut store,
+        &served,
+        device(keys, 1),
+        Some(release(&signed, 2, &SEED)),
+    );
     refused(&r, ReleaseError::NotInManifest);
     assert_eq!(store.files, before);
     assert!(store.staged.is_empty(), "the Begin itself was refused");
@@ -170,7 +199,12 @@ fn a_valid_signature_over_a_lower_security_version_is_refused() {
     let mut repo = files();
     repo.insert(b"app".to_vec(), pattern(3000, 3));
     // The device is at 1 (from the first release); the server offers a correctly signed 0.
-    let r = run(&mut store, &repo, device(keys, 1), Some(release(&repo, 0, &SEED)));
+    let r = run(
+        &mut store,
+        &repo,
+        device(keys, 1),
+        Some(release(&repo, 0, &SEED)),
+    );
     refused(&r, ReleaseError::Rollback);
     assert_eq!(store.files, before);
     // Had the session itself missed it, the store would refuse the commit too.
@@ -201,7 +235,11 @@ fn a_release_for_another_isa_or_abi_is_refused() {
     let repo = files();
     for (isa, abi, why) in [
         (rota_release::Isa::Lx106, u32::from(ABI), ReleaseError::Isa),
-        (rota_release::Isa::Thumbv7m, u32::from(ABI) + 1, ReleaseError::Abi),
+        (
+            rota_release::Isa::Thumbv7m,
+            u32::from(ABI) + 1,
+            ReleaseError::Abi,
+        ),
     ] {
         let mut b = ManifestBuilder::new(1, isa, abi);
         for (name, data) in &repo {
@@ -211,7 +249,12 @@ fn a_release_for_another_isa_or_abi_is_refused() {
         let signature: &'static [u8; 64] =
             Box::leak(Box::new(rota_release::sign(manifest, &SEED).unwrap()));
         let mut store = MemStore::default();
-        let r = run(&mut store, &repo, device(keys, 0), Some((manifest, signature)));
+        let r = run(
+            &mut store,
+            &repo,
+            device(keys, 0),
+            Some((manifest, signature)),
+        );
         refused(&r, why);
         assert!(store.files.is_empty());
     }
@@ -224,7 +267,12 @@ fn a_commit_missing_a_manifest_file_is_refused() {
     // The manifest names three files, the server sends two.
     let mut signed = files();
     signed.insert(b"extra".to_vec(), pattern(100, 8));
-    let r = run(&mut store, &files(), device(keys, 0), Some(release(&signed, 1, &SEED)));
+    let r = run(
+        &mut store,
+        &files(),
+        device(keys, 0),
+        Some(release(&signed, 1, &SEED)),
+    );
     refused(&r, ReleaseError::Incomplete);
     assert!(store.files.is_empty(), "nothing committed");
 }
@@ -252,7 +300,9 @@ fn every_single_byte_change_of_the_release_frame_is_refused() {
         assert!(
             matches!(
                 r.device,
-                Err(Error::Release(ReleaseError::Signature | ReleaseError::Manifest))
+                Err(Error::Release(
+                    ReleaseError::Signature | ReleaseError::Manifest
+                ))
             ),
             "byte {i}: {r:?}"
         );

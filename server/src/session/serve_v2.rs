@@ -89,8 +89,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let mut server_nonce = [0u8; rota_wire::SERVER_NONCE_LEN];
         getrandom::fill(&mut server_nonce)
             .map_err(|e| SessionError::Io(io::Error::other(e.to_string())))?;
-        let steps;
-        let todo;
         let (mut session, n) = ServerSession::welcome(secret, &hello, server_nonce, &mut out)
             .map_err(SessionError::V2)?;
         self.send(&out[..n]).await?;
@@ -98,7 +96,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let Event::Files(files) = session.handle(&frame).map_err(SessionError::V2)? else {
             return Err(SessionError::V2(rota_wire::Error::Unexpected(frame[1])));
         };
-        todo = planner::decide(&plan, &inventory, hello.device_id, &hello, &files.files)?;
+        let todo = planner::decide(&plan, &inventory, hello.device_id, &hello, &files.files)?;
         let fleet = self.fleet.clone();
         let listed = planner::file_records(&files.files);
         let nonce = Some(hello.nonce);
@@ -109,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             self.wait_close().await;
             return Ok(Outcome::NoUpdate);
         }
-        steps = planner::with_release(signed.as_ref(), todo.steps());
+        let steps = planner::with_release(signed.as_ref(), todo.steps());
         session.plan(&steps).map_err(SessionError::V2)?;
         let mut batch = Vec::new();
         loop {

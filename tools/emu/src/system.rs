@@ -127,6 +127,18 @@ impl Server {
         Server { port, repo, child }
     }
 
+    /// As [`Server::start`], with the release signed by `rota-sign release` (`signer`) beside the
+    /// inventory.
+    pub fn start_signed(files: &[FileSpec], secret: &str, signer: &Signer) -> Server {
+        let repo = tempfile::tempdir().expect("repo dir");
+        git(repo.path(), &["init", "-q"]);
+        write_release(repo.path(), DEVICE_ID, files, secret, None);
+        signer.sign(repo.path(), DEVICE_ID);
+        commit(repo.path());
+        let (port, child) = serve(repo.path(), "HEAD");
+        Server { port, repo, child }
+    }
+
     /// The device's last check-in as the server recorded it (JSON), if any.
     pub fn last_check_in(&self) -> Option<String> {
         std::fs::read_to_string(
@@ -146,9 +158,80 @@ impl Drop for Server {
     }
 }
 
+/// A release key made by `rota-sign keygen`, and the security version and ISA it signs releases
+/// with.
+pub struct Signer {
+    /// The key pair's path, without `.key`/`.pub`.
+    pub path: PathBuf,
+    /// The security version of the releases it signs.
+    pub security_version: u32,
+    /// The ISA of the blobs (`thumbv7m` or `lx106`).
+    pub isa: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl Signer {
+    /// A new key pair (`rota-sign keygen`) signing for `machine` at `security_version`.
+    pub fn new(machine: Machine, security_version: u32) -> Signer {
+        let dir = tempfile::tempdir().expect("key dir");
+        let path = dir.path().join("release");
+        run(Command::new(host_bin("rota-sign"))
+            .args(["keygen", "--out"])
+            .arg(&path));
+        Signer {
+            path,
+            security_version,
+            isa: machine.isa_dir(),
+            _dir: dir,
+        }
+    }
+
+    /// The public key (what a device's config holds).
+    pub fn public_key(&self) -> [u8; 32] {
+        let text = std::fs::read_to_string(self.path.with_extension("pub")).expect("public key");
+        let bytes: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).expect("hex"))
+            .collect();
+        bytes.try_into().expect("32 bytes")
+    }
+
+    /// Signs device `id`'s release in the work tree `repo` (`rota-sign release`).
+    pub fn sign(&self, repo: &Path, id: u32) {
+        run(Command::new(host_bin("rota-sign"))
+            .args(["release", "--repo"])
+            .arg(repo)
+            .args(["--device", &id.to_string(), "--key"])
+            .arg(self.path.with_extension("key"))
+            .args([
+                "--security-version",
+                &self.security_version.to_string(),
+                "--isa",
+                self.isa,
+            ]));
+    }
+}
+
+/// Runs `cmd`; panics with its output unless it succeeds.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Replaces the work tree of the git repository `repo` with `files` and the inventory of device `id`
 /// (with `secret` and an optional `config` object), and commits it.
 fn commit_release(repo: &Path, id: u32, files: &[FileSpec], secret: &str, config: Option<&str>) {
+    write_release(repo, id, files, secret, config);
+    commit(repo);
+}
+
+/// Replaces the work tree of `repo` with `files` and the inventory of device `id`.
+fn write_release(repo: &Path, id: u32, files: &[FileSpec], secret: &str, config: Option<&str>) {
     for entry in std::fs::read_dir(repo).expect("read repo") {
         let path = entry.expect("repo entry").path();
         if path.file_name().is_some_and(|n| n != ".git") && path.is_file() {
@@ -170,6 +253,10 @@ fn commit_release(repo: &Path, id: u32, files: &[FileSpec], secret: &str, config
         ),
     )
     .expect("write inventory");
+}
+
+/// Commits the work tree of `repo`.
+fn commit(repo: &Path) {
     git(repo, &["add", "-A", "."]);
     git(
         repo,

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+#[allow(unused_imports)] // `Staged` is not used by every test file.
 pub use rota_wire::mem::{MemStore, Staged};
 use rota_wire::msg::{state_digest, FileInfo, Hello, Name, PhasePeak};
 use rota_wire::server::{self, Event, Outgoing, ServerSession, Step};
