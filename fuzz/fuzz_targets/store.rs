@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Error, Store};
+use rota_store::{CommitParams, Cursor, Error, Store};
 use sha2::{Digest, Sha256};
 
 const SECTOR: usize = 4096;
@@ -61,7 +61,7 @@ fn built() -> &'static [u8] {
         s.format(b"config").unwrap();
         stage(&mut s, b"app", &content(1, 3000), 1, 512).unwrap();
         stage(&mut s, b"init", &content(2, 100), 1, 64).unwrap();
-        s.commit(None).unwrap();
+        s.commit(None, &CommitParams::IMMEDIATE).unwrap();
         let tick = content(3, 2500);
         s.stage_begin(b"tick", 2500, &sha(&tick), 2).unwrap();
         s.stage_write(b"tick", 0, &tick[..1100]).unwrap();
@@ -135,7 +135,7 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     None
                 };
-                match s.commit(p) {
+                match s.commit(p, &CommitParams::IMMEDIATE) {
                     Ok(_) => {
                         for n in touched.drain(..) {
                             live.remove(n);

@@ -61,6 +61,9 @@ pub mod status {
     pub const EDIGEST: i32 = -16;
     /// Flash read back after a write differs from what was written (the staged file was dropped).
     pub const EREADBACK: i32 = -17;
+    /// A commit whose security version is lower than the one the device holds (anti-rollback);
+    /// nothing was written.
+    pub const EROLLBACK: i32 = -18;
 
     /// What a status code means, in a few words (for logs: the core's, and the server's, which gets
     /// the code of a failed store operation in a `Failed` message).
@@ -84,6 +87,7 @@ pub mod status {
             EINCOMPLETE => "file incomplete",
             EDIGEST => "digest mismatch",
             EREADBACK => "read-back mismatch",
+            EROLLBACK => "security version lower than the device's",
             _ => "unknown status",
         }
     }
@@ -182,6 +186,33 @@ pub type StageRenameFn =
 /// Commits every verified staged file at once, with a new device config if `len > 0`; returns the
 /// store's new generation, or an error.
 pub type CommitFn = unsafe extern "C" fn(core: *mut c_void, config: *const u8, len: usize) -> i32;
+
+/// How a commit is to be trusted (what a signed release manifest says about it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitParams {
+    /// The release's security version: the device refuses one lower than the highest it has
+    /// committed ([`status::EROLLBACK`]) and keeps the highest, which never decreases.
+    pub security_version: u32,
+    /// Boots the new generation gets on trial: if that many boots end without a confirm, the next
+    /// boot rolls back to the last confirmed generation. 0: confirmed at once (no trial).
+    pub trial_limit: u8,
+    /// Non-zero: only the app may confirm this generation (a release that changes the app);
+    /// otherwise the overlays may confirm it too (a completed check-in).
+    pub needs_app: u8,
+    /// Zero.
+    pub _reserved: [u8; 2],
+}
+
+impl CommitParams {
+    /// Confirmed at once, security version 0: the behaviour before trial boots.
+    pub const IMMEDIATE: CommitParams = CommitParams {
+        security_version: 0,
+        trial_limit: 0,
+        needs_app: 0,
+        _reserved: [0; 2],
+    };
+}
 
 /// The service table the core hands to every overlay.
 #[repr(C)]

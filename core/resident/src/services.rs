@@ -606,6 +606,6 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
     };
     // No garbage collection here: the caller may be running in place from the very extent this
     // commit just superseded. The core collects after the phase (see `run_phases`).
-    st.commit(new_payload)
+    st.commit(new_payload, &rota_store::CommitParams::IMMEDIATE)
         .map_or_else(store_status, |generation| count(generation as usize))
 }

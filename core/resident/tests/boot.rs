@@ -9,7 +9,7 @@ use rota_core::stack::Stack;
 use rota_core::{record, Board, Isa, Memory, Outcome, Phase};
 use rota_loader::LoadError;
 use rota_memflash::MemFlash;
-use rota_store::Store;
+use rota_store::{CommitParams, Store};
 
 const REGION: usize = 64 * 1024;
 
@@ -99,7 +99,7 @@ fn provisioned_with(config: &[u8], files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         store.stage_write(name.as_bytes(), 0, data).unwrap();
         store.stage_finish(name.as_bytes()).unwrap();
     }
-    store.commit(None).unwrap();
+    store.commit(None, &CommitParams::IMMEDIATE).unwrap();
     store.into_inner().contents().to_vec()
 }
 
@@ -195,7 +195,7 @@ fn staged_deletions_and_surplus_staged_files_are_dropped_at_boot() {
         staged.push(s.name.as_bytes().to_vec());
     }
     assert_eq!(staged.len(), record::KEPT_STAGED, "{staged:?}");
-    store.commit(None).unwrap();
+    store.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert!(store.find(b"a").unwrap().is_some(), "nothing deletes `a`");
 }
 

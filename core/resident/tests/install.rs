@@ -8,7 +8,7 @@ use rota_core::services::{self, CoreState};
 use rota_core::{record, Board};
 use rota_loader::{LoadError, Loaded};
 use rota_memflash::{Cut, MemFlash, TornErase, TornWrite};
-use rota_store::Store;
+use rota_store::{CommitParams, Store};
 use std::path::PathBuf;
 
 /// Storage region: 256 KB (two provisions of up to 100 KB, the LX106's with Ed25519, and their headers fit side by side).
@@ -71,7 +71,7 @@ fn board(xip: Option<u32>, files: &[(&str, &[u8])]) -> Xip {
         store.stage_write(name.as_bytes(), 0, data).unwrap();
         store.stage_finish(name.as_bytes()).unwrap();
     }
-    store.commit(None).unwrap();
+    store.commit(None, &CommitParams::IMMEDIATE).unwrap();
     Xip {
         flash: MemFlash::new(store.into_inner().contents().to_vec()),
         xip,
@@ -385,7 +385,7 @@ fn a_blob_relocated_for_another_address_is_refused() {
         .unwrap();
     s.stage_write(b"provision", 0, &bytes).unwrap();
     s.stage_finish_hashed(b"provision", &f.digest).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let mut moved: Xip = Xip {
         flash: MemFlash::new(s.into_inner().contents().to_vec()),
         xip: Some(MAPPED),

@@ -8,16 +8,19 @@ use crate::{Error, Store};
 
 impl<F: NorFlash> Store<F> {
     /// Erases every extent that can no longer matter: dropped, abandoned or superseded entries, and
-    /// tombstones with nothing left to hide. Live and staged entries are never touched. Each extent
-    /// is erased from its last sector to its first.
+    /// tombstones with nothing left to hide. Live and staged entries are never touched, nor, while a
+    /// generation is on trial, any entry live under the last confirmed one (a revert brings those
+    /// back). Each extent is erased from its last sector to its first.
     pub fn gc(&mut self) -> Result<(), Error> {
-        let g = self.generation()?;
-        self.collect(g)
+        self.collect()
     }
 
-    pub(crate) fn collect(&mut self, g: u32) -> Result<(), Error> {
+    pub(crate) fn collect(&mut self) -> Result<(), Error> {
+        let r = self.current()?.rec;
+        let (g, confirmed) = (r.generation, r.confirmed);
         self.staging = None;
-        // Pass 1: all but winning candidates and staged entries.
+        // Pass 1: all but winning candidates (at the committed generation, and at the confirmed one
+        // while it is older) and staged entries.
         let mut s = 0;
         let mut e = Entry::EMPTY;
         while self.next_entry(s, &mut e)? {
@@ -26,6 +29,7 @@ impl<F: NorFlash> Store<F> {
                 false
             } else if candidate(&e, g) {
                 !self.wins(&e, g)?
+                    && !(confirmed < g && candidate(&e, confirmed) && self.wins(&e, confirmed)?)
             } else {
                 true
             };
@@ -34,7 +38,8 @@ impl<F: NorFlash> Store<F> {
             }
         }
         // Pass 2: winning tombstones once no older candidate of their name is left (erasing one
-        // earlier could bring such a candidate back).
+        // earlier could bring such a candidate back). The candidates at the confirmed generation are
+        // among those at the committed one, so a tombstone erased here hides nothing there either.
         let mut s = 0;
         let mut e = Entry::EMPTY;
         while self.next_entry(s, &mut e)? {

@@ -38,6 +38,9 @@ pub enum Error {
     Readback = status::EREADBACK as i8,
     /// Flash contents are inconsistent (e.g. a live file whose data no longer matches its digest).
     Corrupt = status::ECORRUPT as i8,
+    /// A commit with a lower security version than the store holds (anti-rollback); nothing was
+    /// written.
+    Downgrade = status::EROLLBACK as i8,
 }
 
 impl Error {

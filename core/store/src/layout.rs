@@ -10,9 +10,32 @@ pub const SECTOR: u32 = 4096;
 /// Sectors at the start of the region that hold the two config record copies.
 pub const CONFIG_SECTORS: u32 = 2;
 
-pub const CONFIG_MAGIC: [u8; 4] = *b"RCF2";
-/// Config record header: magic, seq, generation, boot_count, len (u16), zero (u16).
-pub const CONFIG_HEADER: u32 = 20;
+/// The config record's magic (format 3: with the trial state).
+pub const CONFIG_MAGIC: [u8; 4] = *b"RCF3";
+/// Config record header: magic, seq, generation, boot_count, len (u16), zero (u16), then the trial
+/// state (`docs/flash-layout.md`): confirmed, security version, rollback from and to (u32 each),
+/// rollback reason and phase, trials, trial limit, flags, the last boot's end (reason, phase), zero
+/// (u8 each).
+pub const CONFIG_HEADER: u32 = 44;
+/// The previous format's magic: read (as confirmed, security version 0, no trial), never written.
+pub const CONFIG_MAGIC_V2: [u8; 4] = *b"RCF2";
+/// The previous format's header (up to the zero field).
+pub const CONFIG_HEADER_V2: u32 = 20;
+// Config header offsets past the common part (0..20).
+pub const C_CONFIRMED: usize = 20;
+pub const C_SECURITY: usize = 24;
+pub const C_RB_FROM: usize = 28;
+pub const C_RB_TO: usize = 32;
+pub const C_RB_REASON: usize = 36;
+pub const C_RB_PHASE: usize = 37;
+pub const C_TRIALS: usize = 38;
+pub const C_LIMIT: usize = 39;
+pub const C_FLAGS: usize = 40;
+pub const C_ENDED_REASON: usize = 41;
+pub const C_ENDED_PHASE: usize = 42;
+pub const C_ZERO: usize = 43;
+/// [`C_FLAGS`]: only the app may confirm the generation on trial.
+pub const FLAG_NEEDS_APP: u8 = 1;
 
 pub const FILE_MAGIC: [u8; 4] = *b"RFX1";
 pub const KIND_FILE: u8 = 1;

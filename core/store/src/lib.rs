@@ -14,6 +14,10 @@
 //! - an update stages files at generation `committed + 1` ([`Store::stage_begin`],
 //!   [`Store::stage_write`], [`Store::stage_finish`], [`Store::stage_delete`], [`Store::stage_rename`])
 //!   and [`Store::commit`] makes all of them live at once by writing one config record;
+//! - a commit may leave the new generation on trial (`docs/trial-boot.md`): the last confirmed
+//!   generation's files are kept until [`Store::confirm`], and [`Store::revert`] goes back to them
+//!   with one record write; [`Store::bump_boot`] counts the trial boots, [`Store::mark_end`]
+//!   records a trial boot's panic or fault;
 //! - [`Store::gc`] erases what is no longer reachable, tail sector first.
 //!
 //! Every byte read from flash is untrusted: malformed headers are skipped, malformed config copies
@@ -21,14 +25,13 @@
 //!
 //! The code is split the same way: `layout` (the on-flash formats), `flash` (raw access and the
 //! erase order), `config` (the record), `scan` (walking headers, liveness), `read`, `stage`
-//! (allocation, writing, verifying), `hash` (SHA-256 over flash), `commit` and `collect` (gc); this
-//! file holds the public types.
+//! (allocation, writing, verifying), `hash` (SHA-256 over flash), `trial` (commit, confirm,
+//! revert) and `collect` (gc); this file holds the public types.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod collect;
-mod commit;
 mod config;
 mod error;
 mod flash;
@@ -37,6 +40,7 @@ mod layout;
 mod read;
 mod scan;
 mod stage;
+mod trial;
 
 use embedded_storage::nor_flash::NorFlash;
 use layout::{Entry, SECTOR};
@@ -60,6 +64,10 @@ pub(crate) const BUF: usize = 64;
 /// names to overlays as they are).
 pub use rota_abi::Name;
 
+/// What a commit carries besides the files: security version, trial boots, who may confirm (the
+/// ABI's type, so the core passes an overlay's as it is).
+pub use rota_abi::CommitParams;
+
 /// Checks and copies `name`, saying which rule it breaks.
 pub(crate) fn checked_name(name: &[u8]) -> Result<Name, Error> {
     if name.len() > NAME_MAX {
@@ -82,6 +90,78 @@ pub struct ConfigInfo {
     pub boot_count: u32,
     /// Full payload length (the caller's buffer may have received fewer bytes).
     pub len: usize,
+    /// The last confirmed generation (at most `generation`; lower while that one is on trial).
+    pub confirmed: u32,
+    /// The highest security version committed (never decreases).
+    pub security_version: u32,
+    /// Boots counted on trial ([`Store::bump_boot`]); 0 when nothing is on trial.
+    pub trials: u8,
+    /// Boots the generation on trial may take without a confirm: the boot that counts one more
+    /// reverts it.
+    pub trial_limit: u8,
+    /// Only the app may confirm the generation on trial.
+    pub needs_app: bool,
+    /// The last rollback, kept until the next commit ([`Rollback::NONE`] if none).
+    pub rollback: Rollback,
+    /// How the previous trial boot ended, as its panic or fault handler marked it
+    /// ([`TrialEnd::NONE`]: without a mark, or not on trial).
+    pub ended: TrialEnd,
+}
+
+impl ConfigInfo {
+    /// Whether the committed generation is on trial.
+    pub fn on_trial(&self) -> bool {
+        self.generation > self.confirmed
+    }
+
+    /// Whether this boot (already counted by [`Store::bump_boot`]) is one more than the trial
+    /// allows: the core reverts before loading anything. With a limit of N the boot counted N + 1
+    /// reverts, so exactly N boots ran the generation on trial; a limit of 255 never reverts.
+    pub fn revert_due(&self) -> bool {
+        self.on_trial() && self.trials > self.trial_limit
+    }
+}
+
+/// A rollback the store made ([`Store::revert`]): from which generation to which, why and in which
+/// phase (the reason and phase numbers are the core's, `rota_abi::rollback`; the store keeps them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rollback {
+    /// The generation rolled back (0: no rollback).
+    pub from: u32,
+    /// The generation rolled back to.
+    pub to: u32,
+    /// Why.
+    pub reason: u8,
+    /// In which phase the last trial boot ended.
+    pub phase: u8,
+}
+
+impl Rollback {
+    /// No rollback.
+    pub const NONE: Rollback = Rollback {
+        from: 0,
+        to: 0,
+        reason: 0,
+        phase: 0,
+    };
+}
+
+/// How a trial boot ended, as a panic or fault handler records it ([`Store::mark_end`]): a
+/// reason (never 0) and a phase, numbered by the core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrialEnd {
+    /// Why it ended (0: no record).
+    pub reason: u8,
+    /// The phase it ended in.
+    pub phase: u8,
+}
+
+impl TrialEnd {
+    /// No record.
+    pub const NONE: TrialEnd = TrialEnd {
+        reason: 0,
+        phase: 0,
+    };
 }
 
 /// A live file.

@@ -76,6 +76,8 @@ impl<F: NorFlash> Store<F> {
 
     /// Finds `need` contiguous free sectors (unclaimed sectors and whole junk extents), erases them
     /// (and the rest of the last junk extent they cut into) tail first, and returns the first one.
+    /// Entries live under the confirmed generation while another is on trial are verified
+    /// candidates, never junk, so they are never reused.
     pub(crate) fn alloc(&mut self, need: u32, g: u32) -> Result<Option<u32>, Error> {
         let total = self.total();
         let mut run = None;
@@ -105,7 +107,7 @@ impl<F: NorFlash> Store<F> {
         if let Some(s) = self.alloc(need, g)? {
             return Ok(s);
         }
-        self.collect(g)?;
+        self.collect()?;
         self.alloc(need, g)?.ok_or(Error::NoSpace)
     }
 

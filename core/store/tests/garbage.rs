@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Store};
+use rota_store::{CommitParams, Cursor, Store};
 
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -24,10 +24,11 @@ fn sample() -> Vec<u8> {
     stage(&mut s, b"a", &bytes(1, 5000), 1, 1024).unwrap();
     stage(&mut s, b"b", &bytes(2, 100), 1, 1024).unwrap();
     stage(&mut s, b"c", &bytes(3, 0), 1, 1024).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     stage(&mut s, b"a", &bytes(4, 3000), 2, 1024).unwrap();
     s.stage_delete(b"b").unwrap();
-    s.commit(Some(b"config 2")).unwrap();
+    s.commit(Some(b"config 2"), &CommitParams::IMMEDIATE)
+        .unwrap();
     stage(&mut s, b"d", &bytes(5, 2000), 1, 1024).unwrap();
     s.stage_begin(b"e", 4000, &sha(b"x"), 1).unwrap();
     s.stage_write(b"e", 0, &bytes(6, 1500)).unwrap();
@@ -86,7 +87,7 @@ fn exercise(flash: Vec<u8>) {
         let _ = s.stage_finish(b"d");
         let _ = s.stage_delete(b"c");
         let _ = s.stage_rename(b"a", b"z");
-        let _ = s.commit(None);
+        let _ = s.commit(None, &CommitParams::IMMEDIATE);
         let _ = s.gc();
         let _ = s.stage_abort();
     }

@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use embedded_storage::nor_flash::NorFlashErrorKind;
 use rota_memflash::MemFlash;
-use rota_store::{Access, Cursor, Error, Failure, Store, CHUNK, CONFIG_MAX, NAME_MAX};
+use rota_store::{
+    Access, CommitParams, Cursor, Error, Failure, Store, CHUNK, CONFIG_MAX, NAME_MAX,
+};
 
 #[test]
 fn format_config_bump_and_write() {
@@ -48,7 +50,10 @@ fn unformatted_or_tiny_flash_has_no_config() {
     assert_eq!(s.config(&mut []), Err(Error::NoConfig));
     assert_eq!(s.find(b"x"), Err(Error::NoConfig));
     assert_eq!(s.bump_boot(), Err(Error::NoConfig));
-    assert_eq!(s.commit(None), Err(Error::NoConfig));
+    assert_eq!(
+        s.commit(None, &CommitParams::IMMEDIATE),
+        Err(Error::NoConfig)
+    );
     let mut tiny = Store::new(MemFlash::new(vec![0xFFu8; 2 * SECTOR]));
     assert_eq!(tiny.format(b""), Err(Error::NoSpace));
     assert_eq!(tiny.config(&mut []), Err(Error::NoConfig));
@@ -88,7 +93,7 @@ fn names_are_checked() {
     // The longest name works.
     let name = [b'z'; NAME_MAX];
     stage(&mut s, &name, b"hi", 1, 64).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(s.find(&name).unwrap().unwrap().name.as_bytes(), &name);
 }
 
@@ -102,7 +107,7 @@ fn file_larger_than_region_is_too_large() {
     let max = 6 * 4096 - rota_store::header_area(6 * 4096);
     let data = bytes(1, max as usize);
     stage(&mut s, b"f", &data, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 
@@ -126,7 +131,7 @@ fn staged_file_is_invisible_until_commit_then_live() {
         &data[..],
         "a staged file's data_offset is where its bytes are"
     );
-    assert_eq!(s.commit(Some(b"P1")).unwrap(), 1);
+    assert_eq!(s.commit(Some(b"P1"), &CommitParams::IMMEDIATE).unwrap(), 1);
     assert!(staged_all(&mut s).is_empty());
     assert_eq!(view(&mut s), view_of(&[(b"app", 7, &data)], b"P1"));
     let f = s.find(b"app").unwrap().unwrap();
@@ -173,7 +178,7 @@ fn writes_must_be_in_order() {
     s.stage_finish(b"f").unwrap();
     assert_eq!(s.stage_write(b"f", 3000, &[1]), Err(Error::OutOfOrder));
     s.stage_write(b"f", 3000, &[]).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 
@@ -196,7 +201,7 @@ fn small_pieces_through_a_new_store_per_call() {
     }
     Store::new(&mut flash).stage_finish(b"f").unwrap();
     let mut s = Store::new(flash);
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 
@@ -259,7 +264,7 @@ fn the_staged_file_carried_between_store_values_is_written_without_a_lookup() {
         .stage_finish(b"f")
         .unwrap();
     let mut s = Store::new(flash.0);
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(
         view(&mut s),
         view_of(&[(b"other", 1, &other), (b"f", 1, &data)], b"a config")
@@ -299,7 +304,7 @@ fn a_staged_file_carried_over_is_checked_against_flash() {
     let mut s = Store::with_staging(&mut flash, staging);
     assert_eq!(s.stage_write(b"f", 3000, &[1]), Err(Error::OutOfOrder));
     let mut s = Store::new(flash);
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 
@@ -313,7 +318,7 @@ fn digest_mismatch_drops_the_entry() {
     assert_eq!(s.stage_finish(b"f"), Err(Error::DigestMismatch));
     assert!(staged_all(&mut s).is_empty());
     assert_eq!(s.stage_finish(b"f"), Err(Error::NotFound));
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(s.find(b"f").unwrap(), None);
     // Its sectors are reusable: gc leaves no header behind.
     s.gc().unwrap();
@@ -343,7 +348,7 @@ fn resume_after_restart_continues_from_flash_progress() {
         s.stage_begin(b"f", data.len() as u32, &d, 4).unwrap(),
         data.len() as u32
     );
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 4, &data)], b""));
 }
 
@@ -356,7 +361,7 @@ fn replace_delete_rename_and_gc() {
     stage(&mut s, b"a", &a1, 1, 1024).unwrap();
     stage(&mut s, b"b", &b, 1, 1024).unwrap();
     stage(&mut s, b"c", &c, 1, 1024).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(s.stage_delete(b"nope"), Err(Error::NotFound));
     assert_eq!(s.stage_rename(b"nope", b"x"), Err(Error::NotFound));
     let a2 = bytes(10, 9000);
@@ -373,7 +378,7 @@ fn replace_delete_rename_and_gc() {
     s.gc().unwrap(); // nothing superseded yet: must not change what is visible or staged
     assert_eq!(view(&mut s), before);
     assert_eq!(staged_all(&mut s).len(), 4);
-    s.commit(Some(b"P1")).unwrap();
+    s.commit(Some(b"P1"), &CommitParams::IMMEDIATE).unwrap();
     let after = view_of(&[(b"a", 2, &a2), (b"d", 1, &c)], b"P1");
     assert_eq!(view(&mut s), after);
     s.gc().unwrap();
@@ -396,7 +401,7 @@ fn stage_drop_and_abort() {
     assert_eq!(staged_all(&mut s).len(), 2);
     s.stage_abort().unwrap();
     assert!(staged_all(&mut s).is_empty());
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s).files.len(), 0);
 }
 
@@ -405,11 +410,11 @@ fn unverified_staged_file_is_garbage_after_commit() {
     let mut s = formatted(16, b"");
     let old = bytes(11, 1500);
     stage(&mut s, b"f", &old, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let new = bytes(12, 3000);
     s.stage_begin(b"f", 3000, &sha(&new), 2).unwrap();
     s.stage_write(b"f", 0, &new[..3000]).unwrap(); // written, never finished
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &old)], b""));
     assert!(staged_all(&mut s).is_empty());
     s.gc().unwrap();
@@ -424,7 +429,7 @@ fn corrupt_header_is_skipped_and_hides_nothing_else() {
     stage(&mut s, b"a", &a, 1, 4096).unwrap();
     stage(&mut s, b"b", &b, 1, 4096).unwrap();
     stage(&mut s, b"c", &c, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let fa = s.find(b"a").unwrap().unwrap();
     let fb = s.find(b"b").unwrap().unwrap();
     // Flip a name byte in a's header (its checksum no longer matches).
@@ -438,7 +443,7 @@ fn corrupt_header_is_skipped_and_hides_nothing_else() {
     // The damaged extents' sectors get reused without harm.
     let d = bytes(16, 9000);
     stage(&mut s, b"d", &d, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"c", 1, &c), (b"d", 1, &d)], b""));
 }
 
@@ -448,14 +453,14 @@ fn no_space_then_gc_inside_stage_begin_reclaims() {
     let mut s = formatted(8, b"");
     let f = bytes(17, 9000); // 3 sectors
     stage(&mut s, b"f", &f, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let g = bytes(18, 13000); // 4 sectors: does not fit beside f
     assert_eq!(s.stage_begin(b"g", 13000, &sha(&g), 1), Err(Error::NoSpace));
     // Replace f many times without calling gc: stage_begin collects superseded copies itself.
     for v in 2..10u32 {
         let data = bytes(100 + v, 9000);
         stage(&mut s, b"f", &data, v, 2048).unwrap();
-        s.commit(None).unwrap();
+        s.commit(None, &CommitParams::IMMEDIATE).unwrap();
         assert_eq!(view(&mut s), view_of(&[(b"f", v, &data)], b""));
     }
 }
@@ -466,7 +471,7 @@ fn no_space_then_gc_inside_stage_begin_reclaims() {
 fn evil_data(seed: u32) -> Vec<u8> {
     let mut donor = formatted(8, b"");
     stage(&mut donor, b"ghost", b"boo", 1, 4096).unwrap();
-    donor.commit(None).unwrap();
+    donor.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let ghost_sector = donor.flash().contents()[2 * SECTOR..3 * SECTOR].to_vec();
     assert_eq!(donor.find(b"ghost").unwrap().unwrap().generation, 1);
     let area = rota_store::header_area(3 * SECTOR as u32) as usize;
@@ -482,8 +487,8 @@ fn evil_store() -> (Store<Mem>, Vec<u8>) {
     let keep = bytes(19, 700);
     stage(&mut s, b"keep", &keep, 1, 4096).unwrap();
     stage(&mut s, b"evil", &evil_data(20), 1, 4096).unwrap();
-    s.commit(None).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s).files.len(), 2);
     (s, keep)
 }
@@ -492,7 +497,7 @@ fn evil_store() -> (Store<Mem>, Vec<u8>) {
 fn data_that_looks_like_a_header_never_surfaces_during_gc() {
     let (mut s, keep) = evil_store();
     s.stage_delete(b"evil").unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let image = s.into_inner().contents().to_vec();
     for cut in CUTS {
         let mut n = 0;
@@ -532,7 +537,8 @@ fn data_that_looks_like_a_header_never_surfaces_when_reused() {
         let mut n = 0;
         loop {
             let mut s = Store::new(cut_flash(&image, n, cut));
-            let r = stage(&mut s, b"small", b"tiny", 1, 4096).and_then(|_| s.commit(None));
+            let r = stage(&mut s, b"small", b"tiny", 1, 4096)
+                .and_then(|_| s.commit(None, &CommitParams::IMMEDIATE));
             let mut s = reboot(s);
             assert_eq!(
                 s.find(b"ghost").unwrap(),
@@ -615,7 +621,8 @@ fn drivers_with_aligned_reads_work() {
         s.stage_write(b"f", (i * 333) as u32, p).unwrap();
     }
     s.stage_finish(b"f").unwrap();
-    s.commit(Some(b"payload!!")).unwrap();
+    s.commit(Some(b"payload!!"), &CommitParams::IMMEDIATE)
+        .unwrap();
     s.bump_boot().unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b"payload!!"));
 }
@@ -640,7 +647,7 @@ fn a_caller_hashed_finish_checks_completeness_and_the_announced_digest() {
     s.stage_begin(b"f", 2000, &sha(&data), 1).unwrap();
     s.stage_write(b"f", 0, &data).unwrap();
     s.stage_finish_hashed(b"f", &sha(&data)).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     assert_eq!(view(&mut s), view_of(&[(b"f", 1, &data)], b""));
 }
 

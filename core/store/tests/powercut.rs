@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use rota_memflash::{Cut, MemFlash, TornErase, TornWrite};
-use rota_store::{Error, Store};
+use rota_store::{CommitParams, Error, Store};
 
 const SECTORS: usize = 48;
 
@@ -29,7 +29,7 @@ fn sets() -> Sets {
     stage(&mut s, b"init", &init, 1, 4096).unwrap();
     stage(&mut s, b"provision", &prov1, 1, 999).unwrap();
     stage(&mut s, b"data.txt", &data, 1, 64).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     s.gc().unwrap();
     let old = view_of(
         &[
@@ -69,7 +69,7 @@ fn install(s: &mut Store<Mem>, x: &Sets) -> Result<u32, Error> {
     skipped += stage(s, b"tick", &x.tick, 1, 1024)?;
     s.stage_delete(b"data.txt")?;
     s.stage_rename(b"init", b"init2")?;
-    s.commit(Some(b"P1 server=10.0.2.1"))?;
+    s.commit(Some(b"P1 server=10.0.2.1"), &CommitParams::IMMEDIATE)?;
     s.gc()?;
     Ok(skipped)
 }
@@ -213,7 +213,7 @@ fn garbage_image() -> (Vec<u8>, View) {
     stage(&mut s, b"a", &a1, 1, 4096).unwrap();
     stage(&mut s, b"b", &b1, 1, 4096).unwrap();
     stage(&mut s, b"c", &c1, 1, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     // Generation 2: `a` replaced, `b` deleted; the dropped `f` sits below its replacement (which
     // needs two sectors, so it cannot take the dropped one's place, held in by `g`).
     stage(&mut s, b"a", &a2, 2, 4096).unwrap();
@@ -225,7 +225,7 @@ fn garbage_image() -> (Vec<u8>, View) {
     s.stage_begin(b"h", 4000, &sha(&bytes(37, 4000)), 1)
         .unwrap();
     s.stage_write(b"h", 0, &bytes(37, 4000)[..2500]).unwrap();
-    s.commit(Some(b"cfg 2")).unwrap();
+    s.commit(Some(b"cfg 2"), &CommitParams::IMMEDIATE).unwrap();
     let want = view_of(
         &[
             (b"a", 2, &a2),
@@ -275,7 +275,7 @@ fn a_torn_erase_of_a_dropped_file_does_not_bring_it_back() {
     stage(&mut s, b"g", &other, 1, 4096).unwrap();
     s.stage_drop(b"f").unwrap();
     stage(&mut s, b"f", &new, 2, 4096).unwrap();
-    s.commit(None).unwrap();
+    s.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let image = s.into_inner().contents().to_vec();
     let dead_erased = Cut {
         write: TornWrite::Half,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rota_blob::{emit_blob, Isa};
 use rota_memflash::MemFlash;
 use rota_serial_link::frame::{encode, Kind, MAX_LINE};
-use rota_store::Store;
+use rota_store::{CommitParams, Store};
 use rota_wire::frame::seal;
 use rota_wire::mem::MemStore;
 use rota_wire::msg::{kind, Ack, Committed, FileData, Files, Ready, Release};
@@ -266,7 +266,7 @@ fn main() {
     st.stage_begin(b"app", 1500, &sha256(&f), 1).unwrap();
     st.stage_write(b"app", 0, &f).unwrap();
     st.stage_finish(b"app").unwrap();
-    st.commit(None).unwrap();
+    st.commit(None, &CommitParams::IMMEDIATE).unwrap();
     let ops = [
         1u8, 0, 40, 9, 200, 2, 2, 4, 9, 7, 3, 1, 2, 20, 3, 64, 2, 1, 2, 0,
     ];

@@ -10,7 +10,7 @@
 #![deny(missing_docs)]
 
 use rota_memflash::MemFlash;
-use rota_store::{Cursor, Store};
+use rota_store::{CommitParams, Cursor, Store};
 use rota_wire::DeviceConfig;
 
 /// Storage region size used by both boards.
@@ -108,7 +108,9 @@ pub fn build_for(
             }
         }
     }
-    store.commit(None).map_err(|e| fail("commit", e))?;
+    store
+        .commit(None, &CommitParams::IMMEDIATE)
+        .map_err(|e| fail("commit", e))?;
     Ok(store.into_inner().contents().to_vec())
 }
 
