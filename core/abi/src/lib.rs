@@ -15,7 +15,7 @@
 use core::ffi::c_void;
 
 /// Version of [`Services`] and [`Context`]. Bump on any layout or semantic change.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Symbol name of every overlay's entry point (see [`OverlayEntry`]).
 pub const ENTRY_SYMBOL: &str = "rota_overlay_entry";
@@ -64,6 +64,9 @@ pub mod status {
     /// A commit whose security version is lower than the one the device holds (anti-rollback);
     /// nothing was written.
     pub const EROLLBACK: i32 = -18;
+    /// Not allowed to this caller: the generation on trial may be confirmed only by the app
+    /// ([`CommitParams::needs_app`](crate::CommitParams::needs_app)).
+    pub const EPERM: i32 = -19;
 
     /// What a status code means, in a few words (for logs: the core's, and the server's, which gets
     /// the code of a failed store operation in a `Failed` message).
@@ -88,6 +91,7 @@ pub mod status {
             EDIGEST => "digest mismatch",
             EREADBACK => "read-back mismatch",
             EROLLBACK => "security version lower than the device's",
+            EPERM => "only the app may confirm",
             _ => "unknown status",
         }
     }
@@ -183,9 +187,20 @@ pub type StageNameFn = unsafe extern "C" fn(core: *mut c_void, name: *const Name
 /// Stages renaming the live file `from` to `to`; returns a status code.
 pub type StageRenameFn =
     unsafe extern "C" fn(core: *mut c_void, from: *const Name, to: *const Name) -> i32;
-/// Commits every verified staged file at once, with a new device config if `len > 0`; returns the
-/// store's new generation, or an error.
-pub type CommitFn = unsafe extern "C" fn(core: *mut c_void, config: *const u8, len: usize) -> i32;
+/// Commits every verified staged file at once, with a new device config if `len > 0`, as `params`
+/// say (security version, trial boots, who may confirm); returns the store's new generation, or an
+/// error ([`status::EROLLBACK`] for a lower security version than the device holds: nothing is
+/// written then).
+pub type CommitFn = unsafe extern "C" fn(
+    core: *mut c_void,
+    config: *const u8,
+    len: usize,
+    params: *const CommitParams,
+) -> i32;
+/// Confirms the generation on trial (`docs/trial-boot.md`): one record write, after which it is
+/// never rolled back. [`status::OK`] also when nothing is on trial (nothing is written then);
+/// [`status::EPERM`] when the commit asked that only the app confirm and the caller is not the app.
+pub type ConfirmFn = unsafe extern "C" fn(core: *mut c_void) -> i32;
 
 /// How a commit is to be trusted (what a signed release manifest says about it).
 #[repr(C)]
@@ -197,8 +212,8 @@ pub struct CommitParams {
     /// Boots the new generation gets on trial: if that many boots end without a confirm, the next
     /// boot rolls back to the last confirmed generation. 0: confirmed at once (no trial).
     pub trial_limit: u8,
-    /// Non-zero: only the app may confirm this generation (a release that changes the app);
-    /// otherwise the overlays may confirm it too (a completed check-in).
+    /// Non-zero: only the app's [`Services::confirm`] confirms this generation (a release that
+    /// changes the app); otherwise the overlays may confirm it too (a completed check-in).
     pub needs_app: u8,
     /// Zero.
     pub _reserved: [u8; 2],
@@ -212,6 +227,81 @@ impl CommitParams {
         needs_app: 0,
         _reserved: [0; 2],
     };
+}
+
+/// Why the core rolled a generation back ([`Trial::rollback_reason`]), and the phase numbers it
+/// records with it ([`Trial::rollback_phase`]).
+pub mod rollback {
+    use crate::report::{Phase, PHASES};
+
+    /// No rollback.
+    pub const NONE: u8 = 0;
+    /// A trial boot panicked (the core's panic handler, or a trap instruction: what a Rust panic
+    /// is in firmware built with `-Cpanic=immediate-abort`).
+    pub const PANIC: u8 = 1;
+    /// A trial boot faulted (any other CPU exception: a load from an invalid address, ...).
+    pub const FAULT: u8 = 2;
+    /// The trial boots ended without a confirm and without a recorded panic or fault: a hang ended
+    /// by a watchdog or a reset, a power cut, an app that returned without confirming.
+    pub const UNCONFIRMED: u8 = 3;
+
+    /// The phase number of the application: the heap report's numbers ([`Phase`]: boot 0, init 1,
+    /// tick 2, provision 3) for the rest; 4 (`residue`) is not a phase anything runs in.
+    pub const PHASE_APP: u8 = Phase::Residue as u8 + 1;
+
+    /// What `reason` means, in a few words (`panicked`, `faulted`, `not confirmed`).
+    pub fn describe(reason: u8) -> &'static str {
+        match reason {
+            NONE => "none",
+            PANIC => "panicked",
+            FAULT => "faulted",
+            UNCONFIRMED => "not confirmed",
+            _ => "unknown",
+        }
+    }
+
+    /// The name of phase number `phase`: `boot`, `init`, `tick`, `provision` or `app` (`?` for
+    /// any other number).
+    pub fn phase_name(phase: u8) -> &'static str {
+        match phase {
+            PHASE_APP => crate::APP,
+            p if p < Phase::Residue as u8 => PHASES[p as usize],
+            _ => "?",
+        }
+    }
+}
+
+/// The boot's trial state, as the core found it at boot (after a rollback, if it made one): see
+/// `docs/trial-boot.md`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trial {
+    /// The committed generation this boot runs.
+    pub generation: u32,
+    /// The last confirmed generation: equal to `generation` unless that one is on trial.
+    pub confirmed: u32,
+    /// The highest security version the device has committed.
+    pub security_version: u32,
+    /// The last rollback's generations, from and to (0 and 0: none since the last commit).
+    pub rollback_from: u32,
+    /// See `rollback_from`.
+    pub rollback_to: u32,
+    /// Why it rolled back: a [`rollback`] reason ([`rollback::NONE`] if it did not).
+    pub rollback_reason: u8,
+    /// The phase the last trial boot ended in, for [`rollback::PANIC`] and [`rollback::FAULT`]
+    /// (numbered as [`rollback::phase_name`] says); 0 otherwise.
+    pub rollback_phase: u8,
+    /// Boots counted on trial so far, this one included (0 when nothing is on trial).
+    pub trials: u8,
+    /// Non-zero: only the app's confirm confirms the generation on trial.
+    pub needs_app: u8,
+}
+
+impl Trial {
+    /// Whether this boot runs a generation on trial.
+    pub fn on_trial(&self) -> bool {
+        self.generation > self.confirmed
+    }
 }
 
 /// The service table the core hands to every overlay.
@@ -263,9 +353,11 @@ pub struct Services {
     pub stage_rename: StageRenameFn,
     /// See [`CommitFn`].
     pub commit: CommitFn,
+    /// See [`ConfirmFn`].
+    pub confirm: ConfirmFn,
 }
 
-pub use rota_limits::NAME_MAX;
+pub use rota_limits::{APP, NAME_MAX};
 
 /// A file name: 1 to [`NAME_MAX`] bytes (the store refuses one with a NUL byte). The one owned file-name type: overlays pass it
 /// to the core's services, and the file store keeps it in its headers and hands it back.
@@ -367,6 +459,8 @@ pub struct Context {
     pub report_len: u32,
     /// The last boot's heap report, as the core persisted it (sent in the check-in).
     pub report: [u8; REPORT_MAX],
+    /// This boot's trial state and the last rollback (the core fills it in at boot).
+    pub trial: Trial,
 }
 
 impl Context {
@@ -382,6 +476,17 @@ impl Context {
             config: [0; CONFIG_MAX],
             report_len: 0,
             report: [0; REPORT_MAX],
+            trial: Trial {
+                generation: 0,
+                confirmed: 0,
+                security_version: 0,
+                rollback_from: 0,
+                rollback_to: 0,
+                rollback_reason: 0,
+                rollback_phase: 0,
+                trials: 0,
+                needs_app: 0,
+            },
         }
     }
 
@@ -561,12 +666,21 @@ impl Services {
         unsafe { (self.stage_rename)(self.core, from, to) }
     }
 
-    /// Commits every verified staged file, with a new config when `config` is not empty; returns the
-    /// new generation or a negative status.
+    /// Commits every verified staged file, with a new config when `config` is not empty, as
+    /// `params` say; returns the new generation or a negative status ([`status::EROLLBACK`]: a
+    /// lower security version than the device holds, nothing written).
     #[inline(always)]
-    pub fn commit(&self, config: &[u8]) -> i32 {
-        // SAFETY: `config` is a valid slice.
-        unsafe { (self.commit)(self.core, config.as_ptr(), config.len()) }
+    pub fn commit(&self, config: &[u8], params: &CommitParams) -> i32 {
+        // SAFETY: `config` is a valid slice and `params` a valid reference.
+        unsafe { (self.commit)(self.core, config.as_ptr(), config.len(), params) }
+    }
+
+    /// Confirms the generation on trial (nothing is written when none is); returns a status code
+    /// ([`status::EPERM`] if only the app may confirm it and the caller is not the app).
+    #[inline(always)]
+    pub fn confirm(&self) -> i32 {
+        // SAFETY: no arguments to misuse.
+        unsafe { (self.confirm)(self.core) }
     }
 }
 
@@ -717,15 +831,23 @@ mod tests {
         assert_eq!(offset_of!(Services, console_write), 2 * w);
         assert_eq!(offset_of!(Services, net_up), 8 * w);
         assert_eq!(offset_of!(Services, commit), 22 * w);
-        assert_eq!(size_of::<Services>(), 23 * w);
+        assert_eq!(offset_of!(Services, confirm), 23 * w);
+        assert_eq!(size_of::<Services>(), 24 * w);
+        assert_eq!(size_of::<CommitParams>(), 8);
+        assert_eq!(offset_of!(CommitParams, trial_limit), 4);
+        assert_eq!(offset_of!(CommitParams, needs_app), 5);
+        assert_eq!(size_of::<Trial>(), 24);
+        assert_eq!(offset_of!(Trial, rollback_reason), 20);
+        assert_eq!(offset_of!(Trial, needs_app), 23);
         assert_eq!(size_of::<Name>(), 32);
         assert_eq!(size_of::<FileInfo>(), 76);
         assert_eq!(size_of::<NetParams>(), 16);
         assert_eq!(offset_of!(NetParams, link), 9);
         assert_eq!(offset_of!(Context, config), 24);
         assert_eq!(offset_of!(Context, report), 24 + CONFIG_MAX + 4);
-        assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX);
-        assert_eq!(ABI_VERSION, 4);
+        assert_eq!(offset_of!(Context, trial), 24 + CONFIG_MAX + 4 + REPORT_MAX);
+        assert_eq!(size_of::<Context>(), 24 + CONFIG_MAX + 4 + REPORT_MAX + 24);
+        assert_eq!(ABI_VERSION, 5);
     }
 
     #[test]
@@ -736,6 +858,21 @@ mod tests {
         assert_eq!(n.as_bytes(), b"app");
         n.len = 200;
         assert_eq!(n.as_bytes().len(), NAME_MAX);
+    }
+
+    #[test]
+    fn rollback_reasons_and_phases_have_names() {
+        assert_eq!(rollback::describe(rollback::PANIC), "panicked");
+        assert_eq!(rollback::describe(rollback::FAULT), "faulted");
+        assert_eq!(rollback::describe(rollback::UNCONFIRMED), "not confirmed");
+        assert_eq!(rollback::phase_name(3), "provision");
+        assert_eq!(rollback::phase_name(0), "boot");
+        assert_eq!(rollback::phase_name(rollback::PHASE_APP), "app");
+        assert_eq!(rollback::phase_name(4), "?");
+        assert_eq!(
+            status::describe(status::EROLLBACK),
+            "security version lower than the device's"
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! [`rota_abi::Services`] table and the core-owned [`rota_abi::Context`]; it prints one heap report
 //! line per phase, persists the report, frees the network and starts the application (the `app` blob).
 //! A refused or failing overlay ends the update phases and falls through to the application.
+//!
+//! A generation committed on trial is rolled back at boot once its trial boots are over
+//! ([`trial`], `docs/trial-boot.md`); the boards' panic and fault handlers call [`trial::ended`].
 #![no_std]
 #![deny(missing_docs)]
 
@@ -17,6 +20,7 @@ pub mod record;
 pub mod report;
 pub mod services;
 pub mod stack;
+pub mod trial;
 
 use embedded_storage::nor_flash::NorFlash;
 use heap::AccountingHeap;
@@ -132,6 +136,9 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
     let mut stats = [None; STATS];
     let outcome = match record::start_boot(board, &mut ctx) {
         Ok(()) => {
+            if ctx.trial.on_trial() {
+                trial::arm(board.flash());
+            }
             stats[Phase::Boot as usize] = Some(phase_stat(Phase::Boot, heap, &stack));
             report::heap_line(board, Phase::Boot.name(), heap.stats(), 0, stack.peak());
             let mut state = CoreState::new(board, heap, arena.len() * 4);
@@ -160,6 +167,8 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
         record::save_report(board, &stats);
     }
     start_app(board, heap, arena, &stack, &mut ctx);
+    // The board outlives this call, its driver's address not necessarily.
+    trial::disarm();
     outcome
 }
 
@@ -188,6 +197,8 @@ fn run_phases<B: Board>(
         state.heap.reset_peak();
         // SAFETY: painting stays below the current frame.
         unsafe { stack.paint() };
+        // From its loading on, what happens is the phase's (a trial boot's handlers record it).
+        state.set_phase(trial::rollback_phase(phase));
         let loaded = match load(state.board, arena, name) {
             Ok(l) => l,
             Err(e) => {
@@ -204,6 +215,7 @@ fn run_phases<B: Board>(
             // SAFETY: as above; `svc` points at `state`, which outlives the call.
             unsafe { entry(&svc, ctx) }
         };
+        state.set_phase(trial::rollback_phase(Phase::Boot));
         if phase == Phase::Provision && verdict != verdict::RESTART {
             state.net_down();
         }
@@ -330,6 +342,7 @@ fn start_app<B: Board>(
     heap.reset_peak();
     // SAFETY: painting stays below the current frame.
     unsafe { stack.paint() };
+    trial::set_phase(rota_abi::rollback::PHASE_APP);
     let loaded = match load(board, arena, APP) {
         Ok(l) => l,
         Err(e) => {
@@ -340,6 +353,7 @@ fn start_app<B: Board>(
         }
     };
     let mut state = CoreState::new(board, heap, arena.len() * 4);
+    state.set_phase(rota_abi::rollback::PHASE_APP);
     let svc = services::table(&mut state);
     // SAFETY: as in `run_phases`.
     let status = unsafe {

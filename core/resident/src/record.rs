@@ -36,14 +36,21 @@ pub fn join(config: &[u8], report: &[u8], out: &mut [u8; PAYLOAD_MAX]) -> Option
     Some(end)
 }
 
-/// Persists a new boot number (before anything can use it as a nonce) and loads the config and the
-/// last boot's report into `ctx`.
+/// Persists a new boot number (before anything can use it as a nonce; on trial the same write
+/// counts the trial boot), reverts a generation whose trial is over
+/// (`docs/trial-boot.md`), and loads the config, the last boot's report and the trial state into
+/// `ctx`.
 pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota_store::Error> {
+    ctx.boot_count = Store::new(&mut *board.flash()).bump_boot()?;
+    board.print(b"boot ");
+    crate::report::write_dec(board, ctx.boot_count);
+    board.print(b"\n");
+    crate::trial::check(board)?;
     let mut store = Store::new(&mut *board.flash());
-    ctx.boot_count = store.bump_boot()?;
     tidy_staged(&mut store)?;
     let mut payload = [0u8; PAYLOAD_MAX];
     let info = store.config(&mut payload)?;
+    ctx.trial = crate::trial::state(&info);
     let payload = &payload[..info.len.min(PAYLOAD_MAX)];
     match split(payload) {
         Some((config, report)) => {
@@ -54,9 +61,9 @@ pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota
         }
         None => board.print(b"store: config payload malformed; ignored\n"),
     }
-    board.print(b"boot ");
-    crate::report::write_dec(board, ctx.boot_count);
-    board.print(b"\n");
+    if ctx.trial.on_trial() {
+        crate::trial::print_trial(board, &info);
+    }
     Ok(())
 }
 

@@ -11,7 +11,9 @@ use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use core::slice;
-use rota_abi::{net, status, FileInfo, Name, NetParams, Services, ABI_VERSION};
+use rota_abi::{
+    net, rollback, status, CommitParams, FileInfo, Name, NetParams, Services, ABI_VERSION,
+};
 use rota_net::{Net, NetConfig, TcpState};
 use rota_serial_link::{SerialLink, State as SerialState};
 use rota_store::{Cursor, Staging, Store};
@@ -38,6 +40,9 @@ pub struct CoreState<'a, B: Board> {
     staging: Option<Staging>,
     /// The arena's size in bytes: a blob with a larger image runs in place.
     arena: u32,
+    /// The phase whose code calls the services now (`rota_abi::rollback` numbering): only the
+    /// app's `confirm` confirms a generation committed with `needs_app`.
+    phase: u8,
 }
 
 /// The link the connection services run over: TCP on the board's interface, or the console's
@@ -90,7 +95,16 @@ impl<'a, B: Board> CoreState<'a, B> {
             install: None,
             staging: None,
             arena: u32::try_from(arena).unwrap_or(u32::MAX),
+            phase: crate::trial::rollback_phase(crate::Phase::Boot),
         }
+    }
+
+    /// The phase whose code runs from now on (`rota_abi::rollback` numbering: the heap report's
+    /// phases, [`rota_abi::rollback::PHASE_APP`] for the app): who may confirm, and what a panic or
+    /// fault handler records on a trial boot.
+    pub fn set_phase(&mut self, phase: u8) {
+        self.phase = phase;
+        crate::trial::set_phase(phase);
     }
 
     /// Drives the link once, if it is up; returns [`net`] bits or [`status::ENODEV`].
@@ -170,6 +184,7 @@ pub fn table<B: Board>(state: &mut CoreState<'_, B>) -> Services {
         stage_delete: stage_delete::<B>,
         stage_rename: stage_rename::<B>,
         commit: commit::<B>,
+        confirm: confirm::<B>,
     }
 }
 
@@ -590,9 +605,17 @@ unsafe extern "C" fn stage_rename<B: Board>(
     done(store_mut(s).stage_rename(from, to))
 }
 
-unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len: usize) -> i32 {
-    // SAFETY: the ABI contract covers `core`, `config` and `len`.
-    let (s, config) = unsafe { (state::<B>(core), bytes(config, len)) };
+unsafe extern "C" fn commit<B: Board>(
+    core: *mut c_void,
+    config: *const u8,
+    len: usize,
+    params: *const CommitParams,
+) -> i32 {
+    // SAFETY: the ABI contract covers `core`, `config`, `len` and `params` (null or valid).
+    let (s, config, params) = unsafe { (state::<B>(core), bytes(config, len), params.as_ref()) };
+    let Some(params) = params.copied() else {
+        return status::EINVAL;
+    };
     let mut st = store_mut(s);
     let mut payload = [0u8; crate::record::PAYLOAD_MAX];
     let new_payload = if config.is_empty() {
@@ -606,6 +629,31 @@ unsafe extern "C" fn commit<B: Board>(core: *mut c_void, config: *const u8, len:
     };
     // No garbage collection here: the caller may be running in place from the very extent this
     // commit just superseded. The core collects after the phase (see `run_phases`).
-    st.commit(new_payload, &rota_store::CommitParams::IMMEDIATE)
+    st.commit(new_payload, &params)
         .map_or_else(store_status, |generation| count(generation as usize))
+}
+
+unsafe extern "C" fn confirm<B: Board>(core: *mut c_void) -> i32 {
+    // SAFETY: the ABI contract covers `core`.
+    let s = unsafe { state::<B>(core) };
+    let app = s.phase == rollback::PHASE_APP;
+    let mut st = store_mut(s);
+    let info = match st.config(&mut []) {
+        Ok(i) => i,
+        Err(e) => return store_status(e),
+    };
+    if !info.on_trial() {
+        return status::OK;
+    }
+    if info.needs_app && !app {
+        return status::EPERM;
+    }
+    match st.confirm() {
+        Ok(_) => {
+            // Confirmed: nothing this boot does from now on is held against the generation.
+            crate::trial::disarm();
+            status::OK
+        }
+        Err(e) => store_status(e),
+    }
 }

@@ -209,7 +209,7 @@ fn host(flash: Vec<u8>) -> Host {
 /// Commits `config` through the core's own `commit` service, as `provision` does.
 fn commit_service(board: &mut Host, config: &[u8]) -> i32 {
     let mut state = CoreState::new(board, &HEAP, 8192);
-    services::table(&mut state).commit(config)
+    services::table(&mut state).commit(config, &CommitParams::IMMEDIATE)
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn file_info_lists_in_order_in_one_scan_and_starts_over_after_a_change() {
     assert_eq!(names(&svc, &[0]), vec![Some(b"a".to_vec())]);
     let a = rota_abi::Name::new(b"a").unwrap();
     assert_eq!(svc.stage_delete(&a), status::OK);
-    assert!(svc.commit(&[]) > 0);
+    assert!(svc.commit(&[], &CommitParams::IMMEDIATE) > 0);
     assert_eq!(
         names(&svc, &[0, 1, 2]),
         vec![Some(b"b".to_vec()), Some(b"c".to_vec()), None]

@@ -119,7 +119,7 @@ fn stage<const R: bool>(
 
 fn commit<const R: bool>(b: &mut Xip<R>) -> Result<u32, i32> {
     let mut state = CoreState::new(b, &HEAP, ARENA_WORDS * 4);
-    match services::table(&mut state).commit(&[]) {
+    match services::table(&mut state).commit(&[], &CommitParams::IMMEDIATE) {
         g if g > 0 => Ok(g as u32),
         e => Err(e),
     }
@@ -494,7 +494,7 @@ fn provision_replaces_itself_while_it_runs_in_place() {
             assert_eq!(svc.stage_write(&n, 1000 * i as u32, piece), status::OK);
         }
         assert_eq!(svc.stage_finish(&n), status::OK);
-        assert!(svc.commit(&[]) > 0);
+        assert!(svc.commit(&[], &CommitParams::IMMEDIATE) > 0);
     }
     assert_eq!(extent(&b), before, "the running code is untouched");
     let mut flash = b.flash.contents().to_vec();
@@ -622,7 +622,7 @@ fn the_real_lx106_provision_is_installed_relocated_and_runs_in_place() {
         assert_eq!(svc.stage_write(&n, 1000 * i as u32, piece), status::OK);
     }
     assert_eq!(svc.stage_finish(&n), status::OK);
-    assert!(svc.commit(&[]) > 0);
+    assert!(svc.commit(&[], &CommitParams::IMMEDIATE) > 0);
     let f = live(&mut b, "provision");
     assert_eq!(
         stored(&mut b, "provision"),
@@ -688,7 +688,7 @@ fn power_cut_at_every_operation(v1: &[u8], v2: &[u8], arena: usize, cuts: &[Cut]
             status::OK => {}
             e => return Err(e),
         }
-        match svc.commit(&[]) {
+        match svc.commit(&[], &CommitParams::IMMEDIATE) {
             g if g > 0 => Ok(()),
             e => Err(e),
         }

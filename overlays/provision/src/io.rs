@@ -1,7 +1,7 @@
 //! The connection and the store as `provision` sees them, both through the core's services.
 
 use core::cell::Cell;
-use rota_abi::{status, Name, Services};
+use rota_abi::{status, CommitParams, Name, Services};
 use rota_wire::{CommitInfo, Digest, FileStore, StoredFile};
 
 /// The server must answer within this long after the connect.
@@ -10,6 +10,22 @@ pub const FIRST_ANSWER_MS: u32 = 3000;
 pub const SESSION_MS: u32 = 30_000;
 /// Longest wait for queued bytes to leave before a reboot.
 const FLUSH_MS: u32 = 200;
+
+/// What a v2 commit asks of the device: to be set by the signed manifest (security version, trial
+/// boots, whether only the app may confirm). Until then confirmed at once, security version 0, as
+/// before; but a build with `ROTA_TRIAL_LIMIT=<n>` (`make fixtures`: the provision the QEMU
+/// rollback tests install, never a product) commits on trial for n boots, confirmed by the app.
+const COMMIT: CommitParams = match option_env!("ROTA_TRIAL_LIMIT") {
+    Some(n) => CommitParams {
+        trial_limit: match u8::from_str_radix(n, 10) {
+            Ok(n) => n,
+            Err(_) => panic!("ROTA_TRIAL_LIMIT: a number of boots, 0 to 255"),
+        },
+        needs_app: 1,
+        ..CommitParams::IMMEDIATE
+    },
+    None => CommitParams::IMMEDIATE,
+};
 
 /// The TCP connection `tick` opened, with the session's deadlines.
 pub struct Link<'a> {
@@ -182,8 +198,10 @@ impl FileStore for SvcStore<'_> {
     }
 
     fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, i32> {
+        // `info` (the session's security version, trial boots, needs-app) is what will fill the
+        // commit's parameters; until then `COMMIT`.
         let _ = info;
-        check(self.0.commit(config.unwrap_or(&[]))).map(|g| g as u32)
+        check(self.0.commit(config.unwrap_or(&[]), &COMMIT)).map(|g| g as u32)
     }
 
     fn error_code(error: &i32) -> u8 {

@@ -6,7 +6,7 @@
 
 use crate::io::{check, name, Link};
 use core::mem::{align_of, size_of};
-use rota_abi::{verdict, Name, Services};
+use rota_abi::{verdict, CommitParams, Name, Services};
 use rota_luaota::{Config, FileNumber, Outcome, Poll, Session, V1Store, FILE_LEN, LINE_LEN};
 use rota_wire::ConfigView;
 
@@ -108,7 +108,8 @@ fn check_in(svc: &Services, view: &ConfigView, link: &Link, b: &mut Buffers) -> 
             let Ok(n) = view.with_v1_state(chk, files, record) else {
                 return fail(svc, b"new config does not fit");
             };
-            let rc = svc.commit(&record[..n]);
+            // luaOTA's releases carry no manifest: confirmed at once, as before.
+            let rc = svc.commit(&record[..n], &CommitParams::IMMEDIATE);
             if rc < 0 {
                 return fail(svc, b"commit failed");
             }

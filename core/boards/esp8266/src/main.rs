@@ -37,9 +37,14 @@ fn main() -> ! {
 }
 
 /// Firmware is built with `-Cpanic=immediate-abort` (a panic traps and the exception handler reports
-/// where); this handler is what the language still requires.
+/// where, and records it on a trial boot); this handler is what the language still requires. It
+/// records a panic on a trial boot too.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    rota_board_esp8266::console::Console.print(b"rota: panic\n");
+    let c = &mut rota_board_esp8266::console::Console;
+    c.print(b"rota: panic\n");
+    // SAFETY: this handler never returns: it exits (or, on the chip after a record, resets).
+    let recorded = unsafe { rota_core::trial::ended(rota_core::trial::rollback::PANIC) };
+    rota_board_esp8266::rt::trial_end(c, recorded, rota_core::trial::rollback::PANIC);
     exit(101)
 }

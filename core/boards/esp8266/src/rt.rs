@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::console;
 use rota_core::report::{self, Console};
+use rota_core::trial::rollback;
 
 /// PS value set at start: UM = 1 (general exceptions use the user vector), EXCM = 0, INTLEVEL = 0.
 /// Interrupts stay off because INTENABLE is 0.
@@ -102,12 +103,23 @@ _rota_user_vector:
 // EXCM = 0) before calling the reporter: its strings are `.rodata` in flash, which the reporter reads
 // with byte loads, and on the chip those must reach the LoadStoreError emulation rather than raise a
 // double exception.
+//
+// The reporter runs below the interrupted code's stack pointer, as a call would, when that pointer
+// lies in the stack with at least FATAL_MIN bytes below it: on a trial boot the reporter records
+// the fault through the storage driver, which lives in the firmware's `main` frame at the top of
+// the stack, so the reporter's frames must not overwrite it. Otherwise (the stack pointer is
+// corrupt, or the stack nearly exhausted) it runs from FATAL_FALLBACK bytes above the stack's
+// bottom, far below `main`'s frame.
 global_asm!(
     r#"
     .section .rota.iram.text, "ax"
     .p2align 2
 .Lfatal_stack:
     .long   _stack_start
+.Lfatal_low:
+    .long   _stack_end + {fatal_min}
+.Lfatal_fallback:
+    .long   _stack_end + {fatal_fallback}
 .Lfatal_handler:
     .long   rota_rt_fatal_exception
     .global _rota_fatal_stub
@@ -118,7 +130,16 @@ _rota_fatal_stub:
     rsr     a4, epc1
     rsr     a5, excvaddr
     rsr     a6, depc
-    l32r    a1, .Lfatal_stack
+    l32r    a7, .Lfatal_low
+    l32r    a8, .Lfatal_stack
+    bltu    a1, a7, 1f
+    bltu    a8, a1, 1f
+    movi    a7, -16
+    and     a1, a1, a7
+    j       3f
+1:
+    l32r    a1, .Lfatal_fallback
+3:
     movi    a0, {ps_running}
     wsr     a0, ps
     rsync
@@ -191,7 +212,16 @@ _rota_start:
     .size _rota_start, . - _rota_start
 "#,
     ps_running = const PS_RUNNING,
+    fatal_min = const FATAL_MIN,
+    fatal_fallback = const FATAL_FALLBACK,
 );
+
+/// Stack the fatal-exception reporter needs below the interrupted stack pointer (it records a
+/// trial boot's fault through the store: its scan and the record's checksum take under 1 KB).
+const FATAL_MIN: u32 = 1536;
+/// Where the reporter's stack starts, above the stack's bottom, when the interrupted stack pointer
+/// is unusable: 3 KB, far below the firmware's `main` frame at the top of the 8 KB stack.
+const FATAL_FALLBACK: u32 = 3072;
 
 /// Chip-only early init, called by `_rota_start` before `.data`/`.bss` exist: maps the first MB of
 /// flash through the cache (ROM `Cache_Read_Enable(0, 0, 1)`) and stops the watchdog for good (ROM
@@ -224,9 +254,39 @@ const KINDS: [&[u8]; 4] = [b"user", b"kernel", b"double", b"debug"];
 
 static IN_FATAL: AtomicBool = AtomicBool::new(false);
 
+/// EXCCAUSE of an illegal instruction.
+const ILLEGAL_INSTRUCTION: u32 = 0;
+
+/// Whether the user exception (`exccause`, at `epc1`) is a trap the code raised on purpose: an
+/// illegal instruction that is `ill` (what a Rust panic is in firmware built with
+/// `-Cpanic=immediate-abort`, and what `rota_abi::trap` executes) or `ill.n`. The instruction was
+/// fetched (it raised the exception), so its words are readable; they are read as aligned words,
+/// which IRAM and the flash window allow.
+fn is_trap(exccause: u32, epc1: u32) -> bool {
+    if exccause != ILLEGAL_INSTRUCTION {
+        return false;
+    }
+    let word = |at: u32| {
+        // SAFETY: an aligned word of the instruction memory the exception was raised from (or the
+        // word after it, which holds the rest of an instruction that crosses into it).
+        unsafe { core::ptr::read_volatile((at & !3) as *const u32) }
+    };
+    let shift = 8 * (epc1 & 3);
+    let mut insn = word(epc1) >> shift;
+    if shift > 8 {
+        insn |= word(epc1 + 4) << (32 - shift);
+    }
+    // ILL is the 24-bit 0x000000; ILL.N the 16-bit 0xF06D (little-endian instruction bytes).
+    insn & 0xFF_FFFF == 0 || insn & 0xFFFF == 0xF06D
+}
+
 /// Reports a fatal exception (`kind` 0 user, 1 kernel, 2 double, 3 debug) and stops: exit code 3
 /// under semihosting, a halt on the chip. A fault while reporting stops at once with code 4.
 /// EXCCAUSE values are those of the Xtensa ISA (0 illegal instruction, 3 load/store error, ...).
+///
+/// On a trial boot it first records the end of the boot (`rota_core::trial::ended`): a panic for a
+/// trap instruction, a fault for anything else; the chip then resets, so that the next trial boot
+/// follows without a person (under QEMU the test harness powers the device on again).
 #[no_mangle]
 extern "C" fn rota_rt_fatal_exception(
     kind: u32,
@@ -240,6 +300,14 @@ extern "C" fn rota_rt_fatal_exception(
         crate::exit(4);
     }
     IN_FATAL.store(true, Ordering::Relaxed);
+    let reason = if kind == 0 && is_trap(exccause, epc1) {
+        rollback::PANIC
+    } else {
+        rollback::FAULT
+    };
+    // SAFETY: this handler never returns to the interrupted code (it exits, halts or resets below),
+    // and nothing else runs meanwhile (interrupts are off).
+    let recorded = unsafe { rota_core::trial::ended(reason) };
     let c = &mut console::Console;
     c.print(b"\nrota: fatal ");
     c.print(KINDS.get(kind as usize).copied().unwrap_or(b"?"));
@@ -254,7 +322,21 @@ extern "C" fn rota_rt_fatal_exception(
         report::write_hex(c, value);
     }
     c.print(b"\n");
+    trial_end(c, recorded, reason);
     crate::exit(3)
+}
+
+/// Says what a fatal exception or a panic on a trial boot recorded, and on the chip resets so that
+/// the trial count goes on (elsewhere, and after a boot not on trial, the caller stops as before).
+pub fn trial_end(c: &mut console::Console, recorded: bool, reason: u8) {
+    if !recorded {
+        return;
+    }
+    c.print(b"rota: trial boot ended: ");
+    c.print(rollback::describe(reason).as_bytes());
+    c.print(b" (recorded)\n");
+    #[cfg(feature = "chip")]
+    crate::reset();
 }
 
 /// Synchronises instruction fetch with earlier stores (`isync`): call after writing code to RAM.

@@ -13,6 +13,7 @@ use rota_board_mps2_an385::{clock::Clock, nic, semihosting, storage, uart::Uart}
 use rota_core::heap::AccountingHeap;
 use rota_core::report::Console;
 use rota_core::stack::Stack;
+use rota_core::trial::rollback;
 use rota_core::{Board, Memory, Outcome};
 
 #[global_allocator]
@@ -154,19 +155,63 @@ fn exit(code: u32) -> ! {
     semihosting::exit(code)
 }
 
+/// The Configurable Fault Status Register (UFSR in its upper half).
+const CFSR: *const u32 = 0xE000_ED28 as *const u32;
+/// CFSR.UFSR.UNDEFINSTR: the fault was an undefined instruction.
+const UNDEFINSTR: u32 = 1 << 16;
+
+/// Whether the fault at `pc` was a trap the code raised on purpose: an undefined instruction that
+/// is `udf` (what a Rust panic is in firmware built with `-Cpanic=immediate-abort`: `udf #254`, and
+/// what `rota_abi::trap` executes: `udf #0`). Anything else is a fault.
+fn is_trap(pc: u32) -> bool {
+    // SAFETY: reading the System Control Block's fault status register has no side effect.
+    let cfsr = unsafe { core::ptr::read_volatile(CFSR) };
+    if cfsr & UNDEFINSTR == 0 {
+        return false;
+    }
+    // SAFETY: the instruction at `pc` was fetched (it is the undefined one), so it is readable;
+    // Thumb instructions are halfword aligned.
+    let insn = unsafe { core::ptr::read_volatile((pc & !1) as *const u16) };
+    insn & 0xFF00 == 0xDE00
+}
+
+/// Reports the fault and exits with 1 (QEMU's status; the test harness powers the device on
+/// again, as a reset would). On a trial boot it first records how the boot ended
+/// (`rota_core::trial::ended`): a panic for `udf`, a fault for anything else.
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     let mut u = Uart::new();
     u.print(b"hard fault at pc=");
     rota_core::report::write_hex(&mut u, frame.pc());
     u.print(b"\n");
+    let reason = if is_trap(frame.pc()) {
+        rollback::PANIC
+    } else {
+        rollback::FAULT
+    };
+    // SAFETY: this handler never returns to the interrupted code (it exits), and nothing else runs.
+    if unsafe { rota_core::trial::ended(reason) } {
+        trial_recorded(&mut u, reason);
+    }
     exit(1)
 }
 
+fn trial_recorded(u: &mut Uart, reason: u8) {
+    u.print(b"trial boot ended: ");
+    u.print(rollback::describe(reason).as_bytes());
+    u.print(b" (recorded)\n");
+}
+
 /// Firmware is built with `-Cpanic=immediate-abort` (a panic traps into HardFault, which reports
-/// where); this handler is what the language still requires.
+/// where and records it on a trial boot); this handler is what the language still requires. It
+/// records a panic on a trial boot too.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
-    Uart::new().print(b"core panic\n");
+    let mut u = Uart::new();
+    u.print(b"core panic\n");
+    // SAFETY: this handler never returns (it exits), and nothing else runs.
+    if unsafe { rota_core::trial::ended(rollback::PANIC) } {
+        trial_recorded(&mut u, rollback::PANIC);
+    }
     exit(1)
 }
