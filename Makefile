@@ -42,8 +42,16 @@ PACK := target/debug/rota-pack
 IMAGE := target/debug/rota-image
 SIZE := target/debug/rota-size
 
-# Overlays are linted with the board of their ISA (each board.mk's lint-<board>).
-LINT_OVERLAYS := $(foreach o,$(OVERLAYS),-p rota-overlay-$(o))
+# The trial-boot test fixtures (overlays/fixtures/<name>, each packed as the blob it stands in for:
+# <name>=<blob>), built by `make fixtures` only.
+TRIAL_FIXTURES := app-panic=app app-fault=app app-hang=app provision-crash=provision
+# Trial boots of the fixture build of `provision` (build/<isa>/fixtures/provision-trial.blob) that
+# the QEMU rollback tests install: it commits on trial for this many boots, confirmed by the app.
+FIXTURE_TRIAL_LIMIT := 3
+
+# Overlays are linted with the board of their ISA (each board.mk's lint-<board>), and the fixtures
+# with them.
+LINT_OVERLAYS := $(foreach o,$(OVERLAYS),-p rota-overlay-$(o)) $(foreach f,$(TRIAL_FIXTURES),-p rota-fixture-$(firstword $(subst =, ,$(f))))
 
 # The storage images' device config: the mps2 device reaches the server as 10.0.2.100:8266 through
 # QEMU's guestfwd (docs/flash-layout.md).
@@ -170,16 +178,29 @@ demo: setup firmware images
 
 # Round-trip fixtures: the app (it has relocations on both ISAs) linked at 0 and, by the linker itself,
 # at other bases, so tests can compare the loader's relocation with the linker's output.
+# Trial-boot fixtures (docs/trial-boot.md), per ISA in build/<isa>/fixtures/: an app that panics,
+# one that faults, one that hangs and a provision that crashes at its start (TRIAL_FIXTURES), and
+# `provision` built to commit on trial (ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT)) as provision-trial.
 ARM_BASES := 0 0x00012340 0x20001000
 XT_BASES := 0 0x00003000 0x40107000
 fixtures: overlays
-	@mkdir -p $(B)/fixtures
+	@mkdir -p $(B)/fixtures $(B)/thumbv7m/fixtures $(B)/lx106/fixtures
 	@for b in $(ARM_BASES); do \
 	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-app -- -C relocation-model=pic -C link-arg=--defsym=rota_link_base=$$b; \
 	  cp $(ARM_OUT)/app $(B)/fixtures/thumbv7m-app-at-$$b.elf; done
 	@for b in $(XT_BASES); do \
 	  $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-app -- -C link-arg=-Wl,--defsym=rota_link_base=$$b $(QUIET_XT); \
 	  cp $(XT_OUT)/app $(B)/fixtures/lx106-app-at-$$b.elf; done
+	@for f in $(TRIAL_FIXTURES); do name=$${f%%=*}; blob=$${f##*=}; \
+	  $(CARGO) rustc -q $(FW) $(ARM) -p rota-fixture-$$name -- -C relocation-model=pic; \
+	  $(PACK) $(ARM_OUT)/$$name -o $(B)/thumbv7m/fixtures/$$name.blob --name $$blob --limit $(IMAGE_LIMIT); \
+	  $(CARGO) rustc -q $(FW) $(XT) -p rota-fixture-$$name $(QUIET_XT); \
+	  $(PACK) $(XT_OUT)/$$name -o $(B)/lx106/fixtures/$$name.blob --name $$blob --limit $(IMAGE_LIMIT); \
+	done
+	ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT) $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-provision -- -C relocation-model=pic
+	$(PACK) $(ARM_OUT)/provision -o $(B)/thumbv7m/fixtures/provision-trial.blob --limit $(IMAGE_LIMIT)
+	ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT) $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-provision $(QUIET_XT)
+	$(PACK) $(XT_OUT)/provision -o $(B)/lx106/fixtures/provision-trial.blob --limit $(IMAGE_LIMIT)
 
 # Formatting and host clippy, then each board's firmware targets (lint-<board>).
 lint: lint-host $(addprefix lint-,$(BOARDS))

@@ -2,7 +2,14 @@
 use std::{env, path::PathBuf};
 
 fn main() {
-    let linker = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../linker");
+    // The workspace's `linker/`: two levels up from an overlay, three from a test fixture
+    // (overlays/fixtures/<name>).
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let linker = manifest
+        .ancestors()
+        .map(|dir| dir.join("linker"))
+        .find(|dir| dir.join("overlay-thumbv7m.x").exists())
+        .unwrap_or_else(|| manifest.join("../../linker"));
     let linker = linker.canonicalize().unwrap_or(linker);
     println!("cargo:rerun-if-changed={}", linker.display());
     match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {

@@ -1,6 +1,7 @@
 //! The demo application, shipped as a blob like the overlays: prints its version (set at build time by
-//! `ROTA_VERSION`), the boot number and the last boot's heap report, and uses the heap (what it
-//! allocates, it frees). The core prints its `heap phase=app` line when it returns.
+//! `ROTA_VERSION`), the boot number and the last boot's heap report, uses the heap (what it
+//! allocates, it frees), and confirms a generation on trial. The core prints its `heap phase=app`
+//! line when it returns.
 #![no_std]
 #![no_main]
 
@@ -43,5 +44,19 @@ fn run(svc: &Services, ctx: &mut Context) -> i32 {
     }
     // SAFETY: freeing exactly what was allocated.
     unsafe { svc.free(p, 256, 4) };
+    // Started, and what it does worked (its console, the last report, the heap): the generation it
+    // belongs to is good. Confirming here, once, at the end of its start rather than first thing,
+    // means an app that dies on its way up is rolled back (`docs/trial-boot.md`); on a boot that is
+    // not on trial it writes nothing.
+    if ctx.trial.on_trial() {
+        let rc = svc.confirm();
+        if rc != status::OK {
+            svc.write(b"app: confirm failed\n");
+            return rc;
+        }
+        svc.write(b"app: generation ");
+        svc.write_dec(ctx.trial.generation);
+        svc.write(b" confirmed\n");
+    }
     status::OK
 }
