@@ -65,7 +65,8 @@ pub mod status {
     /// nothing was written.
     pub const EROLLBACK: i32 = -18;
     /// Not allowed to this caller: the generation on trial may be confirmed only by the app
-    /// ([`CommitParams::needs_app`](crate::CommitParams::needs_app)).
+    /// ([`CommitParams::needs_app`](crate::CommitParams::needs_app)), and not on a boot whose
+    /// overlays were refused or failed.
     pub const EPERM: i32 = -19;
 
     /// What a status code means, in a few words (for logs: the core's, and the server's, which gets
@@ -91,7 +92,7 @@ pub mod status {
             EDIGEST => "digest mismatch",
             EREADBACK => "read-back mismatch",
             EROLLBACK => "security version lower than the device's",
-            EPERM => "only the app may confirm",
+            EPERM => "not allowed to confirm",
             _ => "unknown status",
         }
     }
@@ -199,7 +200,8 @@ pub type CommitFn = unsafe extern "C" fn(
 ) -> i32;
 /// Confirms the generation on trial (`docs/trial-boot.md`): one record write, after which it is
 /// never rolled back. [`status::OK`] also when nothing is on trial (nothing is written then);
-/// [`status::EPERM`] when the commit asked that only the app confirm and the caller is not the app.
+/// [`status::EPERM`] when the commit asked that only the app confirm and the caller is not the app,
+/// or when an overlay of this boot was refused by the loader or failed (its updater does not work).
 pub type ConfirmFn = unsafe extern "C" fn(core: *mut c_void) -> i32;
 
 /// How a commit is to be trusted (what a signed release manifest says about it).

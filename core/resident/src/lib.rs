@@ -166,7 +166,10 @@ pub fn run<B: Board>(board: &mut B, heap: &'static AccountingHeap, mem: Memory) 
         });
         record::save_report(board, &stats);
     }
-    start_app(board, heap, arena, &stack, &mut ctx);
+    // A generation whose overlays were refused or failed this boot is not confirmed by its app:
+    // its updater does not work, and confirming it would end all updates.
+    let updater_ok = !matches!(outcome, Outcome::Refused(..) | Outcome::Failed(..));
+    start_app(board, heap, arena, &stack, &mut ctx, updater_ok);
     // The board outlives this call, its driver's address not necessarily.
     trial::disarm();
     outcome
@@ -338,6 +341,7 @@ fn start_app<B: Board>(
     arena: &mut [u32],
     stack: &Stack,
     ctx: &mut Context,
+    updater_ok: bool,
 ) {
     heap.reset_peak();
     // SAFETY: painting stays below the current frame.
@@ -354,6 +358,7 @@ fn start_app<B: Board>(
     };
     let mut state = CoreState::new(board, heap, arena.len() * 4);
     state.set_phase(rota_abi::rollback::PHASE_APP);
+    state.may_confirm = updater_ok;
     let svc = services::table(&mut state);
     // SAFETY: as in `run_phases`.
     let status = unsafe {

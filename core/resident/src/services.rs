@@ -43,6 +43,10 @@ pub struct CoreState<'a, B: Board> {
     /// The phase whose code calls the services now (`rota_abi::rollback` numbering): only the
     /// app's `confirm` confirms a generation committed with `needs_app`.
     phase: u8,
+    /// Whether `confirm` may confirm the generation on trial: false on a boot whose overlays were
+    /// refused or failed (the core sets it for the app), so that a generation whose updater does
+    /// not work is never confirmed ([`status::EPERM`]).
+    pub may_confirm: bool,
 }
 
 /// The link the connection services run over: TCP on the board's interface, or the console's
@@ -96,6 +100,7 @@ impl<'a, B: Board> CoreState<'a, B> {
             staging: None,
             arena: u32::try_from(arena).unwrap_or(u32::MAX),
             phase: crate::trial::rollback_phase(crate::Phase::Boot),
+            may_confirm: true,
         }
     }
 
@@ -629,14 +634,21 @@ unsafe extern "C" fn commit<B: Board>(
     };
     // No garbage collection here: the caller may be running in place from the very extent this
     // commit just superseded. The core collects after the phase (see `run_phases`).
-    st.commit(new_payload, &params)
-        .map_or_else(store_status, |generation| count(generation as usize))
+    match st.commit(new_payload, &params) {
+        Ok(generation) => {
+            // What runs from here to the reboot is the committing generation's code, not the new
+            // one's: a panic or fault in it must not count against the generation just committed.
+            crate::trial::disarm();
+            count(generation as usize)
+        }
+        Err(e) => store_status(e),
+    }
 }
 
 unsafe extern "C" fn confirm<B: Board>(core: *mut c_void) -> i32 {
     // SAFETY: the ABI contract covers `core`.
     let s = unsafe { state::<B>(core) };
-    let app = s.phase == rollback::PHASE_APP;
+    let (app, may) = (s.phase == rollback::PHASE_APP, s.may_confirm);
     let mut st = store_mut(s);
     let info = match st.config(&mut []) {
         Ok(i) => i,
@@ -645,7 +657,7 @@ unsafe extern "C" fn confirm<B: Board>(core: *mut c_void) -> i32 {
     if !info.on_trial() {
         return status::OK;
     }
-    if info.needs_app && !app {
+    if (info.needs_app && !app) || !may {
         return status::EPERM;
     }
     match st.confirm() {

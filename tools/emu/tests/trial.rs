@@ -27,6 +27,7 @@ on_both_machines!(
     an_app_that_faults_is_rolled_back_after_three_trial_boots,
     an_app_that_hangs_is_rolled_back_after_three_trial_boots,
     a_provision_that_crashes_at_its_start_is_rolled_back,
+    a_release_whose_overlay_is_refused_is_rolled_back_although_its_app_confirms,
     an_app_that_confirms_stays,
     power_cuts_during_confirm_leave_a_device_that_boots_and_confirms,
     power_cuts_during_a_revert_leave_a_device_that_boots_the_old_generation,
@@ -83,15 +84,23 @@ fn server_stops_offering_the_rolled_back_release(server: &mut Server, old: &[Fil
     server.offer(old, SECRET);
 }
 
+/// How a trial boot ends.
+enum End {
+    /// The board's panic or fault handler records it (`panicked` or `faulted`) and exits.
+    Recorded(&'static str),
+    /// It hangs: the harness's time limit ends it, as a watchdog would; nothing is recorded.
+    Killed,
+}
+
 /// Where each trial boot must have got to, and how it ended.
 struct Bad {
-    /// The file the update replaces and the fixture it replaces it with.
+    /// The file the update replaces and what it replaces it with.
     file: &'static str,
-    fixture: &'static str,
-    /// What the fixture prints when it goes wrong.
+    data: Vec<u8>,
+    /// What the device prints when it goes wrong.
     says: &'static str,
-    /// How the board's handler ends the boot (`None`: it does not; the harness kills it).
-    recorded: Option<&'static str>,
+    /// How the trial boot ends.
+    end: End,
     /// The reason in the rollback line.
     reason: &'static str,
     /// A trial boot's time limit: the watchdog's period for an app that hangs.
@@ -103,7 +112,7 @@ struct Bad {
 fn rolled_back(m: Machine, bad: Bad) {
     let old = old_release(m);
     let device = Device::on(m, &storage_image(m, &old, SECRET));
-    let update = replaced(&old, bad.file, fixture(m, bad.fixture));
+    let update = replaced(&old, bad.file, bad.data);
     let mut server = Server::start(&update, SECRET);
     let boot = |server: &Server, first: bool| -> Run {
         // The first run installs the update and reboots into trial boot 1.
@@ -131,16 +140,15 @@ fn rolled_back(m: Machine, bad: Bad) {
         );
         assert!(c.contains(bad.says), "trial boot {n}: {c}");
         assert!(!c.contains("rollback:"), "trial boot {n}: {c}");
-        match bad.recorded {
-            Some(r) => {
+        match bad.end {
+            End::Recorded(r) => {
                 assert!(
                     c.contains(&format!("trial boot ended: {r} (recorded)")),
                     "trial boot {n}: {c}"
                 );
                 assert_ne!(run.status, Some(0), "trial boot {n}: {c}");
             }
-            // Killed by the time limit, as by a watchdog: nothing recorded.
-            None => {
+            End::Killed => {
                 assert_eq!(run.status, None, "trial boot {n}: {c}");
                 assert!(!c.contains("(recorded)"), "trial boot {n}: {c}");
             }
@@ -186,9 +194,9 @@ fn an_app_that_panics_is_rolled_back_after_three_trial_boots(m: Machine) {
         m,
         Bad {
             file: "app",
-            fixture: "app-panic",
+            data: fixture(m, "app-panic"),
             says: "app: panicking (fixture)",
-            recorded: Some("panicked"),
+            end: End::Recorded("panicked"),
             reason: "app panicked",
             limit: Duration::from_secs(60),
         },
@@ -200,9 +208,9 @@ fn an_app_that_faults_is_rolled_back_after_three_trial_boots(m: Machine) {
         m,
         Bad {
             file: "app",
-            fixture: "app-fault",
+            data: fixture(m, "app-fault"),
             says: "app: faulting (fixture)",
-            recorded: Some("faulted"),
+            end: End::Recorded("faulted"),
             reason: "app faulted",
             limit: Duration::from_secs(60),
         },
@@ -214,9 +222,9 @@ fn an_app_that_hangs_is_rolled_back_after_three_trial_boots(m: Machine) {
         m,
         Bad {
             file: "app",
-            fixture: "app-hang",
+            data: fixture(m, "app-hang"),
             says: "app: hanging (fixture)",
-            recorded: None,
+            end: End::Killed,
             reason: "not confirmed in 3 boots",
             // The watchdog's period: long enough for a check-in under a loaded machine.
             limit: Duration::from_secs(20),
@@ -229,13 +237,51 @@ fn a_provision_that_crashes_at_its_start_is_rolled_back(m: Machine) {
         m,
         Bad {
             file: "provision",
-            fixture: "provision-crash",
+            data: fixture(m, "provision-crash"),
             says: "provision: crashing at its start (fixture)",
-            recorded: Some("faulted"),
+            end: End::Recorded("faulted"),
             reason: "provision faulted",
             limit: Duration::from_secs(60),
         },
     );
+}
+
+/// A release with a `tick` the loader refuses (a byte of its image changed: the server does not
+/// check blobs yet) and an app that confirms: the app's confirm is refused on a boot whose overlays
+/// were refused, so the generation is rolled back instead of ending all updates.
+fn a_release_whose_overlay_is_refused_is_rolled_back_although_its_app_confirms(m: Machine) {
+    let mut tick = std::fs::read(artifact(&format!("{}/v2/tick.blob", m.isa_dir()))).unwrap();
+    let at = tick.len() / 2;
+    tick[at] ^= 0x40;
+    let app = std::fs::read(artifact(&format!("{}/v2/app.blob", m.isa_dir()))).unwrap();
+    let old = old_release(m);
+    let device = Device::on(m, &storage_image(m, &old, SECRET));
+    let update = replaced(&replaced(&old, "tick", tick), "app", app);
+    let mut server = Server::start(&update, SECRET);
+    for n in 1..=TRIAL_LIMIT {
+        let run = device.boot(&Boot::to(server.port));
+        let c = &run.console;
+        assert!(
+            c.contains("overlay tick refused: digest mismatch"),
+            "trial boot {n}: {c}"
+        );
+        assert!(c.contains("app: confirm failed"), "trial boot {n}: {c}");
+        assert_eq!(app_versions(&run), vec![2], "trial boot {n}: {c}");
+        assert_eq!(record(&device).confirmed, 1, "trial boot {n}");
+    }
+    server_stops_offering_the_rolled_back_release(&mut server, &old);
+    let run = device.boot(&Boot::to(server.port));
+    let c = &run.console;
+    assert_eq!(c.matches("rollback: ").count(), 1, "{c}");
+    assert!(
+        c.contains("rollback: generation 2 -> 1 (not confirmed in 3 boots)"),
+        "{c}"
+    );
+    assert!(
+        c.contains("provision: no update"),
+        "the old tick and provision work: {c}"
+    );
+    assert_eq!(app_versions(&run), vec![1], "{c}");
 }
 
 fn an_app_that_confirms_stays(m: Machine) {
