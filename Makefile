@@ -45,9 +45,6 @@ SIZE := target/debug/rota-size
 # The trial-boot test fixtures (overlays/fixtures/<name>, each packed as the blob it stands in for:
 # <name>=<blob>), built by `make fixtures` only.
 TRIAL_FIXTURES := app-panic=app app-fault=app app-hang=app provision-crash=provision
-# Trial boots of the fixture build of `provision` (build/<isa>/fixtures/provision-trial.blob) that
-# the QEMU rollback tests install: it commits on trial for this many boots, confirmed by the app.
-FIXTURE_TRIAL_LIMIT := 3
 
 # Overlays are linted with the board of their ISA (each board.mk's lint-<board>), and the fixtures
 # with them.
@@ -179,8 +176,7 @@ demo: setup firmware images
 # Round-trip fixtures: the app (it has relocations on both ISAs) linked at 0 and, by the linker itself,
 # at other bases, so tests can compare the loader's relocation with the linker's output.
 # Trial-boot fixtures (docs/trial-boot.md), per ISA in build/<isa>/fixtures/: an app that panics,
-# one that faults, one that hangs and a provision that crashes at its start (TRIAL_FIXTURES), and
-# `provision` built to commit on trial (ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT)) as provision-trial.
+# one that faults, one that hangs and a provision that crashes at its start (TRIAL_FIXTURES).
 ARM_BASES := 0 0x00012340 0x20001000
 XT_BASES := 0 0x00003000 0x40107000
 fixtures: overlays
@@ -197,10 +193,6 @@ fixtures: overlays
 	  $(CARGO) rustc -q $(FW) $(XT) -p rota-fixture-$$name $(QUIET_XT); \
 	  $(PACK) $(XT_OUT)/$$name -o $(B)/lx106/fixtures/$$name.blob --name $$blob --limit $(IMAGE_LIMIT); \
 	done
-	ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT) $(CARGO) rustc -q $(FW) $(ARM) -p rota-overlay-provision -- -C relocation-model=pic
-	$(PACK) $(ARM_OUT)/provision -o $(B)/thumbv7m/fixtures/provision-trial.blob --limit $(IMAGE_LIMIT)
-	ROTA_TRIAL_LIMIT=$(FIXTURE_TRIAL_LIMIT) $(CARGO) rustc -q $(FW) $(XT) -p rota-overlay-provision $(QUIET_XT)
-	$(PACK) $(XT_OUT)/provision -o $(B)/lx106/fixtures/provision-trial.blob --limit $(IMAGE_LIMIT)
 
 # Formatting and host clippy, then each board's firmware targets (lint-<board>).
 lint: lint-host $(addprefix lint-,$(BOARDS))

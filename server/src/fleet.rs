@@ -93,25 +93,20 @@ pub struct RollbackRecord {
 }
 
 impl RollbackRecord {
-    /// `generation 7 -> 6 (app panicked)`.
+    /// `generation 7 -> 6 (app panicked)`, in the words of the device's own rollback line.
     pub fn describe(&self) -> String {
-        let what = match self.reason {
-            1 => "panicked",
-            2 => "faulted",
-            _ => "",
-        };
-        let phase = PHASES.get(usize::from(self.phase)).copied().unwrap_or("?");
-        let why = if what.is_empty() {
-            "not confirmed".to_owned()
-        } else {
-            format!("{} {what}", if phase == "residue" { "app" } else { phase })
+        use rota_abi::rollback;
+        let why = match self.reason {
+            rollback::PANIC | rollback::FAULT => format!(
+                "{} {}",
+                rollback::phase_name(self.phase),
+                rollback::describe(self.reason)
+            ),
+            _ => rollback::describe(self.reason).to_owned(),
         };
         format!("generation {} -> {} ({why})", self.from, self.to)
     }
 }
-
-/// The boot phases' names, by their number in the heap report and rollbacks.
-const PHASES: [&str; 5] = ["boot", "init", "tick", "provision", "app"];
 
 /// A device's last check-in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,22 +11,6 @@ pub const SESSION_MS: u32 = 30_000;
 /// Longest wait for queued bytes to leave before a reboot.
 const FLUSH_MS: u32 = 200;
 
-/// What a v2 commit asks of the device: to be set by the signed manifest (security version, trial
-/// boots, whether only the app may confirm). Until then confirmed at once, security version 0, as
-/// before; but a build with `ROTA_TRIAL_LIMIT=<n>` (`make fixtures`: the provision the QEMU
-/// rollback tests install, never a product) commits on trial for n boots, confirmed by the app.
-const COMMIT: CommitParams = match option_env!("ROTA_TRIAL_LIMIT") {
-    Some(n) => CommitParams {
-        trial_limit: match u8::from_str_radix(n, 10) {
-            Ok(n) => n,
-            Err(_) => panic!("ROTA_TRIAL_LIMIT: a number of boots, 0 to 255"),
-        },
-        needs_app: 1,
-        ..CommitParams::IMMEDIATE
-    },
-    None => CommitParams::IMMEDIATE,
-};
-
 /// The TCP connection `tick` opened, with the session's deadlines.
 pub struct Link<'a> {
     svc: &'a Services,
@@ -198,10 +182,15 @@ impl FileStore for SvcStore<'_> {
     }
 
     fn commit(&mut self, config: Option<&[u8]>, info: &CommitInfo) -> Result<u32, i32> {
-        // `info` (the session's security version, trial boots, needs-app) is what will fill the
-        // commit's parameters; until then `COMMIT`.
-        let _ = info;
-        check(self.0.commit(config.unwrap_or(&[]), &COMMIT)).map(|g| g as u32)
+        // The session's security version (its signed manifest's), the config's trial boots, and
+        // whether it changed the app (then only the app's confirm confirms it).
+        let params = CommitParams {
+            security_version: info.security_version,
+            trial_limit: info.trial_limit,
+            needs_app: u8::from(info.needs_app),
+            ..CommitParams::IMMEDIATE
+        };
+        check(self.0.commit(config.unwrap_or(&[]), &params)).map(|g| g as u32)
     }
 
     fn error_code(error: &i32) -> u8 {

@@ -18,8 +18,8 @@ use io::{Link, SvcStore};
 use rota_abi::report::{PhaseStat, ENTRY};
 use rota_abi::{verdict, Context, Services};
 use rota_wire::msg::{
-    flags, kind, ConfigVersion, FileInfo, HeapSummary, Hello, PhasePeak, StagedInfo, MAX_FILES,
-    MAX_STAGED,
+    flags, kind, ConfigVersion, FileInfo, HeapSummary, Hello, PhasePeak, Rollback, StagedInfo,
+    MAX_FILES, MAX_STAGED,
 };
 use rota_wire::{ConfigView, Device, DeviceSession, Poll, MAX_FRAME};
 
@@ -41,9 +41,9 @@ const ABI: u8 = {
     rota_abi::ABI_VERSION as u8
 };
 
-/// What the session knows of this device: its config's secret, link, keys, app and trial boots.
+/// What the session knows of this device: its config's secret, link, keys, app and trial boots, and
+/// the security version its store holds.
 fn device<'c>(cfg: &ConfigView<'c>, ctx: &Context) -> Device<'c> {
-    let _ = ctx;
     Device {
         secret: cfg.secret,
         link: cfg.link,
@@ -52,7 +52,23 @@ fn device<'c>(cfg: &ConfigView<'c>, ctx: &Context) -> Device<'c> {
         trials: cfg.trials,
         isa: ISA,
         abi: ABI,
-        security_version: 0,
+        security_version: ctx.trial.security_version,
+    }
+}
+
+/// A completed check-in that found nothing to do proves the overlays of a generation on trial: it
+/// confirms it, unless the generation changed the app, which must confirm itself.
+fn confirm_by_check_in(svc: &Services, ctx: &Context) {
+    let trial = &ctx.trial;
+    if !trial.on_trial() || trial.needs_app != 0 {
+        return;
+    }
+    if svc.confirm() == rota_abi::status::OK {
+        svc.write(b"provision: generation ");
+        svc.write_dec(trial.generation);
+        svc.write(b" confirmed by the check-in\n");
+    } else {
+        svc.write(b"provision: confirm failed\n");
     }
 }
 
@@ -128,6 +144,7 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
             }
             Ok(Poll::NoUpdate) => {
                 svc.write(b"provision: no update\n");
+                confirm_by_check_in(svc, ctx);
                 return verdict::APP;
             }
             Ok(Poll::Committed(generation)) => {
@@ -167,21 +184,29 @@ fn hello(
             });
         }
     }
+    let trial = &ctx.trial;
+    let signed = if cfg.keys.is_empty() {
+        0
+    } else {
+        flags::SIGNED
+    };
+    let on_trial = if trial.on_trial() { flags::TRIAL } else { 0 };
     let mut msg = Hello {
         device_id: cfg.device_id,
         nonce: ctx.boot_count,
         isa: ISA,
         abi: ABI,
-        flags: if cfg.keys.is_empty() {
-            0
-        } else {
-            flags::SIGNED
-        },
+        flags: signed | on_trial,
         config: ConfigVersion(rota_wire::config::config_version(ctx.config())),
         state: rota_wire::msg::state_digest(&mut files),
-        security_version: 0,
+        security_version: trial.security_version,
         staged: Default::default(),
-        rollback: None,
+        rollback: (trial.rollback_reason != rota_abi::rollback::NONE).then_some(Rollback {
+            from: trial.rollback_from,
+            to: trial.rollback_to,
+            reason: trial.rollback_reason,
+            phase: trial.rollback_phase,
+        }),
         heap: HeapSummary::default(),
     };
     for f in staged.iter().flatten() {

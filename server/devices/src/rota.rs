@@ -53,6 +53,8 @@ pub struct RotaDevice {
     pub abi: u8,
     /// Its release keys (Ed25519 public keys): with any, it commits only signed releases.
     pub keys: Vec<[u8; 32]>,
+    /// The rollback its Hello reports (a trial boot's core went back a generation), if any.
+    pub rollback: Option<rota_wire::msg::Rollback>,
     /// Its files.
     pub store: MemStore,
     /// Its last boot's heap report.
@@ -72,6 +74,7 @@ impl RotaDevice {
             isa: 0,
             abi: 0,
             keys: Vec::new(),
+            rollback: None,
             store: MemStore::default(),
             heap: HeapSummary {
                 phases: [(2048, 900), (6144, 1400)]
@@ -94,6 +97,7 @@ impl RotaDevice {
             hello.flags |= flags::SIGNED;
         }
         hello.heap = self.heap.clone();
+        hello.rollback = self.rollback;
         hello
     }
 

@@ -485,3 +485,52 @@ async fn config_from_the_inventory() {
     assert_eq!(check.outcome, V2Outcome::NoUpdate);
     server.report().await;
 }
+
+/// A rollback the device reports is recorded once, shown by `fleet`, and holds back the release this
+/// server installed: it is not offered to that device again until the inventory changes.
+#[tokio::test]
+async fn a_reported_rollback_is_recorded_once_and_holds_the_release_back() {
+    let fx = fixture();
+    let mut server = fx.start().await;
+    let mut device = RotaDevice::new(42, SECRET);
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, V2Outcome::Committed(1));
+    v2_ok(&mut server, ServerOutcome::Updated).await;
+    let installed = Fleet::for_repo(fx.path()).load(42).unwrap().installed;
+    assert!(installed.is_some(), "the server knows what it installed");
+
+    // The device's core went back to what it had before (no files), and says so.
+    let updated = std::mem::take(&mut device.store.files);
+    device.rollback = Some(rota_wire::msg::Rollback {
+        from: 1,
+        to: 0,
+        reason: rota_abi::rollback::PANIC,
+        phase: rota_abi::rollback::PHASE_APP,
+    });
+    for _ in 0..2 {
+        let check = device.check_in_tcp(server.addr).await.unwrap();
+        assert_eq!(check.outcome, V2Outcome::NoUpdate, "held back: {check:?}");
+        v2_ok(&mut server, ServerOutcome::Held).await;
+    }
+    assert!(device.store.files.is_empty(), "not sent again");
+    let record = Fleet::for_repo(fx.path()).load(42).unwrap();
+    assert_eq!(record.rollbacks.len(), 1, "reported twice, recorded once");
+    assert_eq!(record.held, installed);
+    assert_eq!(
+        record.rollbacks[0].describe(),
+        "generation 1 -> 0 (app panicked)"
+    );
+    let table = rota_server::fleet::table(&[record]);
+    assert!(
+        table.contains("rollback generation 1 -> 0 (app panicked)"),
+        "{table}"
+    );
+
+    // A new release (the inventory changed) is offered again.
+    fx.write("app", b"the fixed app");
+    let check = device.check_in_tcp(server.addr).await.unwrap();
+    assert_eq!(check.outcome, V2Outcome::Committed(2), "{check:?}");
+    v2_ok(&mut server, ServerOutcome::Updated).await;
+    assert_eq!(device.file("app"), Some(&b"the fixed app"[..]));
+    drop(updated);
+}

@@ -139,18 +139,6 @@ impl Server {
         Server { port, repo, child }
     }
 
-    /// Offers `files` from now on: commits them (and the inventory of [`DEVICE_ID`], with `secret`)
-    /// to the same repository and restarts the server on it (a new port, [`Server::port`]), so that
-    /// the fleet state stays in one place.
-    pub fn offer(&mut self, files: &[FileSpec], secret: &str) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        commit_release(self.repo.path(), DEVICE_ID, files, secret, None);
-        let (port, child) = serve(self.repo.path(), "HEAD");
-        self.port = port;
-        self.child = child;
-    }
-
     /// The device's last check-in as the server recorded it (JSON), if any.
     pub fn last_check_in(&self) -> Option<String> {
         std::fs::read_to_string(

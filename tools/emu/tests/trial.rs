@@ -5,9 +5,9 @@
 //! runs the previous generation again and prints the rollback line once. An app that confirms
 //! stays. Power cuts at the flash operations of confirm and of revert leave a device that boots.
 //!
-//! The device holds release 1 with the fixture build of `provision` that commits on trial
-//! (`make fixtures`: `ROTA_TRIAL_LIMIT=3`, confirmed by the app only), until the signed manifest
-//! says so. Each trial boot ends as the board's handlers end it: a panic or fault exits QEMU (the
+//! The device holds release 1; its `provision` commits every update on trial for the config's
+//! `trials` boots (3, the default), confirmed by the app when the update changed it. The server hears
+//! of the rollback in the next Hello, records it and stops offering the release. Each trial boot ends as the board's handlers end it: a panic or fault exits QEMU (the
 //! next `Device::boot` is the reset), and a hang is ended by the harness's time limit, as a
 //! watchdog would end it (QEMU's machines have none the firmware uses).
 #[macro_use]
@@ -33,8 +33,8 @@ on_both_machines!(
     power_cuts_during_a_revert_leave_a_device_that_boots_the_old_generation,
 );
 
-/// The trial boots the fixture `provision` commits with (the Makefile's `FIXTURE_TRIAL_LIMIT`).
-const TRIAL_LIMIT: usize = 3;
+/// The trial boots `provision` commits with: the device config's `trials`.
+const TRIAL_LIMIT: usize = rota_wire::config::DEFAULT_TRIALS as usize;
 
 /// A fixture blob of `m`'s ISA (`build/<isa>/fixtures/<name>.blob`).
 fn fixture(m: Machine, name: &str) -> Vec<u8> {
@@ -62,9 +62,9 @@ fn replaced(files: &[FileSpec], name: &str, data: Vec<u8>) -> Vec<FileSpec> {
         .collect()
 }
 
-/// Release 1 with the `provision` that commits on trial.
+/// Release 1, what the device holds.
 fn old_release(m: Machine) -> Vec<FileSpec> {
-    replaced(&release(m, 1), "provision", fixture(m, "provision-trial"))
+    release(m, 1)
 }
 
 /// The store's record in `device`'s flash now.
@@ -74,14 +74,41 @@ fn record(device: &Device) -> ConfigInfo {
         .expect("a config record")
 }
 
-/// Stands in for the server's own refusal, until it has one: it will hear of the rollback in the
-/// next Hello and stop offering the rolled-back release. Until then the test puts the repository's
-/// inventory back to the old files right before the boot that rolls back, so that the check-ins
-/// after the rollback get "no update" (the trial boots before it get "no update" too: the device
-/// holds what the server offers). Replace this call with an assertion on the server's refusal once
-/// the server makes it.
-fn server_stops_offering_the_rolled_back_release(server: &mut Server, old: &[FileSpec]) {
-    server.offer(old, SECRET);
+/// The server heard of the rollback: its fleet record of the device holds it (once), with `reason`,
+/// and the check-in's outcome is that the rolled-back release is held back; `rota-server fleet`
+/// shows the rollback line.
+fn server_holds_the_rolled_back_release(server: &Server, reason: &str) {
+    // The outcome is recorded when the server sees the device close, which may be a moment after
+    // the emulator exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let record = server.last_check_in().expect("check-in recorded");
+        if record.contains("held: ") || std::time::Instant::now() > deadline {
+            break record;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(record.contains("\"held\""), "{record}");
+    assert!(
+        record.contains("held: the release was rolled back"),
+        "{record}"
+    );
+    assert_eq!(
+        record.matches("\"from\": 2").count(),
+        1,
+        "one rollback: {record}"
+    );
+    let out = std::process::Command::new(rota_emu::system::host_bin("rota-server"))
+        .arg("fleet")
+        .arg(server.repo.path())
+        .output()
+        .expect("rota-server fleet");
+    let table = String::from_utf8_lossy(&out.stdout);
+    // The Hello carries the reason, not the trial limit: `not confirmed in 3 boots` is shown as
+    // `not confirmed`.
+    let reason = reason.split(" in ").next().unwrap_or(reason);
+    let line = format!("rollback generation 2 -> 1 ({reason})");
+    assert!(table.contains(&line), "{table}");
 }
 
 /// How a trial boot ends.
@@ -113,7 +140,7 @@ fn rolled_back(m: Machine, bad: Bad) {
     let old = old_release(m);
     let device = Device::on(m, &storage_image(m, &old, SECRET));
     let update = replaced(&old, bad.file, bad.data);
-    let mut server = Server::start(&update, SECRET);
+    let server = Server::start(&update, SECRET);
     let boot = |server: &Server, first: bool| -> Run {
         // The first run installs the update and reboots into trial boot 1.
         let extra = if first {
@@ -160,7 +187,8 @@ fn rolled_back(m: Machine, bad: Bad) {
         let r = record(&device);
         assert_eq!((r.generation, r.confirmed), (2, 1), "trial boot {n}");
     }
-    server_stops_offering_the_rolled_back_release(&mut server, &old);
+    // The server still offers the release; the boot that rolls back reports it, and is not
+    // updated again.
     let run = device.boot(&Boot::to(server.port));
     let c = &run.console;
     let line = format!("rollback: generation 2 -> 1 ({})", bad.reason);
@@ -177,6 +205,7 @@ fn rolled_back(m: Machine, bad: Bad) {
         (2, 1),
         "kept for the next check-ins"
     );
+    server_holds_the_rolled_back_release(&server, bad.reason);
     // And it stays there.
     let run = device.boot(&Boot::to(server.port));
     assert!(!run.console.contains("rollback: "), "{}", run.console);
@@ -246,9 +275,11 @@ fn a_provision_that_crashes_at_its_start_is_rolled_back(m: Machine) {
     );
 }
 
-/// A release with a `tick` the loader refuses (a byte of its image changed: the server does not
-/// check blobs yet) and an app that confirms: the app's confirm is refused on a boot whose overlays
-/// were refused, so the generation is rolled back instead of ending all updates.
+/// A release with a `tick` the loader refuses (a byte of its image changed) and an app that
+/// confirms. The server refuses to send it (its blob check finds `tick` corrupted before a byte is
+/// sent). Had it come anyway (a server that does not check), committed on trial: the app's confirm
+/// is refused on a boot whose overlays were refused, so the generation is rolled back instead of
+/// ending all updates.
 fn a_release_whose_overlay_is_refused_is_rolled_back_although_its_app_confirms(m: Machine) {
     let mut tick = std::fs::read(artifact(&format!("{}/v2/tick.blob", m.isa_dir()))).unwrap();
     let at = tick.len() / 2;
@@ -256,8 +287,23 @@ fn a_release_whose_overlay_is_refused_is_rolled_back_although_its_app_confirms(m
     let app = std::fs::read(artifact(&format!("{}/v2/app.blob", m.isa_dir()))).unwrap();
     let old = old_release(m);
     let device = Device::on(m, &storage_image(m, &old, SECRET));
-    let update = replaced(&replaced(&old, "tick", tick), "app", app);
-    let mut server = Server::start(&update, SECRET);
+    let update = replaced(&replaced(&old, "tick", tick.clone()), "app", app.clone());
+    let refusing = Server::start(&update, SECRET);
+    let run = device.boot(&Boot::to(refusing.port));
+    assert!(!run.console.contains("update committed"), "{}", run.console);
+    assert_eq!(app_versions(&run), vec![1], "{}", run.console);
+    let checked = refusing.last_check_in().expect("check-in recorded");
+    assert!(
+        checked.contains("release refused: `tick`: digest mismatch"),
+        "{checked}"
+    );
+    drop(refusing);
+
+    let device = Device::on(
+        m,
+        &committed_on_trial(m, &old, &[("tick", &tick), ("app", &app)]),
+    );
+    let server = Server::start(&old, SECRET);
     for n in 1..=TRIAL_LIMIT {
         let run = device.boot(&Boot::to(server.port));
         let c = &run.console;
@@ -269,7 +315,6 @@ fn a_release_whose_overlay_is_refused_is_rolled_back_although_its_app_confirms(m
         assert_eq!(app_versions(&run), vec![2], "trial boot {n}: {c}");
         assert_eq!(record(&device).confirmed, 1, "trial boot {n}");
     }
-    server_stops_offering_the_rolled_back_release(&mut server, &old);
     let run = device.boot(&Boot::to(server.port));
     let c = &run.console;
     assert_eq!(c.matches("rollback: ").count(), 1, "{c}");
@@ -313,18 +358,20 @@ fn an_app_that_confirms_stays(m: Machine) {
     }
 }
 
-/// `old` committed, then `file` replaced by `data` committed on trial as the fixture `provision`
-/// commits it (the same store calls, on the host; `app` fits every arena, so it is stored as
-/// received on either machine).
-fn committed_on_trial(m: Machine, old: &[FileSpec], file: &str, data: &[u8]) -> Vec<u8> {
+/// `old` committed, then each of `files` (name, data) replaced, committed on trial as `provision`
+/// commits an update that changes the app (the same store calls, on the host; `app` and `tick` fit
+/// every arena, so they are stored as received on either machine).
+fn committed_on_trial(m: Machine, old: &[FileSpec], files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut store = Store::new(MemFlash::new(storage_image(m, old, SECRET)));
-    let digest = rota_blob::sha256(data);
-    let name = file.as_bytes();
-    store
-        .stage_begin(name, data.len() as u32, &digest, 2)
-        .unwrap();
-    store.stage_write(name, 0, data).unwrap();
-    store.stage_finish(name).unwrap();
+    for (file, data) in files {
+        let digest = rota_blob::sha256(data);
+        let name = file.as_bytes();
+        store
+            .stage_begin(name, data.len() as u32, &digest, 2)
+            .unwrap();
+        store.stage_write(name, 0, data).unwrap();
+        store.stage_finish(name).unwrap();
+    }
     let params = CommitParams {
         trial_limit: TRIAL_LIMIT as u8,
         needs_app: 1,
@@ -396,7 +443,7 @@ fn two_at_a_time<T: Send>(points: &[u32], check: impl Fn(u32) -> T + Sync) -> Ve
 fn power_cuts_during_confirm_leave_a_device_that_boots_and_confirms(m: Machine) {
     let old = old_release(m);
     let new_app = std::fs::read(artifact(&format!("{}/v2/app.blob", m.isa_dir()))).unwrap();
-    let image = committed_on_trial(m, &old, "app", &new_app);
+    let image = committed_on_trial(m, &old, &[("app", &new_app)]);
     // The trial boot: the bump that counts it, the heap report, then the app's confirm: the last
     // operations of the boot, a record write like a bump of the record the boot leaves (its
     // payload holds this boot's heap report).
@@ -434,7 +481,7 @@ fn power_cuts_during_a_revert_leave_a_device_that_boots_the_old_generation(m: Ma
     let old = old_release(m);
     let device = Device::on(
         m,
-        &committed_on_trial(m, &old, "app", &fixture(m, "app-panic")),
+        &committed_on_trial(m, &old, &[("app", &fixture(m, "app-panic"))]),
     );
     for n in 1..=TRIAL_LIMIT {
         let run = device.boot(&keyed(None));
