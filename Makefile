@@ -169,8 +169,8 @@ endif
 # The whole system: rota-server on 127.0.0.1, an emulated mps2-an385 and the ESP8266's LX106 on QEMU's
 # xtfpga board, each updated end to end through QEMU's guestfwd and rota-bridge, their heap reports,
 # the fleet holding both.
-demo: setup firmware images
-	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
+demo: setup firmware images fixtures
+	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-sign -p rota-emu
 	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-demo
 
 # Round-trip fixtures: the app (it has relocations on both ISAs) linked at 0 and, by the linker itself,

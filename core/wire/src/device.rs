@@ -381,6 +381,12 @@ impl<'s> DeviceSession<'s> {
         Ok(n)
     }
 
+    /// Whether the session holds a release whose signature verified (a device with keys, after the
+    /// server's `Release`).
+    pub fn release_verified(&self) -> bool {
+        self.core.release_len != 0
+    }
+
     /// How many more bytes the current frame needs (0 when it is complete or its header is bad).
     fn need(&self) -> usize {
         if self.rx_len < HEADER_LEN {

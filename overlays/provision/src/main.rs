@@ -124,7 +124,15 @@ fn session(svc: &Services, ctx: &Context, cfg: &ConfigView, link: &Link, w: &mut
     // Where the current file's transfer started (its Ready), to report the rate of each file.
     let mut file_start = None;
     loop {
-        match w.session.poll(&mut store, &mut w.out) {
+        // The signature's verification runs inside one poll: timed, for docs/sizes.md.
+        let (verified, before) = (w.session.release_verified(), svc.time_ms());
+        let polled = w.session.poll(&mut store, &mut w.out);
+        if !verified && w.session.release_verified() {
+            svc.write(b"provision: release signature verified in ");
+            svc.write_dec(svc.time_ms().wrapping_sub(before));
+            svc.write(b" ms\n");
+        }
+        match polled {
             Ok(Poll::Receive) => {
                 let buf = w.session.rx_buffer();
                 match link.recv(buf) {

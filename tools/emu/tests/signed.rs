@@ -60,6 +60,15 @@ fn a_release_signed_by_another_key_is_refused_and_one_signed_by_the_devices_key_
         run.console
     );
     assert_eq!(app_versions(&run), vec![2], "{}", run.console);
+    // The whole device's data RAM in provision with the Ed25519 verification on its stack
+    // (docs/sizes.md).
+    let peak = run.peak_ram(m, "provision").expect("provision ran");
+    println!("{m:?}: a signed update: provision peaks at {peak} B of data RAM");
+    for l in run.console.lines() {
+        if l.contains("signature verified") || l.contains("session received") {
+            println!("{m:?}: {l}");
+        }
+    }
     // And it stays: the next boot gets no update.
     let run = device.boot(&Boot::to(server.port));
     assert!(

@@ -6,14 +6,19 @@
 //! UART on a QEMU chardev socket, `rota-bridge serial` joining it to the server and printing its
 //! console. `rota-server` serves each its release on 127.0.0.1. Each device holds release 1, boots,
 //! checks in, installs the update, reboots, gets "no update" in one round trip and runs the new
-//! application. Then each one's heap report and the fleet as the server recorded it.
+//! application. Then each one's heap report and the fleet as the server recorded it. Last, on the
+//! mps2-an385, two releases that must not stay: one signed by a key the device does not hold, which
+//! it refuses before it commits anything, and one whose app panics, which the device takes on trial,
+//! rolls back after three trial boots and reports; the server records the rollback and holds the
+//! release back.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 use rota_emu::system::{
-    device_config_for, host_bin, release, storage_image_with, Boot, Device, Fleet, FleetDevice,
-    DEVICE_ID, LX106_DEVICE_ID, LX106_SECRET, SECRET,
+    device_config, device_config_for, host_bin, release, storage_image, storage_image_with, Boot,
+    Device, Fleet, FleetDevice, Server, Signer, DEVICE_ID, LX106_DEVICE_ID, LX106_SECRET, SECRET,
 };
-use rota_emu::{Machine, Run};
+use rota_emu::{artifact, Machine, Run};
+use rota_image::FileSpec;
 use rota_wire::config::Link;
 use std::process::{Command, ExitCode};
 
@@ -104,6 +109,112 @@ const DEVICES: [Demo; 3] = [
     },
 ];
 
+/// The console lines of `run` that show what the trial and release machinery did.
+fn trial_lines(run: &Run) -> Vec<&str> {
+    run.console
+        .lines()
+        .filter(|l| {
+            ["boot ", "trial", "rollback:", "provision: ", "app: "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+/// `rota-server fleet` of `repo`.
+fn fleet_table(repo: &std::path::Path) -> String {
+    Command::new(host_bin("rota-server"))
+        .arg("fleet")
+        .arg(repo)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("rota-server fleet: {e}"))
+}
+
+/// A release signed by a key the device does not hold: refused at the Release, before anything is
+/// written; the old app runs. Returns whether it went so.
+fn wrong_key() -> bool {
+    let m = Machine::Mps2An385;
+    let ours = Signer::new(m, 1);
+    let theirs = Signer::new(m, 1);
+    let mut config = device_config(SECRET);
+    config.keys.push(ours.public_key()).expect("a key fits");
+    let device = Device::on(m, &storage_image_with(m, &config, &release(m, 1)));
+    let server = Server::start_signed(&release(m, 2), SECRET, &theirs);
+    println!(
+        "device {DEVICE_ID} holds release 1 and the public key {}; the server offers release 2 \
+         signed with another key (rota-sign release)",
+        hex(&ours.public_key())
+    );
+    let run = device.boot(&Boot::to(server.port));
+    for l in trial_lines(&run) {
+        println!("{l}");
+    }
+    let refused = run
+        .console
+        .contains("provision: session refused (reason 13, code 2)")
+        && run.console.contains("app: version 1 running")
+        && !run.console.contains("update committed");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    print!("{}", fleet_table(server.repo.path()));
+    refused
+}
+
+/// A release whose app panics: committed on trial, three trial boots that panic, the rollback, the
+/// old app; the server records the rollback and offers the release no more. Returns whether it went
+/// so.
+fn rolled_back() -> bool {
+    let m = Machine::Mps2An385;
+    let old = release(m, 1);
+    let panicking = std::fs::read(artifact(&format!(
+        "{}/fixtures/app-panic.blob",
+        m.isa_dir()
+    )));
+    let Ok(panicking) = panicking else {
+        println!("demo: the app-panic fixture is missing (make fixtures)");
+        return false;
+    };
+    let update: Vec<FileSpec> = old
+        .iter()
+        .map(|f| FileSpec {
+            name: f.name.clone(),
+            data: if f.name == "app" {
+                panicking.clone()
+            } else {
+                f.data.clone()
+            },
+            version: f.version,
+        })
+        .collect();
+    let device = Device::on(m, &storage_image(m, &old, SECRET));
+    let server = Server::start(&update, SECRET);
+    println!(
+        "device {DEVICE_ID} holds release 1; the server offers an app that panics at its start"
+    );
+    let mut all = String::new();
+    for _ in 0..4 {
+        let run = device.boot(&Boot::to(server.port));
+        for l in trial_lines(&run) {
+            println!("{l}");
+        }
+        all.push_str(&run.console);
+    }
+    let last = device.boot(&Boot::to(server.port));
+    for l in trial_lines(&last) {
+        println!("{l}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let table = fleet_table(server.repo.path());
+    print!("{table}");
+    all.contains("rollback: generation 2 -> 1 (app panicked)")
+        && last.console.contains("app: version 1 running")
+        && table.contains("rollback generation 2 -> 1 (app panicked)")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn main() -> ExitCode {
     section(
         "rota-server on 127.0.0.1: release 2 (new app, tick, provision) for devices 1001, 1002 and 1003",
@@ -185,10 +296,23 @@ fn main() -> ExitCode {
         }
     }
 
+    section("a release signed by another key (mps2-an385, device holding a release key)");
+    if !wrong_key() {
+        ok = false;
+        println!("demo: the release signed by another key was NOT refused");
+    }
+    section("a release whose app panics: trial boots, rollback (mps2-an385)");
+    if !rolled_back() {
+        ok = false;
+        println!("demo: the panicking release was NOT rolled back and recorded");
+    }
+
     if ok {
         println!(
             "\ndemo: OK (all three devices updated to version 2, over TCP and over the serial line, \
-             then no update in one round trip; heap residue 0; all in the fleet)"
+             then no update in one round trip; heap residue 0; all in the fleet; a release signed by \
+             another key refused; a release whose app panics rolled back after three trial boots \
+             and held back by the server)"
         );
         ExitCode::SUCCESS
     } else {
