@@ -294,5 +294,25 @@ fn main() {
     }
     put(&dir, "serial_decoder", "session", &line);
 
+    // release: control byte 1 (the fuzz key signs), then a manifest of 0, 1 and 10 files and a
+    // signature slot; and one signed by another key as it is (control 0).
+    for (name, count) in [("empty", 0usize), ("one", 1), ("ten", 10)] {
+        let mut b = rota_release::ManifestBuilder::new(3, rota_release::Isa::Lx106, 5);
+        for i in 0..count {
+            b.file(format!("file{i}").as_bytes(), &image[..i * 4]);
+        }
+        let mut release = vec![1u8];
+        release.extend(b.build().unwrap());
+        release.extend([0u8; 64]);
+        put(&dir, "release", name, &release);
+    }
+    let mut b = rota_release::ManifestBuilder::new(1, rota_release::Isa::Thumbv7m, 5);
+    b.file(b"app", &image);
+    let manifest = b.build().unwrap();
+    let mut release = vec![0u8];
+    release.extend(&manifest);
+    release.extend(rota_release::sign(&manifest, &[7; 32]).unwrap());
+    put(&dir, "release", "other-key", &release);
+
     println!("seeds written to {}", dir.display());
 }
