@@ -11,7 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rota_release::{encode, set_digest, sign, split_release, verify, Entry, Manifest, MANIFEST_MAX};
+use rota_release::{
+    encode, set_digest, sign, split_release, verify, Entry, Manifest, MANIFEST_MAX,
+};
 
 const SEED: [u8; 32] = [0x5a; 32];
 const OTHER: [u8; 32] = [0xa5; 32];
@@ -57,6 +59,10 @@ fuzz_target!(|input: &[u8]| {
 
     let ours = sign(m, &SEED).expect("signs");
     let verified = verify(m, signature, &[key]).is_ok();
-    assert_eq!(verified, *signature == ours, "verifies exactly when it is the key's signature");
+    assert_eq!(
+        verified,
+        *signature == ours,
+        "verifies exactly when it is the key's signature"
+    );
     assert!(verify(m, signature, &[other]).is_err() || *signature == sign(m, &OTHER).unwrap());
 });
