@@ -23,7 +23,9 @@ fn target(isa: Isa) -> Target {
 /// for `provision`, which the boards run in place).
 fn load_from(bytes: Vec<u8>, isa: Isa, base: u32) -> (Result<Loaded, LoadError>, Vec<u32>) {
     let mut flash = MemFlash::new(bytes);
-    let mut arena = vec![0u32; 16 * 1024];
+    // 128 KB: the largest blob the Makefile packs (its IMAGE_LIMIT; the LX106's provision with
+    // Ed25519 is 97 KB) fits.
+    let mut arena = vec![0u32; 32 * 1024];
     // SAFETY: the arena is a live, exclusively borrowed buffer of that many words.
     let r = unsafe {
         load(
