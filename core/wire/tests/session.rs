@@ -494,6 +494,27 @@ fn listing(files: &[rota_wire::msg::FileInfo<'_>]) -> Vec<(Vec<u8>, u32, u32, [u
     all
 }
 
+/// A check-in of `store` against `repo` with the usual planner, and the files the device listed
+/// (`None`: it was not asked).
+fn check_in_listed(
+    store: &mut MemStore,
+    repo: &Repo,
+) -> (Run, Option<Vec<(Vec<u8>, u32, u32, [u8; 32])>>) {
+    let mut seen = None;
+    let run = check_in_with(
+        store,
+        repo,
+        &mut pass(),
+        |repo, hello, files| {
+            seen = Some(listing(files));
+            plan(repo, hello, files)
+        },
+        SECRET,
+        SECRET,
+    );
+    (run, seen)
+}
+
 #[test]
 fn a_device_whose_state_differs_is_listed_then_updated() {
     let repo = three_files();
@@ -515,18 +536,7 @@ fn a_device_whose_state_differs_is_listed_then_updated() {
     changed.insert(b"init".to_vec(), pattern(900, 7));
     let before = listing(&store.file_list());
     assert_eq!(before.len(), 3);
-    let mut seen = None;
-    let run = check_in_with(
-        &mut store,
-        &changed,
-        &mut pass(),
-        |repo, hello, files| {
-            seen = Some(listing(files));
-            plan(repo, hello, files)
-        },
-        SECRET,
-        SECRET,
-    );
+    let (run, seen) = check_in_listed(&mut store, &changed);
     assert_eq!(run.server, Some(Ok(true)), "{run:?}");
     assert_eq!(run.device, Ok(Poll::Committed(2)));
     assert_eq!(seen, Some(before), "Files lists the committed files");
@@ -561,18 +571,7 @@ fn a_full_files_answer_fits_one_frame_and_lists_every_file() {
     // The server has one more: the device is listed, and gets it.
     repo.insert(b"new".to_vec(), pattern(5, 5));
     let expected = listing(&store.file_list());
-    let mut seen = None;
-    let run = check_in_with(
-        &mut store,
-        &repo,
-        &mut pass(),
-        |repo, hello, files| {
-            seen = Some(listing(files));
-            plan(repo, hello, files)
-        },
-        SECRET,
-        SECRET,
-    );
+    let (run, seen) = check_in_listed(&mut store, &repo);
     assert_eq!(run.server, Some(Ok(true)), "{run:?}");
     assert_eq!(seen, Some(expected));
     assert_eq!(run.data_bytes, 5);
