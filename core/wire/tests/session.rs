@@ -485,7 +485,10 @@ fn the_device_session_stays_small() {
 }
 
 /// `files` as owned `(name, size, version, digest)`, in name order.
-fn listing(files: &[rota_wire::msg::FileInfo<'_>]) -> Vec<(Vec<u8>, u32, u32, [u8; 32])> {
+/// A file list as owned (name, size, version, digest) rows.
+type Listing = Vec<(Vec<u8>, u32, u32, [u8; 32])>;
+
+fn listing(files: &[rota_wire::msg::FileInfo<'_>]) -> Listing {
     let mut all: Vec<_> = files
         .iter()
         .map(|f| (f.name.as_bytes().to_vec(), f.size, f.version, f.digest))
@@ -496,10 +499,7 @@ fn listing(files: &[rota_wire::msg::FileInfo<'_>]) -> Vec<(Vec<u8>, u32, u32, [u
 
 /// A check-in of `store` against `repo` with the usual planner, and the files the device listed
 /// (`None`: it was not asked).
-fn check_in_listed(
-    store: &mut MemStore,
-    repo: &Repo,
-) -> (Run, Option<Vec<(Vec<u8>, u32, u32, [u8; 32])>>) {
+fn check_in_listed(store: &mut MemStore, repo: &Repo) -> (Run, Option<Listing>) {
     let mut seen = None;
     let run = check_in_with(
         store,
