@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(BLOBS[..OVERLAYS.len()], OVERLAYS);
         assert_eq!(BLOBS.last(), Some(&APP));
         assert_eq!(REPORT_MAX, 68);
-        assert_eq!(CONFIG_MAX, 492);
+        assert_eq!(CONFIG_MAX, 560);
         assert_eq!(
             CONFIG_MAX % 4,
             0,
