@@ -490,7 +490,10 @@ impl Fleet {
         if record.nonce != nonce {
             return Ok(());
         }
-        record.app_version = files.iter().find(|f| f.name == "app").map(|f| f.version);
+        record.app_version = files
+            .iter()
+            .find(|f| f.name == rota_limits::APP)
+            .map(|f| f.version);
         record.files = files;
         self.write(&record)
     }

@@ -202,13 +202,8 @@ pub fn check_release(
             inventory.file
         ));
     };
-    let split = bytes
-        .len()
-        .checked_sub(64)
-        .ok_or("the release file is shorter than a signature")?;
-    let (manifest_bytes, signature) = bytes.split_at(split);
-    let manifest = rota_release::Manifest::parse(manifest_bytes)
-        .map_err(|e| format!("the release's manifest: {e}"))?;
+    let (manifest, signature) =
+        rota_release::split_release(bytes).map_err(|e| format!("the release's manifest: {e}"))?;
     if manifest.len() != plan.files.len() {
         return Err(format!(
             "the release names {} files and the inventory {}: sign the inventory again",
@@ -254,8 +249,8 @@ pub fn check_release(
         ));
     }
     Ok(Some(SignedRelease {
-        manifest: manifest_bytes.to_vec(),
-        signature: signature.try_into().map_err(|_| "signature length")?,
+        manifest: manifest.as_bytes().to_vec(),
+        signature: *signature,
     }))
 }
 
@@ -286,16 +281,16 @@ pub fn expected_state(plan: &Plan) -> [u8; STATE_LEN] {
     state_digest(&mut files)
 }
 
-/// Whether the device that sent `hello` holds what the inventory wants (its files and, when the
-/// inventory has a `config`, that config) and has nothing staged: then the answer is `NoUpdate`
-/// without asking for its files.
+/// Whether the device that sent `hello` holds what the inventory wants (its files, whose state is
+/// `expected` ([`expected_state`]), and, when the inventory has a `config`, that config) and has
+/// nothing staged: then the answer is `NoUpdate` without asking for its files.
 pub fn up_to_date(
-    plan: &Plan,
+    expected: &[u8; STATE_LEN],
     inventory: &Inventory,
     device_id: u32,
     hello: &Hello<'_>,
 ) -> Result<bool, PlanError> {
-    if !hello.staged.is_empty() || hello.state != expected_state(plan) {
+    if !hello.staged.is_empty() || hello.state != *expected {
         return Ok(false);
     }
     Ok(match &inventory.config {
@@ -450,7 +445,10 @@ pub fn check_in_record(
         peer: peer.to_owned(),
         protocol: 2,
         nonce: Some(hello.nonce),
-        app_version: files.iter().find(|f| f.name == "app").map(|f| f.version),
+        app_version: files
+            .iter()
+            .find(|f| f.name == rota_limits::APP)
+            .map(|f| f.version),
         files,
         staged: hello
             .staged

@@ -43,7 +43,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let plan = self.repo.plan(&inventory)?;
         let release = self.repo.release(&inventory)?;
         let expected = planner::expected_state(&plan);
-        let up_to_date = planner::up_to_date(&plan, &inventory, hello.device_id, &hello)?;
+        let up_to_date = planner::up_to_date(&expected, &inventory, hello.device_id, &hello)?;
         let known = (hello.state == expected).then(|| planner::plan_records(&plan));
         // Never send what cannot run, nor what the device would refuse: checked before anything is
         // sent (and recorded as the check-in's outcome).
