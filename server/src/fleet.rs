@@ -255,17 +255,6 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The bytes of a hex string (either case), or `None` if it is not one.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Fleet {
     /// The state of the repository at `repo_dir`: `<repo_dir>/.rota/devices`.
     pub fn for_repo(repo_dir: &Path) -> Fleet {

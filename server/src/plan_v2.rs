@@ -378,8 +378,7 @@ pub fn config_record(
             for key in keys {
                 let key = key
                     .as_str()
-                    .and_then(crate::fleet::unhex)
-                    .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                    .and_then(rota_release::from_hex::<32>)
                     .ok_or_else(|| {
                         bad("`keys` must hold Ed25519 public keys, 64 hex digits each".into())
                     })?;

@@ -32,8 +32,9 @@ pub use manifest::{
     ENTRY_MAX, HEADER_SIZE, MAGIC, MANIFEST_MAX, MAX_ENTRIES, SET_DOMAIN,
 };
 pub use rota_blob::Isa;
+pub use sig::{
+    from_hex, split_release, verify, SignatureError, PUBLIC_KEY_SIZE, RELEASE_MAX, SEED_SIZE,
+    SIGNATURE_SIZE,
+};
 #[cfg(feature = "sign")]
 pub use sig::{public_key, sign};
-pub use sig::{
-    split_release, verify, SignatureError, PUBLIC_KEY_SIZE, RELEASE_MAX, SEED_SIZE, SIGNATURE_SIZE,
-};

@@ -95,6 +95,21 @@ fn verify_one(
     ed25519_compact::PublicKey::new(*key).verify(manifest, &signature)
 }
 
+/// `N` bytes written as `2 * N` hex digits of either case (white space around them allowed), as key
+/// files and inventories hold keys; `None` for anything else.
+pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim();
+    // Digits only: `from_str_radix` alone would also take a leading `+`.
+    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Splits a release file (`manifest || signature`, the signature its last 64 bytes) and checks the
 /// manifest. It does not verify the signature ([`verify`] does).
 pub fn split_release(

@@ -522,3 +522,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn keys_are_read_from_hex_of_exactly_their_length() {
+    let key = [0xabu8; 32];
+    let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(rota_release::from_hex::<32>(&text), Some(key));
+    assert_eq!(
+        rota_release::from_hex::<32>(&text.to_uppercase()),
+        Some(key)
+    );
+    assert_eq!(
+        rota_release::from_hex::<32>(&format!(" {text}\n")),
+        Some(key)
+    );
+    assert_eq!(rota_release::from_hex::<32>(&text[2..]), None, "too short");
+    assert_eq!(
+        rota_release::from_hex::<32>(&format!("{text}00")),
+        None,
+        "too long"
+    );
+    assert_eq!(rota_release::from_hex::<2>("12g4"), None, "not hex");
+    assert_eq!(
+        rota_release::from_hex::<2>("+1+2"),
+        None,
+        "a sign is not a digit"
+    );
+    assert_eq!(rota_release::from_hex::<2>("ééé"), None, "not ASCII");
+}

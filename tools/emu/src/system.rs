@@ -189,11 +189,7 @@ impl Signer {
     /// The public key (what a device's config holds).
     pub fn public_key(&self) -> [u8; 32] {
         let text = std::fs::read_to_string(self.path.with_extension("pub")).expect("public key");
-        let bytes: Vec<u8> = (0..64)
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).expect("hex"))
-            .collect();
-        bytes.try_into().expect("32 bytes")
+        rota_release::from_hex(&text).expect("a public key file of rota-sign")
     }
 
     /// Signs device `id`'s release in the work tree `repo` (`rota-sign release`).

@@ -90,16 +90,9 @@ fn key(arg: &str) -> Result<[u8; 32], String> {
         Ok(text) => text,
         Err(_) => arg.to_owned(),
     };
-    let text = text.trim();
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect();
-    bytes
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| {
-            format!("--key {arg}: not an Ed25519 public key (64 hex digits) nor a file of one")
-        })
+    rota_release::from_hex(&text).ok_or_else(|| {
+        format!("--key {arg}: not an Ed25519 public key (64 hex digits) nor a file of one")
+    })
 }
 
 fn config(args: &Args) -> Result<DeviceConfig, String> {

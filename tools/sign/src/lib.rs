@@ -131,12 +131,7 @@ fn read_hex<const N: usize>(path: &Path) -> Result<[u8; N], Error> {
             "wrong length"
         }));
     }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or(bad("not hex"))?, 16)
-            .map_err(|_| bad("not hex"))?;
-    }
-    Ok(out)
+    rota_release::from_hex(text).ok_or(bad("not hex"))
 }
 
 /// Reads a secret key file (`<path>.key`: the 32-byte seed in hex).
