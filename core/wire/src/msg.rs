@@ -10,8 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Digest, Error, MAX_CHUNK, MAX_NAME, SERVER_NONCE_LEN};
 
-/// Most files a [`Hello`] lists.
-pub const MAX_FILES: usize = 10;
+/// Most files a [`Files`] answer lists: as many as a signed release names (rota-limits), so a device
+/// can always list the set its manifest vouches for.
+pub const MAX_FILES: usize = rota_limits::RELEASE_FILES_MAX;
 /// Most staged (partly received) files a [`Hello`] lists.
 pub const MAX_STAGED: usize = 2;
 /// Most phases a [`Hello`]'s heap report carries.
