@@ -380,68 +380,50 @@ fn forge(msg: &rota_wire::ServerMsg<'_>, seq: u32) -> Vec<u8> {
     sout
 }
 
-#[test]
-fn out_of_place_commands_are_refused() {
-    // Data with no file open. Forged with the right key and seq: only the state machine can refuse
-    // it.
+/// Feeds `msg` (forged as the server's frame 2) to a fresh device that has listed its files: the
+/// device tells the server it failed, then refuses the message as out of place (`kind`). Returns its
+/// store.
+fn refused_past_list(msg: &rota_wire::ServerMsg<'_>, kind: u8) -> MemStore {
     let mut store = MemStore::default();
     let mut out = vec![0u8; MAX_FRAME];
     let mut device = device_past_list(&mut store);
-    let data = forge(
-        &rota_wire::ServerMsg::Data(rota_wire::msg::Data {
-            offset: 0,
-            bytes: rota_wire::msg::Bytes(b"x"),
-        }),
-        2,
-    );
-    device.feed(&data);
+    device.feed(&forge(msg, 2));
     assert!(matches!(
         device.poll(&mut store, &mut out),
         Ok(Poll::Send(_))
     ));
     assert_eq!(
         device.poll(&mut store, &mut out),
-        Err(Error::Unexpected(kind::DATA))
+        Err(Error::Unexpected(kind))
     );
-    assert_eq!(store.generation, 0);
+    store
+}
 
+#[test]
+fn out_of_place_commands_are_refused() {
+    // Each forged with the right key and seq after the device listed its files: only the state
+    // machine can refuse it.
+    // Data with no file open.
+    let data = rota_wire::ServerMsg::Data(rota_wire::msg::Data {
+        offset: 0,
+        bytes: rota_wire::msg::Bytes(b"x"),
+    });
+    let store = refused_past_list(&data, kind::DATA);
+    assert_eq!(store.generation, 0);
     // A Welcome mid-session.
-    let mut store = MemStore::default();
-    let mut device = device_past_list(&mut store);
-    device.feed(&forge(
-        &rota_wire::ServerMsg::Welcome(rota_wire::msg::Welcome {
-            server_nonce: [3; 16],
-        }),
-        2,
-    ));
-    assert!(matches!(
-        device.poll(&mut store, &mut out),
-        Ok(Poll::Send(_))
-    ));
-    assert_eq!(
-        device.poll(&mut store, &mut out),
-        Err(Error::Unexpected(kind::WELCOME))
-    );
+    let welcome = rota_wire::ServerMsg::Welcome(rota_wire::msg::Welcome {
+        server_nonce: [3; 16],
+    });
+    refused_past_list(&welcome, kind::WELCOME);
     // A Release, to a device that holds no release keys: refused as out of place, nothing committed.
-    let mut store = MemStore::default();
-    let mut device = device_past_list(&mut store);
-    device.feed(&forge(
-        &rota_wire::ServerMsg::Release(rota_wire::msg::Release {
-            manifest: rota_wire::msg::Bytes(b"manifest"),
-            signature: [1; 64],
-        }),
-        2,
-    ));
-    assert!(matches!(
-        device.poll(&mut store, &mut out),
-        Ok(Poll::Send(_))
-    ));
-    assert_eq!(
-        device.poll(&mut store, &mut out),
-        Err(Error::Unexpected(kind::RELEASE))
-    );
+    let release = rota_wire::ServerMsg::Release(rota_wire::msg::Release {
+        manifest: rota_wire::msg::Bytes(b"manifest"),
+        signature: [1; 64],
+    });
+    let store = refused_past_list(&release, kind::RELEASE);
     assert_eq!((store.generation, store.last_commit), (0, None));
 
+    let mut out = vec![0u8; MAX_FRAME];
     // The server: a plan or a NoUpdate before the device's files came, a plan after the plan.
     let mut store = MemStore::default();
     let mut device = DeviceSession::new(SECRET, Link::Tcp);
