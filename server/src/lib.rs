@@ -11,6 +11,7 @@
 //!   its files' versions; the frames and the session state machine are `rota-wire`'s;
 //! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`), every
 //!   file of it written by [`durable::replace`] (atomic and durable);
+//! - [`rollout`]: staged rollouts: cohorts by a stable hash, widening, halting on rollbacks;
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
 //! The simulated devices its tests use (a NodeMCU luaOTA client, a rota device) are the crate
@@ -27,6 +28,7 @@ pub mod luac;
 pub mod plan_v2;
 pub mod repo;
 pub mod restart;
+pub mod rollout;
 pub mod session;
 pub mod trim;
 pub mod v1;
