@@ -60,7 +60,7 @@ BOARDS :=
 FLASH_BOARDS :=
 include $(sort $(wildcard core/boards/*/board.mk))
 
-.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench \
+.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench bench-fleet \
         flash no-flash serial-update unknown-board demo test lint lint-host fixtures fuzz fuzz-smoke fuzz-tools clean
 
 ## ---------- set-up (idempotent; quick when already done) ----------
@@ -125,6 +125,13 @@ unknown-board:
 bench: setup firmware images tcp-copy
 	$(CARGO) build -q -p rota-server -p rota-bridge -p rota-emu
 	ROTA_BUILD=$(CURDIR)/$(B) target/debug/rota-bench
+
+# Fleet scale: a 10,000-device boot storm and 10,000 slow links beside 100 fast devices, against an
+# OK! baseline in the same run (server/storm; figures in docs/server.md). STORM_ARGS adds options,
+# e.g. STORM_ARGS="--database postgres://... --instances 2".
+bench-fleet: toolchain
+	$(CARGO) build -q --release -p rota-server -p rota-storm
+	target/release/rota-storm bench $(STORM_ARGS)
 
 # The overlays' sizes, then each board's (size-<board> runs after size-overlays).
 size: setup firmware images size-overlays $(addprefix size-,$(BOARDS))

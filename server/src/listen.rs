@@ -50,12 +50,22 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Binds `addr` with a large accept backlog.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_shared(addr, false)
+}
+
+/// [`bind`], and with `reuse_port` shares `addr` with other processes that bind it the same way
+/// (`SO_REUSEPORT`): the kernel spreads new connections over them, so several `rota-server`
+/// instances with one database serve one address.
+pub fn bind_shared(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

@@ -60,6 +60,10 @@ enum Command {
         /// connections from it are closed at once. Default: a quarter of --max-sessions.
         #[arg(long, value_name = "N")]
         max_sessions_per_peer: Option<usize>,
+        /// Share the listening address with other rota-server instances started with this flag
+        /// (SO_REUSEPORT; the kernel spreads connections over them). Give them one database.
+        #[arg(long)]
+        reuse_port: bool,
     },
     /// Serve exactly one session over stdin/stdout (for emulated devices: one process per connection).
     ServeStdio {
@@ -153,6 +157,7 @@ async fn run(command: Command) -> Result<bool, CliError> {
             listen: addr,
             max_sessions,
             max_sessions_per_peer,
+            reuse_port,
         } => {
             if max_sessions == 0 {
                 return Err(CliError::Count("max-sessions"));
@@ -173,8 +178,8 @@ async fn run(command: Command) -> Result<bool, CliError> {
                 Err(error) => tracing::warn!(%error, "cannot remove leftover temporary files"),
             }
             listen::raise_descriptor_limit(max_sessions);
-            let listener =
-                listen::bind(addr).map_err(|source| CliError::Listen { addr, source })?;
+            let listener = listen::bind_shared(addr, reuse_port)
+                .map_err(|source| CliError::Listen { addr, source })?;
             let local = listener.local_addr().unwrap_or(addr);
             tracing::info!(addr = %local, "listening");
             let shutdown = async {
