@@ -558,6 +558,7 @@ mod tests {
             files: vec![],
             secret: b"s".to_vec(),
             config: config.and_then(|c| c.as_object().cloned()),
+            release: None,
         }
     }
 

@@ -229,6 +229,9 @@ pub struct SessionReport {
     pub protocol: Option<Protocol>,
     /// The chip id from the HI, once known.
     pub device: Option<u64>,
+    /// The name of the release the device was served (`Release::name`: `v2`, `3f2a9c1`,
+    /// `3f2a9c1+dirty`, `dir`), once known.
+    pub release: Option<String>,
     /// The outcome or the error.
     pub outcome: Result<Outcome, SessionError>,
     /// Files sent completely.
@@ -256,6 +259,8 @@ struct Session<'r, S> {
     ticket: Option<Ticket>,
     protocol: Option<Protocol>,
     device: Option<u64>,
+    /// The release served, once known.
+    release: Option<String>,
     /// The device and nonce of a recorded check-in, whose outcome is recorded at the end.
     check_in: Option<(u64, Option<u32>)>,
     files: usize,

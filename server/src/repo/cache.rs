@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Found, Repo, RepoError, Source};
+use super::snapshot::Deps;
+use super::{Found, Repo, RepoError, Tree};
 
 /// A file changed this recently is not cached: a further change could keep its timestamps.
 pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
@@ -45,7 +46,7 @@ impl Stamp {
     }
 
     /// Whether the file changed within [`RACY_WINDOW`] of `now`.
-    fn is_racy(&self, now: SystemTime) -> bool {
+    pub(super) fn is_racy(&self, now: SystemTime) -> bool {
         let now_ns = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -59,20 +60,27 @@ impl Repo {
     /// How often the cache answered.
     pub fn cache_stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
         }
     }
 
-    /// `name` parsed by `parse`, from the cache while the file is unchanged; `Ok(None)` when it does not
-    /// exist.
+    /// `name` of `tree` parsed by `parse`, from the cache while the file is unchanged; `Ok(None)` when
+    /// it does not exist. What was read from the directory (present or not) is noted in `deps`.
     pub(super) fn load<T: Clone>(
         &self,
         cache: &Cache<T>,
+        tree: Tree,
         name: &str,
         limit: u64,
+        deps: &mut Deps,
         parse: impl FnOnce(Vec<u8>) -> Result<T, RepoError>,
     ) -> Result<Option<T>, RepoError> {
+        // A commit's files never change: keyed by tree, cached for good.
+        let key = match tree {
+            Tree::Dir => std::borrow::Cow::Borrowed(name),
+            Tree::Commit { tree, .. } => std::borrow::Cow::Owned(format!("{tree}:{name}")),
+        };
         let lock = || {
             cache
                 .lock()
@@ -82,28 +90,32 @@ impl Repo {
         for _ in 0..3 {
             // The stamp is taken BEFORE reading: a change during the read only causes one more read
             // later.
-            let stamp = match &self.source {
-                Source::Dir(dir) => match Self::stamp(dir, name, limit)? {
-                    Some(stamp) => Some(stamp),
-                    None => return Ok(None),
-                },
-                Source::Git { .. } => None,
+            let stamp = match tree {
+                Tree::Dir => {
+                    let stamp = Self::stamp(&self.inner.dir, name, limit)?;
+                    deps.path(name, stamp);
+                    match stamp {
+                        Some(stamp) => Some(stamp),
+                        None => return Ok(None),
+                    }
+                }
+                Tree::Commit { .. } => None,
             };
-            if let Some((cached, value)) = lock().get(name) {
+            if let Some((cached, value)) = lock().get(key.as_ref()) {
                 if *cached == stamp {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.inner.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Some(value.clone()));
                 }
             }
-            let bytes = match self.read(name, limit, stamp.as_ref())? {
+            let bytes = match self.read(tree, name, limit, stamp.as_ref())? {
                 Found::Bytes(bytes) => bytes,
                 Found::Missing => return Ok(None),
                 Found::Replaced => continue,
             };
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.inner.misses.fetch_add(1, Ordering::Relaxed);
             let value = parse(bytes)?;
             if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
-                lock().insert(name.to_owned(), (stamp, value.clone()));
+                lock().insert(key.into_owned(), (stamp, value.clone()));
             }
             return Ok(Some(value));
         }

@@ -28,6 +28,9 @@ pub enum InventoryError {
     /// A `config` that is not an object.
     #[error("`config` must be an object")]
     Config,
+    /// A `release` that is not a revision name.
+    #[error("`release` must be a branch, tag or commit name")]
+    Release,
 }
 
 /// One device's inventory.
@@ -41,6 +44,9 @@ pub struct Inventory {
     pub secret: Vec<u8>,
     /// The optional `config` object: a new device config for protocol v2 devices.
     pub config: Option<Map<String, Value>>,
+    /// The optional `release`: the git revision (branch, tag, commit) the device is pinned to
+    /// (read from the control tree's inventory only).
+    pub release: Option<String>,
 }
 
 /// Whether `name` is a safe relative path: non-empty `/`-separated components, none `.`, `..` or empty,
@@ -88,11 +94,17 @@ impl Inventory {
             Some(Value::Object(config)) => Some(config.clone()),
             Some(_) => return Err(error(InventoryError::Config)),
         };
+        let release = match obj.get("release") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(rev)) if !rev.is_empty() => Some(rev.clone()),
+            Some(_) => return Err(error(InventoryError::Release)),
+        };
         Ok(Inventory {
             file: file.to_owned(),
             files,
             secret: secret.as_bytes().to_vec(),
             config,
+            release,
         })
     }
 }
@@ -119,6 +131,14 @@ mod tests {
                 "{bad:?}"
             );
         }
+        assert_eq!(
+            err(r#"{"files":[],"secret":"s","release":7}"#),
+            InventoryError::Release
+        );
+        assert_eq!(
+            err(r#"{"files":[],"secret":"s","release":""}"#),
+            InventoryError::Release
+        );
         assert_eq!(
             err(r#"{"files":["a","b","a"],"secret":"s"}"#),
             InventoryError::Duplicate("a".into())

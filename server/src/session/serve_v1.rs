@@ -16,17 +16,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let record = Record::parse_line(&line)?;
         let hi = HiRepr::parse(record.object()?)?;
         self.device = Some(hi.id);
-        // Repository reads run inline: they are small page-cache reads (microseconds), and handing them
-        // to a blocking thread cost a third of the no-update throughput in the benchmark.
-        let inventory = self.repo.inventory(hi.id)?;
+        // From the repository's snapshot without I/O, or read on a blocking thread (`Repo::served`).
+        let served = self.repo.served(hi.id, None, None).await?;
+        self.release = Some(served.release.name.clone());
+        let (inventory, plan) = (&served.inventory, &served.plan);
         let signer = Signer::new(&inventory.secret);
         if !record.verify(&signer) {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         self.first_record_verified()?;
-        let plan = self.repo.plan(&inventory)?;
         // A name the device cannot open would reboot it at every boot: refused before anything.
-        restart::check_names(&plan)?;
+        restart::check_names(plan)?;
         let secret = &inventory.secret;
 
         if hi.chk.as_deref() == Some(plan.chk.as_str()) {
@@ -37,7 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
 
         // Everything that could refuse the update is checked before the first byte is sent.
-        let restart = restart::build(&hi, &plan, secret)?;
+        let restart = restart::build(&hi, plan, secret)?;
         let restart = v1::emit_record(&signer, &restart, &[])?;
         // The one rule of both protocols; a v1 device holds a file when it echoes the file's number.
         let stale: Vec<&PlannedFile> = plan

@@ -31,7 +31,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let claimed = wire_server::peek_hello(&hello_frame).map_err(SessionError::V2)?;
         let id = u64::from(claimed.device_id);
         self.device = Some(id);
-        let inventory = self.repo.inventory(id)?;
+        // From the repository's snapshot without I/O, or read on a blocking thread (`Repo::served`);
+        // blobs missing from the release are packed from ELF files for the ISA the Hello reports.
+        let isa = rota_blob::Isa::from_u8(claimed.isa);
+        let served = self.repo.served(id, None, isa).await?;
+        self.release = Some(served.release.name.clone());
+        let inventory = &served.inventory;
         let hello = match wire_server::open_hello(&hello_frame, &inventory.secret) {
             Ok(hello) => hello,
             Err(rota_wire::Error::BadTag) => {
@@ -40,20 +45,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             Err(e) => return Err(SessionError::V2(e)),
         };
         self.first_record_verified()?;
-        let plan = self.repo.plan(&inventory)?;
-        let release = self.repo.release(&inventory)?;
-        let expected = planner::expected_state(&plan);
-        let up_to_date = planner::up_to_date(&expected, &inventory, hello.device_id, &hello)?;
-        let known = (hello.state == expected).then(|| planner::plan_records(&plan));
+        let plan = &served.plan;
+        let expected = planner::expected_state(plan);
+        let up_to_date = planner::up_to_date(&expected, inventory, hello.device_id, &hello)?;
+        let known = (hello.state == expected).then(|| planner::plan_records(plan));
         // Never send what cannot run, nor what the device would refuse: checked before anything is
         // sent (and recorded as the check-in's outcome).
         let checked = if up_to_date {
             Ok(None)
         } else {
             planner::check_release(
-                &plan,
-                &inventory,
-                release.as_deref().map(Vec::as_slice),
+                plan,
+                inventory,
+                served.signed.as_deref().map(Vec::as_slice),
                 &hello,
             )
         };
@@ -96,7 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let Event::Files(files) = session.handle(&frame).map_err(SessionError::V2)? else {
             return Err(SessionError::V2(rota_wire::Error::Unexpected(frame[1])));
         };
-        let todo = planner::decide(&plan, &inventory, hello.device_id, &hello, &files.files)?;
+        let todo = planner::decide(plan, inventory, hello.device_id, &hello, &files.files)?;
         let fleet = self.fleet.clone();
         let listed = planner::file_records(&files.files);
         let nonce = Some(hello.nonce);

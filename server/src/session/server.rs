@@ -93,6 +93,7 @@ impl Server {
             ticket,
             protocol: None,
             device: None,
+            release: None,
             check_in: None,
             files: 0,
             bytes: 0,
@@ -119,6 +120,7 @@ impl Server {
             peer: peer.to_owned(),
             protocol: session.protocol,
             device: session.device,
+            release: session.release.take(),
             outcome,
             files: session.files,
             bytes: session.bytes,
@@ -128,10 +130,12 @@ impl Server {
             .device
             .map_or_else(|| "-".to_owned(), |d| d.to_string());
         let ms = report.duration.as_millis();
+        let release = report.release.as_deref().unwrap_or("-");
         match &report.outcome {
             Ok(outcome) => tracing::info!(
                 %device,
                 %peer,
+                %release,
                 %outcome,
                 files = report.files,
                 bytes = report.bytes,
@@ -141,6 +145,7 @@ impl Server {
             Err(error) => tracing::warn!(
                 %device,
                 %peer,
+                %release,
                 outcome = %"failed",
                 %error,
                 files = report.files,
