@@ -8,4 +8,5 @@ mod links;
 mod load;
 mod provision;
 mod release;
+mod releases;
 mod v2;
