@@ -84,9 +84,12 @@ enum Command {
 #[derive(Args)]
 struct RepoArgs {
     /// Repository directory: ESP-<chipid>.json and default.json inventories, and the files they name.
+    /// An inventory's "release" (or its group's in groups.json) pins the device to a git revision:
+    /// it then gets that commit's files, file list and config (see docs/releases.md).
     #[arg(long, value_name = "DIR")]
     repo: PathBuf,
-    /// Serve the files as committed at this git revision (branch, tag, commit), not the working tree.
+    /// Serve the files as committed at this git revision (branch, tag, commit), not the working
+    /// tree; resolved once at start. Devices pinned to another revision still get theirs.
     #[arg(long, value_name = "REVISION")]
     rev: Option<String>,
     /// Seconds to wait for any one read or write before dropping a session.
