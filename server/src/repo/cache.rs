@@ -14,6 +14,10 @@ use super::{Found, Repo, RepoError, Tree};
 /// A file changed this recently is not cached: a further change could keep its timestamps.
 pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Most entries one cache keeps; when full it starts again (files of every commit ever served are
+/// otherwise kept for good, and a branch that keeps moving would grow it without end).
+const CACHE_MAX: usize = 1 << 16;
+
 /// Cache effectiveness, for tests and tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -115,7 +119,11 @@ impl Repo {
             self.inner.misses.fetch_add(1, Ordering::Relaxed);
             let value = parse(bytes)?;
             if stamp.is_none_or(|s| !s.is_racy(SystemTime::now())) {
-                lock().insert(key.into_owned(), (stamp, value.clone()));
+                let mut cache = lock();
+                if cache.len() >= CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(key.into_owned(), (stamp, value.clone()));
             }
             return Ok(Some(value));
         }
