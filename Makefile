@@ -61,7 +61,8 @@ FLASH_BOARDS :=
 include $(sort $(wildcard core/boards/*/board.mk))
 
 .PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench bench-fleet \
-        flash no-flash serial-update unknown-board demo test lint lint-host fixtures fuzz fuzz-smoke fuzz-tools clean
+        flash no-flash serial-update unknown-board demo test lint lint-host fixtures fuzz fuzz-smoke fuzz-tools clean \
+        browser-setup
 
 ## ---------- set-up (idempotent; quick when already done) ----------
 setup: toolchain packages esptool
@@ -80,6 +81,17 @@ packages:
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+# The dashboard's browser test (docs/dashboard.md): Debian's chromium, node and npm, and
+# server/dashboard/browser's pinned playwright-core (no browser download). Each only when missing.
+BROWSER_DIR := server/dashboard/browser
+browser-setup:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	@[ -d $(BROWSER_DIR)/node_modules ] || (cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --loglevel=error)
 
 esptool:
 	@[ -x $(ESPTOOL) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q esptool; }

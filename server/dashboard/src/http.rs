@@ -44,6 +44,7 @@ const ECHO_MAX: usize = 40;
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("../assets/dashboard.css");
+const FAVICON_SVG: &str = include_str!("../assets/favicon.svg");
 
 /// Why a request failed: each is answered with its status and `{"error": "<this error's text>"}`.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +257,10 @@ fn router(source: Arc<dyn Source>) -> Router {
             "/dashboard.css",
             get(|| async { asset("text/css; charset=utf-8", DASHBOARD_CSS) }),
         )
+        .route(
+            "/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
         .route("/api/devices", get(list_devices))
         .route("/api/devices/{id}", get(get_device))
         .route("/api/rollouts", get(list_rollouts))
@@ -277,7 +282,7 @@ fn router(source: Arc<dyn Source>) -> Router {
 /// Serves the dashboard on `listener` from `source` until `shutdown` completes, then lets the
 /// requests in flight finish.
 ///
-/// `GET /` is the page (`/dashboard.js`, `/dashboard.css` its script and stylesheet);
+/// `GET /` is the page (`/dashboard.js`, `/dashboard.css`, `/favicon.svg` its script, stylesheet and icon);
 /// `GET /api/devices`, `/api/devices/{id}`, `/api/rollouts` the JSON API; `GET /api/openapi.json`
 /// its OpenAPI 3 document. Every error is `{"error": "..."}`.
 pub async fn serve(

@@ -96,13 +96,13 @@ pub struct DeviceHistory {
 pub struct Progress {
     /// Devices in the cohort.
     pub cohort: u32,
-    /// Devices that installed the release.
+    /// Devices that installed the release and hold it now, the confirmed ones included.
     pub updated: u32,
-    /// Devices that confirmed it (booted it and kept it).
+    /// Of the updated, those that confirmed it (booted it and kept it).
     pub confirmed: u32,
-    /// Devices that rolled it back.
+    /// Devices that installed it and rolled it back (not counted as updated).
     pub rolled_back: u32,
-    /// Devices whose update failed.
+    /// Devices whose update failed (not counted as updated).
     pub failed: u32,
 }
 

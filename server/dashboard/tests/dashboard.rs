@@ -322,6 +322,7 @@ fn the_page_and_its_assets_are_served_with_their_types() {
             "text/javascript; charset=utf-8",
         ),
         ("/dashboard.css", "dashboard.css", "text/css; charset=utf-8"),
+        ("/favicon.svg", "favicon.svg", "image/svg+xml"),
     ] {
         let answer = get(&server, path);
         assert_eq!(answer.status, 200, "{path}");
@@ -415,32 +416,45 @@ fn connections_beyond_the_bound_wait_until_one_closes() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
-/// The page in a real browser: `browser/check.mjs` drives Debian's headless chromium against the
-/// dashboard served from the fake fleet. Run with `ROTA_BROWSER=1` after `make browser-setup`.
-#[test]
-fn the_page_in_headless_chromium() {
+/// Runs `browser/check.mjs` against `server` with `args`; `None` unless `ROTA_BROWSER=1`.
+fn browser_check(server: &Server, args: &[&str]) -> Option<std::process::Output> {
     if std::env::var_os("ROTA_BROWSER").is_none_or(|v| v != "1") {
-        eprintln!(
-            "the_page_in_headless_chromium: set ROTA_BROWSER=1 to run it (make browser-setup)"
-        );
-        return;
+        eprintln!("the browser check runs with ROTA_BROWSER=1 (after make browser-setup)");
+        return None;
     }
-    let (_fake, server) = fake_server();
     let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
     let output = std::process::Command::new("node")
         .current_dir(browser)
-        .args([
-            "check.mjs",
-            "--url",
-            &server.url(""),
-            "--devices",
-            "1,2,3",
-            "--device",
-            "2",
-        ])
-        .args(["--boots", &DEVICE_2_BOOTS.to_string(), "--rollout", "7"])
+        .args(["check.mjs", "--url", &server.url("")])
+        .args(args)
         .output()
         .expect("node runs (make browser-setup)");
+    Some(output)
+}
+
+/// The page in a real browser: `browser/check.mjs` drives Debian's headless chromium against the
+/// dashboard served from the fake fleet, and reports the page's weight and first paint.
+#[test]
+fn the_page_in_headless_chromium() {
+    let (_fake, server) = fake_server();
+    let boots = DEVICE_2_BOOTS.to_string();
+    let screenshot = std::env::var("ROTA_SCREENSHOT").ok();
+    let mut args = vec![
+        "--devices",
+        "1,2,3",
+        "--device",
+        "2",
+        "--boots",
+        &boots,
+        "--rollout",
+        "7",
+    ];
+    if let Some(file) = &screenshot {
+        args.extend(["--screenshot", file]);
+    }
+    let Some(output) = browser_check(&server, &args) else {
+        return;
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -449,6 +463,44 @@ fn the_page_in_headless_chromium() {
     );
     let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     eprintln!("browser check: {report}");
-    assert!(report["page_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["devices"], 3);
+    // Four phases, heap peak and stack peak each.
+    assert_eq!(report["plot_series"], 8);
+    let resources = report["page_resources"].as_object().unwrap();
+    let total: u64 = resources.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(report["page_bytes"].as_u64().unwrap(), total);
+    assert!(total > (include_str!("../assets/dashboard.js").len() as u64));
     assert!(report["first_contentful_paint_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// The browser check fails, naming each thing missing, when the page does not show what it is
+/// told to expect.
+#[test]
+fn the_browser_check_names_what_is_missing() {
+    let (_fake, server) = fake_server();
+    let args = [
+        "--devices",
+        "1,2,9",
+        "--device",
+        "2",
+        "--boots",
+        "4",
+        "--rollout",
+        "99",
+    ];
+    let Some(output) = browser_check(&server, &args) else {
+        return;
+    };
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for problem in [
+        "device 9 is not in the fleet table",
+        r#"plot series "app heap peak" has 5 points, not 4"#,
+        r#"plot series "init stack peak" has 5 points, not 4"#,
+        "the boots table has 5 rows, not 4",
+        "rollout 99 is not in /api/rollouts",
+    ] {
+        assert!(stderr.contains(problem), "{problem:?} not in {stderr}");
+    }
+    assert!(!stderr.contains("device 1 "), "{stderr}");
 }

@@ -214,7 +214,7 @@ impl Source for Fake {
                 status: "halted: 1 rollback of 1 update".into(),
                 progress: Progress {
                     cohort: 2,
-                    updated: 1,
+                    updated: 0,
                     confirmed: 0,
                     rolled_back: 1,
                     failed: 0,
