@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Fake, Server, DEVICE_2_BOOTS};
+use rota_dashboard::http::REQUEST_TIMEOUT;
 use rota_dashboard::Source;
 use serde_json::{json, Value};
 
@@ -363,6 +364,26 @@ fn requests_beyond_the_in_flight_bound_are_refused_at_once() {
         assert_eq!(thread.join().unwrap().status, 200);
     }
     assert_eq!(get(&server, "/api/rollouts").status, 200);
+}
+
+#[test]
+fn a_request_past_its_time_is_a_json_503() {
+    let (fake, server) = fake_server();
+    let closed = fake.gate.close();
+    let started = std::time::Instant::now();
+    let answer = get(&server, "/api/devices");
+    let took = started.elapsed();
+    drop(closed);
+    assert_eq!(answer.status, 503);
+    assert_eq!(
+        json_of(&answer),
+        json!({"error": format!("the request took longer than {} s", REQUEST_TIMEOUT.as_secs())})
+    );
+    assert!(
+        took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT * 2,
+        "{took:?}"
+    );
+    assert_eq!(get(&server, "/api/devices").status, 200);
 }
 
 /// A raw HTTP/1.1 exchange on one connection, so the test controls when connections open and close.
