@@ -36,7 +36,8 @@ fn start(dir: &std::path::Path) -> (std::net::SocketAddr, oneshot::Sender<()>) {
         sessions_per_peer: Some(8192),
         ..Limits::default()
     };
-    let server = Server::new(Repo::open_dir(dir).expect("repository"), limits);
+    let server =
+        Server::new(Repo::open_dir(dir).expect("repository"), limits).expect("fleet database");
     let listener = listen::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
     let addr = listener.local_addr().expect("local address");
     let (stop, stopped) = oneshot::channel::<()>();

@@ -9,8 +9,8 @@
 //! - [`restart`]: the `restart` record, refused when it could brick a device;
 //! - [`plan_v2`]: the protocol v2 planner: what a rota device gets, decided from content digests, and
 //!   its files' versions; the frames and the session state machine are `rota-wire`'s;
-//! - [`fleet`]: each device's last check-in, in the repository's state (`.rota/devices/`), every
-//!   file of it written by [`durable::replace`] (atomic and durable);
+//! - [`fleet`]: each device's last check-in, its history, rollbacks and rollouts, in a database
+//!   (SQLite in `.rota/state.db` by default, or PostgreSQL shared by several servers);
 //! - [`rollout`]: staged rollouts: cohorts by a stable hash, widening, halting on rollbacks;
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
@@ -21,7 +21,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod durable;
 pub mod fleet;
 pub mod listen;
 pub mod luac;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rota_server::fleet::{self, Fleet};
+use rota_server::fleet::{self, Database, Fleet};
 use rota_server::listen;
 use rota_server::repo::{Repo, RepoError};
 use rota_server::session::{Limits, Server};
@@ -27,7 +27,8 @@ use tracing::level_filters::LevelFilter;
 /// compile as Lua 5.1 here first); a source containing the comment --SAFETRIM is sent with comments and
 /// indentation removed. rota devices get the inventory's files compared by SHA-256, resumable, with
 /// the optional "config" object as their new config. Logs go to stderr, one summary line per session;
-/// each rota device's last check-in is kept in DIR/.rota/devices/ (see `rota-server fleet`).
+/// each rota device's check-ins are kept in DIR/.rota/state.db, or the --database (see
+/// `rota-server fleet`).
 #[derive(Parser)]
 #[command(
     version,
@@ -70,15 +71,37 @@ enum Command {
         #[command(flatten)]
         repo: RepoArgs,
     },
-    /// Print every device's last check-in (DIR/.rota/devices/): versions, heap report, outcome.
+    /// Print every device's last check-in (DIR/.rota/state.db, or the --database): versions,
+    /// release, heap report, outcome.
     Fleet {
         /// Repository directory.
         #[arg(value_name = "DIR")]
         repo: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
         /// Print the records as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct DatabaseArg {
+    /// Where device state is kept: sqlite:PATH, or postgres://USER@HOST:PORT/DB shared by several
+    /// servers. Default: sqlite:DIR/.rota/state.db.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+}
+
+impl DatabaseArg {
+    /// Opens the database (the repository's default one without --database).
+    fn open(&self, repo_dir: &std::path::Path) -> Result<Fleet, CliError> {
+        let database = match &self.database {
+            Some(url) => url.parse()?,
+            None => Database::for_repo(repo_dir),
+        };
+        Ok(Fleet::open(&database)?)
+    }
 }
 
 #[derive(Args)]
@@ -106,6 +129,8 @@ struct RepoArgs {
     /// dropped after this).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     v2_idle_timeout: f64,
+    #[command(flatten)]
+    database: DatabaseArg,
 }
 
 /// A command-line argument that cannot be used.
@@ -148,8 +173,9 @@ impl RepoArgs {
             Some(rev) => Repo::open_rev(&self.repo, rev)?,
             None => Repo::open_dir(&self.repo)?,
         };
-        tracing::info!(repo = %repo.describe(), "serving");
-        Ok(Server::new(repo, limits))
+        let fleet = self.database.open(&self.repo)?;
+        tracing::info!(repo = %repo.describe(), database = %fleet.database(), "serving");
+        Ok(Server::with_fleet(repo, fleet, limits))
     }
 }
 
@@ -171,15 +197,6 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let server = Arc::new(repo.server(|limits| {
                 limits.sessions_per_peer = max_sessions_per_peer;
             })?);
-            match server.fleet().remove_leftovers() {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(
-                    removed,
-                    dir = %server.fleet().dir().display(),
-                    "removed temporary files left by a crash"
-                ),
-                Err(error) => tracing::warn!(%error, "cannot remove leftover temporary files"),
-            }
             listen::raise_descriptor_limit(max_sessions);
             let listener = listen::bind_shared(addr, reuse_port)
                 .map_err(|source| CliError::Listen { addr, source })?;
@@ -208,8 +225,12 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let report = server.serve(io, "stdio").await;
             Ok(report.is_some_and(|r| r.outcome.is_ok()))
         }
-        Command::Fleet { repo, json } => {
-            let records = Fleet::for_repo(&repo).list()?;
+        Command::Fleet {
+            repo,
+            database,
+            json,
+        } => {
+            let records = database.open(&repo)?.list()?;
             if json {
                 println!(
                     "{}",

@@ -495,6 +495,7 @@ pub fn check_in_record(
         held: None,
         installed: None,
         outcome: outcome.to_owned(),
+        release: None,
     }
 }
 

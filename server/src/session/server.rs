@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Limits, LineReader, Session, SessionError, SessionReport};
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, FleetError};
 use crate::listen::Ticket;
 use crate::repo::Repo;
 
@@ -19,11 +19,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server for `repo` with `limits`; device check-ins are recorded in the repository's state
-    /// ([`Fleet::for_repo`]).
-    pub fn new(repo: Repo, limits: Limits) -> Self {
+    /// A server for `repo` with `limits`; device check-ins are recorded in the repository's default
+    /// database ([`Fleet::for_repo`]), which is opened (and migrated) here.
+    pub fn new(repo: Repo, limits: Limits) -> Result<Self, FleetError> {
+        let fleet = Fleet::for_repo(repo.dir())?;
+        Ok(Server::with_fleet(repo, fleet, limits))
+    }
+
+    /// A server for `repo` with `limits` recording check-ins in `fleet` (`--database`).
+    pub fn with_fleet(repo: Repo, fleet: Fleet, limits: Limits) -> Self {
         Server {
-            fleet: Fleet::for_repo(repo.dir()),
+            fleet,
             repo,
             limits,
             reports: None,

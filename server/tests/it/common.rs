@@ -89,7 +89,7 @@ pub struct Running {
 
 /// Starts a server for `repo` on an ephemeral loopback port.
 pub async fn start(repo: Repo, limits: Limits) -> Running {
-    let mut server = Server::new(repo, limits);
+    let mut server = Server::new(repo, limits).unwrap();
     let reports = server.report_channel();
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -356,7 +356,8 @@ async fn trickling_and_slow_peers_hit_their_deadlines() {
 async fn over_max_sessions_new_connections_are_closed_at_once() {
     let fx = Fixture::standard();
     let server =
-        rota_server::session::Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default());
+        rota_server::session::Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default())
+            .unwrap();
     let listener = rota_server::listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(rota_server::listen::run(

@@ -1,7 +1,8 @@
 //! Durable fleet state: the real `rota-server serve` killed with SIGKILL in the middle of storms of
-//! v2 check-ins, restarted over the same state: every record and floor parses, no temporary file is
-//! taken for a record, a crash's leftovers are removed at start, and every device checks in again.
-//! And `rota-server fleet` with a corrupt record: the rest is listed, the bad one reported.
+//! v2 check-ins, restarted over the same database: it passes SQLite's integrity check, every record
+//! reads, each floor is its record's nonce, every check-in a device saw answered is in the history,
+//! and every device checks in again. And `rota-server fleet` with a garbled record: the rest is
+//! listed, the bad one reported.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rota_devices::rota::{RotaDevice, V2Outcome};
-use rota_server::durable;
 use rota_server::fleet::{CheckIn, Fleet};
 use tokio::net::TcpStream;
 use tokio::process::Child;
@@ -68,64 +68,54 @@ async fn serve(repo: &Path, addr: SocketAddr, log: &Path) -> Child {
     child
 }
 
-/// What the state directory holds, every file checked: each `<id>.json` a whole record of device
-/// `<id>`, each `<id>.nonce` a whole floor of it, `<id>.lock`, and temporary files (returned, never
-/// read). Panics on anything else, on a file that does not parse, and on a record above its floor
-/// (the floor is written first).
+/// What the database holds, every row checked: the records `list` reads (all of them: none
+/// unreadable), each device's floor (equal to its record's nonce: both are one row, written in one
+/// transaction), and the history rows. Panics on a database that fails SQLite's integrity check.
 struct State {
     records: BTreeMap<u64, CheckIn>,
     floors: BTreeMap<u64, u64>,
-    temporary: Vec<String>,
+    history: usize,
 }
 
-fn state(fleet: &Fleet) -> State {
-    let mut st = State {
-        records: BTreeMap::new(),
-        floors: BTreeMap::new(),
-        temporary: Vec::new(),
-    };
-    for entry in std::fs::read_dir(fleet.dir()).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if durable::temporary_target(&name).is_some() {
-            st.temporary.push(name);
-            continue;
-        }
-        let (id, kind) = name.split_once('.').expect(&name);
-        let id: u64 = id.parse().expect(&name);
-        let bytes = std::fs::read(fleet.dir().join(&name)).unwrap();
-        let text = String::from_utf8_lossy(&bytes);
-        match kind {
-            "json" => {
-                assert!(text.ends_with("}\n"), "{name} is not whole: {text:?}");
-                let record: CheckIn = serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|e| panic!("{name} does not parse ({e}): {text:?}"));
-                assert_eq!(record.device, id, "{name}");
-                st.records.insert(id, record);
-            }
-            "nonce" => {
-                let floor: serde_json::Value = serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|e| panic!("{name} does not parse ({e}): {text:?}"));
-                assert_eq!(floor["device"], id, "{name}: {text}");
-                let nonce = floor["nonce"].as_u64();
-                st.floors
-                    .insert(id, nonce.unwrap_or_else(|| panic!("{name}: {text}")));
-            }
-            "lock" => {}
-            _ => panic!("unexpected state file {name}"),
-        }
-    }
-    for (id, record) in &st.records {
-        let nonce = u64::from(record.nonce.expect("a v2 record has a nonce"));
-        assert!(
-            st.floors.get(id).is_some_and(|&floor| floor >= nonce),
-            "record of {id} (nonce {nonce}) above its floor {:?}",
-            st.floors.get(id)
+fn state(repo: &Path) -> State {
+    let db = rusqlite::Connection::open(repo.join(".rota/state.db")).unwrap();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let mut floors = BTreeMap::new();
+    let mut rows = db
+        .prepare("SELECT device, nonce, nonce_floor FROM devices")
+        .unwrap();
+    let mut rows = rows.query([]).unwrap();
+    let mut count = 0;
+    while let Some(row) = rows.next().unwrap() {
+        let (device, nonce, floor): (i64, i64, i64) = (
+            row.get(0).unwrap(),
+            row.get(1).unwrap(),
+            row.get(2).unwrap(),
         );
+        assert_eq!(nonce, floor, "device {device}");
+        floors.insert(device as u64, floor as u64);
+        count += 1;
     }
-    // What the server reads is exactly the records: none unreadable, no temporary file among them.
-    let listed: Vec<u64> = fleet.list().unwrap().iter().map(|r| r.device).collect();
-    assert_eq!(listed, st.records.keys().copied().collect::<Vec<_>>());
-    st
+    let history: i64 = db
+        .query_row("SELECT COUNT(*) FROM checkins", [], |r| r.get(0))
+        .unwrap();
+    let history = history as usize;
+    let records: BTreeMap<u64, CheckIn> = Fleet::for_repo(repo)
+        .unwrap()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.device, r))
+        .collect();
+    assert_eq!(records.len(), count, "every record reads");
+    State {
+        records,
+        floors,
+        history,
+    }
 }
 
 /// Checks every device in, over and over, until `stop`; returns the devices.
@@ -179,22 +169,16 @@ async fn sigkill_during_a_storm_of_check_ins_leaves_every_record_whole() {
     }
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("server.log");
-    let fleet = Fleet::for_repo(fx.path());
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut devices: Vec<RotaDevice> = (FIRST_ID..FIRST_ID + DEVICES)
         .map(|id| RotaDevice::new(id, &secret(id)))
         .collect();
     let mut random = std::collections::hash_map::RandomState::new().build_hasher();
-    let (mut checked, mut leftovers, mut check_ins) = (0, 0, 0);
+    let (mut checked, mut check_ins) = (0, 0);
     let mut delays = Vec::new();
 
     for round in 0..KILLS {
         let mut server = serve(fx.path(), addr, &log).await;
-        // The restart removed what the last crash (and the planted leftover) left.
-        if round > 0 {
-            let after = state(&fleet);
-            assert!(after.temporary.is_empty(), "{:?}", after.temporary);
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
         let storming = tokio::spawn(storm(devices, addr, stop.clone(), done.clone()));
@@ -215,21 +199,20 @@ async fn sigkill_during_a_storm_of_check_ins_leaves_every_record_whole() {
         devices = storming.await.unwrap();
         check_ins += done.load(Ordering::Relaxed);
 
-        let st = state(&fleet);
-        checked += st.records.len() + st.floors.len();
-        leftovers += st.temporary.len();
+        let st = state(fx.path());
+        checked += st.records.len();
         assert!(!st.records.is_empty(), "round {round}");
-        // A leftover of a crashed writer as the next start finds it: removed, never read.
-        let planted = fleet
-            .dir()
-            .join(format!(".{FIRST_ID}.json.4000000000.{round}.tmp"));
-        std::fs::write(&planted, br#"{"device":7000,"nonc"#).unwrap();
+        // Every check-in a device saw answered was committed first.
+        assert!(
+            st.history >= check_ins,
+            "round {round}: {} history rows, {check_ins} check-ins answered",
+            st.history
+        );
         fx.write("app", &app(round + 1));
     }
 
     // After the last restart every device checks in, and is then up to date.
     let server = serve(fx.path(), addr, &log).await;
-    assert!(state(&fleet).temporary.is_empty());
     for expected_no_update in [false, true] {
         let tasks: Vec<_> = devices
             .into_iter()
@@ -253,7 +236,7 @@ async fn sigkill_during_a_storm_of_check_ins_leaves_every_record_whole() {
         }
     }
     drop(server);
-    let st = state(&fleet);
+    let st = state(fx.path());
     assert_eq!(st.records.len(), DEVICES as usize);
     for device in &devices {
         let record = &st.records[&u64::from(device.id)];
@@ -264,24 +247,25 @@ async fn sigkill_during_a_storm_of_check_ins_leaves_every_record_whole() {
             u64::from(device.store.boots)
         );
     }
-    checked += st.records.len() + st.floors.len();
+    checked += st.records.len();
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains("unreadable"), "{log}");
     println!(
         "{KILLS} SIGKILLs (each {delays:?} after the storm's first {} check-ins), {check_ins} check-ins, \
-         {checked} records and floors parsed, {leftovers} temporary files left by the kills, in {:?}",
+         {checked} records read, {} history rows, in {:?}",
         DEVICES / 2,
+        st.history,
         start.elapsed()
     );
 }
 
-/// `rota-server fleet` with a torn record: the other records are listed (table and JSON, status 0),
-/// the torn one is reported on stderr with its file and why, a temporary file is never listed, and
-/// the device's next check-in makes its record whole again.
+/// `rota-server fleet` with a garbled record (a hand edit of the database): the other records are
+/// listed (table and JSON, status 0), the bad one is reported on stderr with its device and field,
+/// and the device's next check-in makes its record whole again.
 #[test]
 fn the_fleet_command_lists_the_rest_and_reports_a_corrupt_record() {
     let fx = Fixture::empty();
-    let fleet = Fleet::for_repo(fx.path());
+    let fleet = Fleet::for_repo(fx.path()).unwrap();
     let record = |device: u64, nonce: u32| CheckIn {
         device,
         time: 1_700_000_000,
@@ -298,11 +282,12 @@ fn the_fleet_command_lists_the_rest_and_reports_a_corrupt_record() {
     for device in [1, 2, 3] {
         fleet.check_in(&record(device, 10)).unwrap();
     }
-    let torn = fleet.dir().join("2.json");
-    let whole = std::fs::read(&torn).unwrap();
-    std::fs::write(&torn, &whole[..whole.len() / 2]).unwrap();
-    let whole_9 = serde_json::to_vec(&record(9, 1)).unwrap();
-    std::fs::write(fleet.dir().join(".9.json.123.0.tmp"), whole_9).unwrap();
+    let db = rusqlite::Connection::open(fx.path().join(".rota/state.db")).unwrap();
+    db.execute(
+        "UPDATE devices SET staged = '[{\"name\":' WHERE device = 2",
+        [],
+    )
+    .unwrap();
 
     let fleet_command = |json: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rota-server"));
@@ -322,7 +307,10 @@ fn the_fleet_command_lists_the_rest_and_reports_a_corrupt_record() {
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(devices, ["1", "3"], "{table}");
-    let reports: Vec<&str> = stderr.lines().filter(|l| l.contains("2.json")).collect();
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("device 2") && l.contains("devices.staged"))
+        .collect();
     assert_eq!(reports.len(), 1, "{stderr}");
     assert!(reports[0].contains("unreadable"), "{stderr}");
     let (json, _) = fleet_command(true);

@@ -51,7 +51,7 @@ async fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
 
 /// A server on `fx` with `slots` session slots, in this runtime, and its reports.
 async fn serve(fx: &Fixture, slots: usize) -> (SocketAddr, mpsc::UnboundedReceiver<SessionReport>) {
-    let mut server = Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default());
+    let mut server = Server::new(Repo::open_dir(fx.path()).unwrap(), Limits::default()).unwrap();
     let reports = server.report_channel();
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();

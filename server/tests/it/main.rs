@@ -9,4 +9,5 @@ mod load;
 mod provision;
 mod release;
 mod releases;
+mod state;
 mod v2;

@@ -64,7 +64,11 @@ async fn refused(
         panic!("{report:?}");
     };
     assert!(text.contains(file) && text.contains(why), "{text}");
-    let record = Fleet::for_repo(fx.path()).load(7).unwrap();
+    let record = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(7)
+        .unwrap()
+        .unwrap();
     assert!(
         record.outcome.contains("release refused"),
         "{}",
@@ -159,7 +163,11 @@ async fn a_device_with_keys_gets_the_signed_release_and_nothing_the_server_canno
         Some(ServerOutcome::Updated)
     );
     assert_eq!(keyed.store.security_version, 2);
-    let record = Fleet::for_repo(fx.path()).load(7).unwrap();
+    let record = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(7)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.signed, Some(true));
 
     // Up to date: one round trip, the release not sent again.
@@ -208,7 +216,11 @@ async fn a_device_with_keys_gets_the_signed_release_and_nothing_the_server_canno
     assert!(report.outcome.is_err(), "{report:?}");
     assert_eq!(keyed.store.files, before);
     assert!(keyed.store.staged.is_empty());
-    let record = Fleet::for_repo(fx.path()).load(7).unwrap();
+    let record = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(7)
+        .unwrap()
+        .unwrap();
     assert!(record.outcome.contains("signature"), "{}", record.outcome);
 
     // A device without keys is served as before, and the fleet says it is unsigned.
@@ -220,7 +232,12 @@ async fn a_device_with_keys_gets_the_signed_release_and_nothing_the_server_canno
     assert_eq!(check.outcome, V2Outcome::Committed(1), "{check:?}");
     server.report().await;
     assert_eq!(
-        Fleet::for_repo(fx.path()).load(7).unwrap().signed,
+        Fleet::for_repo(fx.path())
+            .unwrap()
+            .load(7)
+            .unwrap()
+            .unwrap()
+            .signed,
         Some(false)
     );
 }

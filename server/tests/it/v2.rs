@@ -95,7 +95,11 @@ async fn update_then_no_update_and_the_fleet_record() {
         check.bytes_received
     );
 
-    let record = Fleet::for_repo(fx.path()).load(42).unwrap();
+    let record = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(42)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.protocol, 2);
     assert_eq!(record.nonce, Some(2));
     assert_eq!(record.outcome, "no-update");
@@ -114,7 +118,12 @@ async fn update_then_no_update_and_the_fleet_record() {
     assert_eq!(report.files, 1);
     assert!(check.bytes_received < 400, "{}", check.bytes_received);
     assert_eq!(
-        Fleet::for_repo(fx.path()).load(42).unwrap().outcome,
+        Fleet::for_repo(fx.path())
+            .unwrap()
+            .load(42)
+            .unwrap()
+            .unwrap()
+            .outcome,
         "updated"
     );
 }
@@ -245,7 +254,10 @@ async fn v1_and_v2_on_the_same_port_at_once() {
         }
     }
     assert_eq!(protocols, (20, 20));
-    assert_eq!(Fleet::for_repo(fx.path()).list().unwrap().len(), 10);
+    assert_eq!(
+        Fleet::for_repo(fx.path()).unwrap().list().unwrap().len(),
+        10
+    );
 }
 
 #[tokio::test]
@@ -363,15 +375,19 @@ async fn bad_frames_end_only_their_session() {
         SessionError::BadHiTag(file) if file == "default.json"
     ));
     assert!(
-        Fleet::for_repo(fx.path()).load(9).is_none(),
+        Fleet::for_repo(fx.path())
+            .unwrap()
+            .load(9)
+            .unwrap()
+            .is_none(),
         "strangers leave no record"
     );
 
     still_serves(&mut server, 2).await;
 }
 
-/// A torn fleet record must not reopen replays: an old Hello is refused and nothing is sent, the
-/// device itself still checks in, and the nonce never goes back.
+/// A garbled fleet record (a hand edit of the database) must not reopen replays: an old Hello is
+/// refused and nothing is sent, the device itself still checks in, and the nonce never goes back.
 #[tokio::test]
 async fn a_corrupt_fleet_record_does_not_reopen_replays() {
     let fx = fixture();
@@ -381,17 +397,21 @@ async fn a_corrupt_fleet_record_does_not_reopen_replays() {
     let check = device.check_in_tcp(server.addr).await.unwrap();
     assert_eq!(check.outcome, V2Outcome::Committed(1));
     v2_ok(&mut server, ServerOutcome::Updated).await;
-    let fleet = Fleet::for_repo(fx.path());
-    assert_eq!(fleet.load(42).unwrap().nonce, Some(1000));
+    let fleet = Fleet::for_repo(fx.path()).unwrap();
+    assert_eq!(fleet.load(42).unwrap().unwrap().nonce, Some(1000));
 
-    // An attacker's recording of an older Hello (nonce 500), after the record was torn.
+    // An attacker's recording of an older Hello (nonce 500), after the record was garbled.
     let mut out = vec![0u8; MAX_FRAME];
     let mut session = rota_wire::DeviceSession::new(SECRET, rota_wire::Link::Tcp);
     let n = session.hello(&device.hello(500), &mut out).unwrap();
     let old_hello = out[..n].to_vec();
-    let path = fleet.dir().join("42.json");
-    let whole = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+    let db = rusqlite::Connection::open(fx.path().join(".rota/state.db")).unwrap();
+    db.execute(
+        "UPDATE devices SET files = 'torn', heap = x'00ff' WHERE device = 42",
+        [],
+    )
+    .unwrap();
+    assert!(fleet.load(42).is_err(), "the garbled record is not read");
     assert!(raw(&server, &old_hello).await.is_empty(), "nothing sent");
     assert!(matches!(
         server.report().await.outcome.unwrap_err(),
@@ -405,7 +425,7 @@ async fn a_corrupt_fleet_record_does_not_reopen_replays() {
     assert_eq!(check.outcome, V2Outcome::NoUpdate);
     v2_ok(&mut server, ServerOutcome::NoUpdate).await;
     assert_eq!(
-        fleet.load(42).unwrap().nonce,
+        fleet.load(42).unwrap().unwrap().nonce,
         Some(1001),
         "record whole again"
     );
@@ -496,7 +516,12 @@ async fn a_reported_rollback_is_recorded_once_and_holds_the_release_back() {
     let check = device.check_in_tcp(server.addr).await.unwrap();
     assert_eq!(check.outcome, V2Outcome::Committed(1));
     v2_ok(&mut server, ServerOutcome::Updated).await;
-    let installed = Fleet::for_repo(fx.path()).load(42).unwrap().installed;
+    let installed = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(42)
+        .unwrap()
+        .unwrap()
+        .installed;
     assert!(installed.is_some(), "the server knows what it installed");
 
     // The device's core went back to what it had before (no files), and says so.
@@ -513,7 +538,11 @@ async fn a_reported_rollback_is_recorded_once_and_holds_the_release_back() {
         v2_ok(&mut server, ServerOutcome::Held).await;
     }
     assert!(device.store.files.is_empty(), "not sent again");
-    let record = Fleet::for_repo(fx.path()).load(42).unwrap();
+    let record = Fleet::for_repo(fx.path())
+        .unwrap()
+        .load(42)
+        .unwrap()
+        .unwrap();
     assert_eq!(record.rollbacks.len(), 1, "reported twice, recorded once");
     assert_eq!(record.held, installed);
     assert_eq!(
