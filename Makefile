@@ -60,7 +60,7 @@ BOARDS :=
 FLASH_BOARDS :=
 include $(sort $(wildcard core/boards/*/board.mk))
 
-.PHONY: setup toolchain packages esptool host-tools overlays firmware images qemu run-qemu size size-overlays bench bench-fleet \
+.PHONY: setup toolchain packages esptool postgres host-tools overlays firmware images qemu run-qemu size size-overlays bench bench-fleet \
         flash no-flash serial-update unknown-board demo test lint lint-host fixtures fuzz fuzz-smoke fuzz-tools clean \
         browser-setup
 
@@ -95,6 +95,35 @@ browser-setup:
 
 esptool:
 	@[ -x $(ESPTOOL) ] || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q esptool; }
+
+# PostgreSQL for the fleet-state tests (docs/state.md): a private cluster in $(PG_DIR) listening on
+# 127.0.0.1:$(PG_PORT) only (trust auth for 127.0.0.1, its unix socket inside $(PG_DIR)), started
+# unless it already answers. Debian's postgresql is installed only when no initdb is there (without
+# its default cluster). PostgreSQL refuses to run as root: as root the cluster belongs to the
+# postgres user.
+PG_PORT := 55432
+PG_DIR := $(CURDIR)/$(B)/postgres
+ROTA_TEST_POSTGRES := postgres://rota@127.0.0.1:$(PG_PORT)/postgres
+PG_AS := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,)
+
+postgres:
+	@initdb=$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1); \
+	if [ -z "$$initdb" ]; then echo "installing: postgresql"; \
+	  [ -e /etc/postgresql-common/createcluster.conf ] || { $(SUDO) mkdir -p /etc/postgresql-common && \
+	    echo "create_main_cluster = false" | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; }; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  initdb=$$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1); fi; \
+	bin=$$(dirname $$initdb); \
+	if $$bin/pg_isready -q -h 127.0.0.1 -p $(PG_PORT); then exit 0; fi; \
+	mkdir -p $(PG_DIR); \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: $(PG_DIR); fi; \
+	if [ ! -f $(PG_DIR)/data/PG_VERSION ]; then \
+	  $(PG_AS) $$initdb -D $(PG_DIR)/data -U rota -A trust >/dev/null; \
+	  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' | $(PG_AS) tee $(PG_DIR)/data/pg_hba.conf >/dev/null; \
+	fi; \
+	$(PG_AS) $$bin/pg_ctl -D $(PG_DIR)/data -l $(PG_DIR)/log -w -s \
+	  -o "-c listen_addresses=127.0.0.1 -c port=$(PG_PORT) -c unix_socket_directories=$(PG_DIR)" start; \
+	$$bin/pg_isready -q -h 127.0.0.1 -p $(PG_PORT)
 
 ## ---------- build ----------
 host-tools:
@@ -233,9 +262,9 @@ fuzz: setup fuzz-tools
 fuzz-smoke: setup fuzz-tools
 	CARGO_TARGET_DIR=$(CURDIR)/target fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
-test: setup fuzz-smoke firmware images fixtures tcp-copy esp-image-check lint
+test: setup postgres fuzz-smoke firmware images fixtures tcp-copy esp-image-check lint
 	$(CARGO) build -q
-	ROTA_BUILD=$(CURDIR)/$(B) $(CARGO) test -q
+	ROTA_BUILD=$(CURDIR)/$(B) ROTA_TEST_POSTGRES=$(ROTA_TEST_POSTGRES) $(CARGO) test -q
 	$(CARGO) test -q -p rota-board-mps2-an385 --features power-cut --lib
 	$(CARGO) test -q -p rota-hostflash --features power-cut
 
