@@ -9,7 +9,7 @@
 //! Every write goes through one writer thread per [`Fleet`] that runs everything waiting in one
 //! transaction (group commit, [`store`]); a caller is answered only once its transaction committed,
 //! so a check-in that was answered survives a crash or a power cut. Reads (`load`, `list`, `history`,
-//! `rollouts`) use their own connection.
+//! `rollouts`) use their own connection, on a reader thread.
 //!
 //! A record is written only for a device whose Hello verified with its own secret, so a stranger
 //! cannot fill the database. A protocol v2 Hello whose device nonce is not above the last one
@@ -26,7 +26,7 @@ pub mod store;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -364,6 +364,9 @@ impl FromStr for Database {
     }
 }
 
+/// The writers' connections and the reader's.
+type Connections = (Vec<Box<dyn Conn>>, Box<dyn Conn>);
+
 /// The fleet's database: a handle that is cheap to clone and to call from
 /// `tokio::task::spawn_blocking` (each call blocks until its transaction committed).
 #[derive(Clone)]
@@ -375,8 +378,8 @@ struct Inner {
     database: Database,
     /// The writer thread's queue ([`store::writer`]).
     jobs: mpsc::Sender<store::Job>,
-    /// The connection reads use.
-    reader: Mutex<Box<dyn Conn>>,
+    /// The reader thread's queue ([`store::reader`]).
+    reads: mpsc::Sender<store::Read>,
 }
 
 impl fmt::Debug for Fleet {
@@ -401,31 +404,45 @@ pub fn hex(bytes: &[u8]) -> String {
 
 impl Fleet {
     /// Opens `database`, bringing its schema to the latest ([`migrations`]), and starts its writer
-    /// thread. A database migrated by a newer rota-server is refused ([`FleetError::Newer`]).
+    /// and reader threads. A database migrated by a newer rota-server is refused
+    /// ([`FleetError::Newer`]).
+    ///
+    /// Every statement runs on the fleet's own threads, never the caller's: the PostgreSQL client
+    /// is synchronous and must not run on an async runtime's thread.
     pub fn open(database: &Database) -> Result<Fleet, FleetError> {
-        let (mut writer, reader): (Box<dyn Conn>, Box<dyn Conn>) = match database {
-            Database::Sqlite(path) => (
-                Box::new(sqlite::Sqlite::open(path, database)?),
-                Box::new(sqlite::Sqlite::open(path, database)?),
-            ),
-            Database::Postgres(url) => (
-                Box::new(postgres::Postgres::connect(url, database)?),
-                Box::new(postgres::Postgres::connect(url, database)?),
-            ),
-        };
-        let was = migrations::migrate(writer.as_mut(), database)?;
-        let latest = writer.dialect().migrations.len();
-        if was < latest as i64 {
-            tracing::info!(%database, from = was, to = latest, "fleet database migrated");
-        }
-        let jobs = store::writer(writer, database)?;
+        let (writer, reader) = std::thread::scope(|scope| {
+            scope
+                .spawn(|| Fleet::connect(database))
+                .join()
+                .map_err(|_| FleetError::Closed)
+        })??;
         Ok(Fleet {
             inner: Arc::new(Inner {
                 database: database.clone(),
-                jobs,
-                reader: Mutex::new(reader),
+                jobs: store::writer(writer, database)?,
+                reads: store::reader(reader, database)?,
             }),
         })
+    }
+
+    /// The writers' and the reader's connections, the schema migrated.
+    fn connect(database: &Database) -> Result<Connections, FleetError> {
+        let conn = || -> Result<Box<dyn Conn>, FleetError> {
+            Ok(match database {
+                Database::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, database)?),
+                Database::Postgres(url) => Box::new(postgres::Postgres::connect(url, database)?),
+            })
+        };
+        let mut reader = conn()?;
+        let was = migrations::migrate(reader.as_mut(), database)?;
+        let dialect = reader.dialect();
+        if was < dialect.migrations.len() as i64 {
+            tracing::info!(%database, from = was, to = dialect.migrations.len(), "fleet database migrated");
+        }
+        let writers = (0..dialect.writers)
+            .map(|_| conn())
+            .collect::<Result<_, _>>()?;
+        Ok((writers, reader))
     }
 
     /// The default state of the repository at `repo_dir` ([`Database::for_repo`]).
@@ -448,17 +465,20 @@ impl Fleet {
         answer.recv().map_err(|_| FleetError::Closed)?
     }
 
-    /// Runs `read` on the reading connection.
-    fn read<T>(
+    /// Runs `read` on the reader thread's connection and waits for its answer.
+    fn read<T: Send + 'static>(
         &self,
-        read: impl FnOnce(&mut dyn Conn) -> Result<T, FleetError>,
+        read: impl FnOnce(&mut dyn Conn) -> Result<T, FleetError> + Send + 'static,
     ) -> Result<T, FleetError> {
-        let mut conn = self
-            .inner
-            .reader
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        read(conn.as_mut())
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.inner
+            .reads
+            .send(Box::new(move |conn: &mut dyn Conn| {
+                // A caller that went away no longer needs its answer.
+                let _ = reply.send(read(conn));
+            }))
+            .map_err(|_| FleetError::Closed)?;
+        answer.recv().map_err(|_| FleetError::Closed)?
     }
 
     /// Records a check-in, and one row of the device's history. A v2 check-in (with a nonce) is
@@ -540,7 +560,7 @@ impl Fleet {
 
     /// The last check-in of `device`, if any.
     pub fn load(&self, device: u64) -> Result<Option<CheckIn>, FleetError> {
-        self.read(|conn| store::load(conn, device))
+        self.read(move |conn| store::load(conn, device))
     }
 
     /// Every device's last check-in, by device id. A record that cannot be read (a hand edit) is
@@ -552,7 +572,7 @@ impl Fleet {
 
     /// The newest `limit` accepted check-ins of `device`, oldest first.
     pub fn history(&self, device: u64, limit: usize) -> Result<Vec<Boot>, FleetError> {
-        self.read(|conn| store::history(conn, device, limit))
+        self.read(move |conn| store::history(conn, device, limit))
     }
 
     /// Every stored rollout, by id.

@@ -21,9 +21,11 @@ use super::{migrations, Database, DbError, FleetError};
 /// PostgreSQL's dialect.
 static DIALECT: Dialect = Dialect {
     begin: "BEGIN",
-    select_floor: "SELECT nonce_floor, held, installed FROM devices WHERE device = $1 FOR UPDATE",
+    select_floor: "SELECT nonce_floor, held, installed, EXISTS (SELECT 1 FROM rollbacks WHERE rollbacks.device = devices.device) FROM devices WHERE device = $1 FOR UPDATE",
     lock_migrations: "SELECT pg_advisory_xact_lock(7270616)",
     migrations: migrations::POSTGRES,
+    // Each statement is a round trip: batches on several connections overlap their waits.
+    writers: 4,
 };
 
 /// A connection to the PostgreSQL server, with its prepared statements.

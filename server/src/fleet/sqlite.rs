@@ -22,9 +22,11 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQLite's dialect.
 static DIALECT: Dialect = Dialect {
     begin: "BEGIN IMMEDIATE",
-    select_floor: "SELECT nonce_floor, held, installed FROM devices WHERE device = $1",
+    select_floor: "SELECT nonce_floor, held, installed, EXISTS (SELECT 1 FROM rollbacks WHERE rollbacks.device = devices.device) FROM devices WHERE device = $1",
     lock_migrations: "",
     migrations: migrations::SQLITE,
+    // SQLite has one writer at a time: a second connection would only wait for the lock.
+    writers: 1,
 };
 
 /// A connection to the SQLite file.

@@ -9,7 +9,7 @@
 //! (docs/state.md). Should the batch's transaction fail (a database error, a deadlock between two
 //! servers), it is rolled back and each write is run again alone, so only the write at fault fails.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use super::{
     Boot, CheckIn, Database, DbError, FileRecord, FleetError, HeapRecord, RollbackRecord,
@@ -69,6 +69,8 @@ pub(crate) struct Dialect {
     pub lock_migrations: &'static str,
     /// The schema steps, in order ([`super::migrations`]).
     pub migrations: &'static [&'static str],
+    /// Writer connections per fleet, each committing its own batches.
+    pub writers: usize,
 }
 
 /// One connection of a backend.
@@ -143,45 +145,83 @@ pub(crate) struct Job {
     pub reply: mpsc::SyncSender<Result<Done, FleetError>>,
 }
 
-/// Starts the writer thread on `conn`; returns its queue. It ends when every sender is dropped.
+/// Starts one writer thread per connection of `conns` (SQLite: one, as SQLite has one writer at
+/// a time; PostgreSQL: [`Dialect::writers`]), all taking batches from one queue; returns the queue.
+/// They end when every sender is dropped.
 pub(crate) fn writer(
-    mut conn: Box<dyn Conn>,
+    conns: Vec<Box<dyn Conn>>,
     database: &Database,
 ) -> Result<mpsc::Sender<Job>, FleetError> {
     let (jobs, queue) = mpsc::channel::<Job>();
+    let queue = Arc::new(Mutex::new(queue));
+    for mut conn in conns {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name("rota-fleet-writer".into())
+            .spawn(move || {
+                while let Some(mut batch) = next_batch(&queue) {
+                    batch.sort_by_key(|job| job.op.device());
+                    let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
+                    let answers = match transaction(conn.as_mut(), &ops) {
+                        Ok(answers) => answers,
+                        Err(error) => {
+                            tracing::debug!(%error, writes = ops.len(), "batch rolled back; each write runs alone");
+                            ops.iter()
+                                .map(|op| {
+                                    transaction(conn.as_mut(), &[op]).and_then(|mut a| a.remove(0))
+                                })
+                                .collect()
+                        }
+                    };
+                    for (job, answer) in batch.into_iter().zip(answers) {
+                        // A caller that went away no longer needs its answer.
+                        let _ = job.reply.send(answer);
+                    }
+                }
+            })
+            .map_err(|source| FleetError::Io {
+                path: database.to_string().into(),
+                source,
+            })?;
+    }
+    Ok(jobs)
+}
+
+/// Waits for a write, then takes every write waiting behind it (up to [`MAX_BATCH`]); `None` once
+/// every sender is gone. One writer at a time collects: the others are committing meanwhile.
+fn next_batch(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut batch = vec![queue.recv().ok()?];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// A read, run on the reader thread's connection.
+pub(crate) type Read = Box<dyn FnOnce(&mut dyn Conn) + Send>;
+
+/// Starts the reader thread on `conn`; returns its queue. It ends when every sender is dropped.
+pub(crate) fn reader(
+    mut conn: Box<dyn Conn>,
+    database: &Database,
+) -> Result<mpsc::Sender<Read>, FleetError> {
+    let (reads, queue) = mpsc::channel::<Read>();
     std::thread::Builder::new()
-        .name("rota-fleet-writer".into())
+        .name("rota-fleet-reader".into())
         .spawn(move || {
-            while let Ok(first) = queue.recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match queue.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                batch.sort_by_key(|job| job.op.device());
-                let ops: Vec<&Op> = batch.iter().map(|job| &job.op).collect();
-                let answers = match transaction(conn.as_mut(), &ops) {
-                    Ok(answers) => answers,
-                    Err(error) => {
-                        tracing::debug!(%error, writes = ops.len(), "batch rolled back; each write runs alone");
-                        ops.iter()
-                            .map(|op| transaction(conn.as_mut(), &[op]).and_then(|mut a| a.remove(0)))
-                            .collect()
-                    }
-                };
-                for (job, answer) in batch.into_iter().zip(answers) {
-                    // A caller that went away no longer needs its answer.
-                    let _ = job.reply.send(answer);
-                }
+            while let Ok(read) = queue.recv() {
+                read(conn.as_mut());
             }
         })
         .map_err(|source| FleetError::Io {
             path: database.to_string().into(),
             source,
         })?;
-    Ok(jobs)
+    Ok(reads)
 }
 
 /// Runs `ops` in one transaction. `Err` when the transaction failed (rolled back: nothing of it
@@ -396,16 +436,23 @@ const INSERT_ROLLOUT: &str = "INSERT INTO rollouts (id, body, version, updated) 
 const UPDATE_ROLLOUT: &str =
     "UPDATE rollouts SET body = $2, version = version + 1, updated = $4 WHERE id = $1 AND version = $3";
 
-/// The floor of `device` and what its record carries across check-ins: `None` for a device never
-/// seen. Fails closed: a floor that cannot be read is [`FleetError::Floor`].
-type Carried = (Option<u32>, Option<String>, Option<String>);
+/// What a device's record carries across check-ins: its nonce floor, the release held back and
+/// the one installed, and whether it has rollbacks to read.
+struct Carried {
+    floor: Option<u32>,
+    held: Option<String>,
+    installed: Option<String>,
+    rollbacks: bool,
+}
 
+/// What `device`'s record carries (`None` for a device never seen), its row locked where the
+/// backend has row locks. Fails closed: a floor that cannot be read is [`FleetError::Floor`].
 fn carried(conn: &mut dyn Conn, device: u64) -> Result<Option<Carried>, FleetError> {
     let sql = conn.dialect().select_floor;
     let rows = conn.query(
         sql,
         &[Param::Int(Some(id(device)?))],
-        &[Kind::Int, Kind::Text, Kind::Text],
+        &[Kind::Int, Kind::Text, Kind::Text, Kind::Bool],
     )?;
     let Some(row) = rows.first() else {
         return Ok(None);
@@ -417,11 +464,12 @@ fn carried(conn: &mut dyn Conn, device: u64) -> Result<Option<Carried>, FleetErr
             FleetError::Corrupt { reason, .. } => FleetError::Floor { device, reason },
             other => other,
         })?;
-    Ok(Some((
+    Ok(Some(Carried {
         floor,
-        r.text(1, "devices.held")?,
-        r.text(2, "devices.installed")?,
-    )))
+        held: r.text(1, "devices.held")?,
+        installed: r.text(2, "devices.installed")?,
+        rollbacks: r.bool(3, "rollbacks")?.unwrap_or(true),
+    }))
 }
 
 /// Runs one write inside the open transaction. A refused check-in writes nothing.
@@ -504,22 +552,24 @@ fn apply(conn: &mut dyn Conn, op: &Op) -> Result<Done, FleetError> {
 fn check_in(conn: &mut dyn Conn, record: &CheckIn) -> Result<CheckIn, FleetError> {
     let device = id(record.device)?;
     let prev = carried(conn, record.device)?;
-    if let (Some(got), Some((Some(last), ..))) = (record.nonce, &prev) {
-        if got <= *last {
-            return Err(FleetError::Replay { last: *last, got });
+    if let (Some(got), Some(Some(last))) = (record.nonce, prev.as_ref().map(|p| p.floor)) {
+        if got <= last {
+            return Err(FleetError::Replay { last, got });
         }
     }
     let mut merged = record.clone();
     merged.rollbacks = Vec::new();
-    if let Some((_, held, installed)) = prev {
-        merged.held = held;
-        merged.installed = installed;
-        for row in conn.query(
-            SELECT_ROLLBACKS,
-            &[Param::Int(Some(device))],
-            ROLLBACK_COLUMNS,
-        )? {
-            merged.rollbacks.push(rollback(&row)?.1);
+    if let Some(prev) = prev {
+        merged.held = prev.held;
+        merged.installed = prev.installed;
+        if prev.rollbacks {
+            for row in conn.query(
+                SELECT_ROLLBACKS,
+                &[Param::Int(Some(device))],
+                ROLLBACK_COLUMNS,
+            )? {
+                merged.rollbacks.push(rollback(&row)?.1);
+            }
         }
     }
     let known = merged.rollbacks.len();
@@ -560,7 +610,7 @@ fn check_in(conn: &mut dyn Conn, record: &CheckIn) -> Result<CheckIn, FleetError
     if written == 0 {
         // Another server accepted a nonce at least as high between the read and the write.
         let last = carried(conn, record.device)?
-            .and_then(|c| c.0)
+            .and_then(|c| c.floor)
             .unwrap_or_default();
         return Err(FleetError::Replay {
             last,
