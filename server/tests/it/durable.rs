@@ -83,6 +83,10 @@ fn state(repo: &Path) -> State {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok");
+    let journal: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(journal, "wal");
     let mut floors = BTreeMap::new();
     let mut rows = db
         .prepare("SELECT device, nonce, nonce_floor FROM devices")
