@@ -11,6 +11,7 @@
 //!   its files' versions; the frames and the session state machine are `rota-wire`'s;
 //! - [`fleet`]: each device's last check-in, its history, rollbacks and rollouts, in a database
 //!   (SQLite in `.rota/state.db` by default, or PostgreSQL shared by several servers);
+//!   [`durable::replace`]: atomic, durable replacement of a repository file (rota-sign's);
 //! - [`rollout`]: staged rollouts: cohorts by a stable hash, widening, halting on rollbacks;
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod durable;
 pub mod fleet;
 pub mod listen;
 pub mod luac;

@@ -139,15 +139,18 @@ impl Server {
         Server { port, repo, child }
     }
 
-    /// The device's last check-in as the server recorded it (JSON), if any.
+    /// The device's last check-in as the server recorded it, if any: `rota-server fleet --json`
+    /// of the repository (the fleet's export, JSON; this server serves that one device).
     pub fn last_check_in(&self) -> Option<String> {
-        std::fs::read_to_string(
-            self.repo
-                .path()
-                .join(".rota/devices")
-                .join(format!("{DEVICE_ID}.json")),
-        )
-        .ok()
+        let out = Command::new(host_bin("rota-server"))
+            .arg("fleet")
+            .arg(self.repo.path())
+            .arg("--json")
+            .output()
+            .ok()?;
+        let json = String::from_utf8(out.stdout).ok()?;
+        json.contains(&format!("\"device\": {DEVICE_ID},"))
+            .then_some(json)
     }
 }
 
