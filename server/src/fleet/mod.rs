@@ -290,8 +290,16 @@ pub enum FleetError {
     /// A statement failed.
     #[error("fleet database: {0}")]
     Database(#[from] DbError),
-    /// The fleet's writer thread is gone (it panicked, or could not start).
-    #[error("the fleet's writer thread is gone")]
+    /// A thread of the fleet cannot be started.
+    #[error("cannot start the fleet's {name} thread: {source}")]
+    Thread {
+        /// Which.
+        name: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A thread of the fleet is gone (it panicked).
+    #[error("the fleet's database thread is gone")]
     Closed,
 }
 
@@ -419,8 +427,8 @@ impl Fleet {
         Ok(Fleet {
             inner: Arc::new(Inner {
                 database: database.clone(),
-                jobs: store::writer(writer, database)?,
-                reads: store::reader(reader, database)?,
+                jobs: store::writer(writer)?,
+                reads: store::reader(reader)?,
             }),
         })
     }

@@ -12,8 +12,7 @@
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use super::{
-    Boot, CheckIn, Database, DbError, FileRecord, FleetError, HeapRecord, RollbackRecord,
-    StoredRollout,
+    Boot, CheckIn, DbError, FileRecord, FleetError, HeapRecord, RollbackRecord, StoredRollout,
 };
 
 /// Most writes run in one transaction: bounds how long one commit keeps its callers waiting.
@@ -148,10 +147,7 @@ pub(crate) struct Job {
 /// Starts one writer thread per connection of `conns` (SQLite: one, as SQLite has one writer at
 /// a time; PostgreSQL: [`Dialect::writers`]), all taking batches from one queue; returns the queue.
 /// They end when every sender is dropped.
-pub(crate) fn writer(
-    conns: Vec<Box<dyn Conn>>,
-    database: &Database,
-) -> Result<mpsc::Sender<Job>, FleetError> {
+pub(crate) fn writer(conns: Vec<Box<dyn Conn>>) -> Result<mpsc::Sender<Job>, FleetError> {
     let (jobs, queue) = mpsc::channel::<Job>();
     let queue = Arc::new(Mutex::new(queue));
     for mut conn in conns {
@@ -179,8 +175,8 @@ pub(crate) fn writer(
                     }
                 }
             })
-            .map_err(|source| FleetError::Io {
-                path: database.to_string().into(),
+            .map_err(|source| FleetError::Thread {
+                name: "writer",
                 source,
             })?;
     }
@@ -205,10 +201,7 @@ fn next_batch(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 pub(crate) type Read = Box<dyn FnOnce(&mut dyn Conn) + Send>;
 
 /// Starts the reader thread on `conn`; returns its queue. It ends when every sender is dropped.
-pub(crate) fn reader(
-    mut conn: Box<dyn Conn>,
-    database: &Database,
-) -> Result<mpsc::Sender<Read>, FleetError> {
+pub(crate) fn reader(mut conn: Box<dyn Conn>) -> Result<mpsc::Sender<Read>, FleetError> {
     let (reads, queue) = mpsc::channel::<Read>();
     std::thread::Builder::new()
         .name("rota-fleet-reader".into())
@@ -217,8 +210,8 @@ pub(crate) fn reader(
                 read(conn.as_mut());
             }
         })
-        .map_err(|source| FleetError::Io {
-            path: database.to_string().into(),
+        .map_err(|source| FleetError::Thread {
+            name: "reader",
             source,
         })?;
     Ok(reads)
