@@ -47,7 +47,7 @@ fn serve(files: &[(&str, Vec<u8>)]) -> Running {
     std::fs::write(dir.path().join("default.json"), inventory.to_string()).unwrap();
 
     let rt = Runtime::new().unwrap();
-    let mut server = Server::new(Repo::open_dir(dir.path()).unwrap(), Limits::default());
+    let mut server = Server::new(Repo::open_dir(dir.path()).unwrap(), Limits::default()).unwrap();
     let reports = server.report_channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let addr = rt.block_on(async {

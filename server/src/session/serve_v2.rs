@@ -11,12 +11,13 @@ use super::{Outcome, Phase, Session, SessionError};
 use crate::plan_v2 as planner;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
-    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent; returns
-    /// the record with the device's history.
+    /// Records a verified v2 check-in (refusing a replayed nonce) before anything is sent, with the
+    /// name of the release served; returns the record with the device's history.
     async fn record_check_in(
         &mut self,
-        record: crate::fleet::CheckIn,
+        mut record: crate::fleet::CheckIn,
     ) -> Result<crate::fleet::CheckIn, SessionError> {
+        record.release.clone_from(&self.release);
         let fleet = self.fleet.clone();
         let (device, nonce) = (record.device, record.nonce);
         let merged = tokio::task::spawn_blocking(move || fleet.check_in(&record))

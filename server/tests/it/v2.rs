@@ -109,6 +109,11 @@ async fn update_then_no_update_and_the_fleet_record() {
     assert_eq!(record.heap.len(), 3);
     assert_eq!(record.heap[1].peak, 6144);
     assert_eq!(record.signed, Some(false), "no release keys: unsigned");
+    // The release served, by name (a directory outside git), in the record and the history.
+    assert_eq!(record.release.as_deref(), Some("dir"));
+    let history = Fleet::for_repo(fx.path()).unwrap().history(42, 10).unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|b| b.release.as_deref() == Some("dir")));
 
     // One file changes: only it is sent; the record says so.
     fx.write("init", b"init overlay v2");
