@@ -73,13 +73,12 @@ pub const POSTGRES: &[&str] = &[
 /// Brings the database behind `conn` to the latest schema, in one transaction (concurrent openers
 /// wait for each other); returns the version it was at.
 pub(crate) fn migrate(conn: &mut dyn Conn, database: &Database) -> Result<i64, FleetError> {
-    let dialect = conn.dialect();
-    conn.batch(dialect.begin)?;
+    conn.begin()?;
     let result = steps(conn, database);
     match &result {
-        Ok(_) => conn.batch("COMMIT")?,
+        Ok(_) => conn.end(true)?,
         Err(_) => {
-            let _ = conn.batch("ROLLBACK");
+            let _ = conn.end(false);
         }
     }
     result

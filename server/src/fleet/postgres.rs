@@ -28,10 +28,14 @@ static DIALECT: Dialect = Dialect {
     writers: 4,
 };
 
-/// A connection to the PostgreSQL server, with its prepared statements.
+/// A connection to the PostgreSQL server, with its prepared statements. A connection the server
+/// closed (a restart, an administrator) is made again before the next transaction or read, never
+/// inside a transaction: the writes it was running fail, and are not half done.
 pub(crate) struct Postgres {
+    url: String,
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    in_transaction: bool,
 }
 
 impl Postgres {
@@ -42,13 +46,25 @@ impl Postgres {
             source: e.into(),
         })?;
         Ok(Postgres {
+            url: url.to_owned(),
             client,
             statements: HashMap::new(),
+            in_transaction: false,
         })
+    }
+
+    /// Connects again if the server closed the connection and no transaction is open on it.
+    fn revive(&mut self) -> Result<(), DbError> {
+        if self.client.is_closed() && !self.in_transaction {
+            self.client = Client::connect(&self.url, NoTls)?;
+            self.statements.clear();
+        }
+        Ok(())
     }
 
     /// `sql`, prepared once per connection.
     fn statement(&mut self, sql: &'static str) -> Result<Statement, DbError> {
+        self.revive()?;
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
@@ -78,7 +94,22 @@ impl Conn for Postgres {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.revive()?;
         Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.revive()?;
+        self.client.batch_execute(DIALECT.begin)?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), DbError> {
+        self.in_transaction = false;
+        Ok(self
+            .client
+            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })?)
     }
 
     fn execute(&mut self, sql: &'static str, params: &[Param]) -> Result<u64, DbError> {

@@ -76,8 +76,17 @@ pub(crate) struct Dialect {
 pub(crate) trait Conn: Send {
     /// The backend's dialect.
     fn dialect(&self) -> &'static Dialect;
-    /// Runs statements without parameters (transaction control, schema steps).
+    /// Runs statements without parameters (schema steps, locks).
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
+    /// Starts a write transaction ([`Dialect::begin`]).
+    fn begin(&mut self) -> Result<(), DbError> {
+        let sql = self.dialect().begin;
+        self.batch(sql)
+    }
+    /// Ends the transaction: commits it, or rolls it back.
+    fn end(&mut self, commit: bool) -> Result<(), DbError> {
+        self.batch(if commit { "COMMIT" } else { "ROLLBACK" })
+    }
     /// Runs one statement; returns the rows it changed.
     fn execute(&mut self, sql: &'static str, params: &[Param]) -> Result<u64, DbError>;
     /// Runs one query, reading its columns as `kinds`.
@@ -223,19 +232,19 @@ fn transaction(
     conn: &mut dyn Conn,
     ops: &[&Op],
 ) -> Result<Vec<Result<Done, FleetError>>, FleetError> {
-    conn.batch(conn.dialect().begin)?;
+    conn.begin()?;
     let mut answers = Vec::with_capacity(ops.len());
     for op in ops {
         match apply(conn, op) {
             Err(FleetError::Database(e)) => {
-                let _ = conn.batch("ROLLBACK");
+                let _ = conn.end(false);
                 return Err(FleetError::Database(e));
             }
             answer => answers.push(answer),
         }
     }
-    if let Err(e) = conn.batch("COMMIT") {
-        let _ = conn.batch("ROLLBACK");
+    if let Err(e) = conn.end(true) {
+        let _ = conn.end(false);
         return Err(e.into());
     }
     Ok(answers)

@@ -477,3 +477,26 @@ fn the_database_option() {
         "the default is not touched"
     );
 }
+
+/// The PostgreSQL server closing the fleet's connections (a restart, an administrator) costs at
+/// most the writes in flight: the next ones connect again, and the replay floor is intact.
+#[test]
+fn a_closed_postgres_connection_is_made_again() {
+    for db in backends().into_iter().filter(TestDb::is_postgres) {
+        let fleet = Fleet::open(&db.database).unwrap();
+        fleet.check_in(&record(4, 1)).unwrap();
+        db.raw(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        // The first write or read may learn of the closed connection by failing.
+        let _ = fleet.check_in(&record(4, 2));
+        let _ = fleet.load(4);
+        fleet.check_in(&record(4, 3)).unwrap();
+        assert!(matches!(
+            fleet.check_in(&record(4, 3)),
+            Err(FleetError::Replay { last: 3, got: 3 })
+        ));
+        assert_eq!(fleet.load(4).unwrap().unwrap().nonce, Some(3));
+    }
+}
