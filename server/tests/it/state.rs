@@ -500,3 +500,90 @@ fn a_closed_postgres_connection_is_made_again() {
         assert_eq!(fleet.load(4).unwrap().unwrap().nonce, Some(3));
     }
 }
+
+/// Starts a server on `fx` recording check-ins in `database`, on an ephemeral loopback port; it
+/// stops when the returned sender is dropped.
+fn serve_on(
+    fx: &crate::common::Fixture,
+    database: &Database,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    use rota_server::session::{Limits, Server};
+    let repo = rota_server::repo::Repo::open_dir(fx.path()).unwrap();
+    let server = Server::with_fleet(repo, Fleet::open(database).unwrap(), Limits::default());
+    let listener = rota_server::listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(rota_server::listen::run(
+        listener,
+        Arc::new(server),
+        64,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
+}
+
+/// Sends `frame` to `addr`; returns how many bytes the server answered before closing (0: it
+/// refused, sending nothing).
+async fn answered(addr: std::net::SocketAddr, frame: &[u8]) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(frame).await.unwrap();
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("an answer or the close")
+        .unwrap_or(0)
+}
+
+/// Two servers on one database, as behind one address: the same Hello sent to both at once is
+/// answered by exactly one of them; the other refuses it as a replay and sends nothing.
+#[test]
+fn two_servers_on_one_database_answer_a_hello_once() {
+    const HELLOS: u32 = 20;
+    // The test's own PostgreSQL clients are synchronous: they stay off the runtime's threads.
+    for db in backends() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fx = crate::common::Fixture::empty();
+        fx.write("app", b"the application");
+        fx.inventory("ESP-42.json", &["app"], "two servers");
+        let wins = runtime.block_on(async {
+            let (first, _stop_first) = serve_on(&fx, &db.database);
+            let (second, _stop_second) = serve_on(&fx, &db.database);
+            let mut device = rota_devices::rota::RotaDevice::new(42, b"two servers");
+            let check = device.check_in_tcp(first).await.unwrap();
+            assert_eq!(check.outcome, rota_devices::rota::V2Outcome::Committed(1));
+            let mut wins = [0; 2];
+            for nonce in 100..100 + HELLOS {
+                let mut out = vec![0u8; rota_wire::MAX_FRAME];
+                let mut session =
+                    rota_wire::DeviceSession::new(b"two servers", rota_wire::Link::Tcp);
+                let n = session.hello(&device.hello(nonce), &mut out).unwrap();
+                let (a, b) = tokio::join!(answered(first, &out[..n]), answered(second, &out[..n]));
+                assert!(
+                    (a > 0) != (b > 0),
+                    "{}: nonce {nonce}: answered {a} and {b} bytes",
+                    db.database
+                );
+                wins[usize::from(b > 0)] += 1;
+            }
+            wins
+        });
+        println!("{}: Hellos won by each server: {wins:?}", db.database);
+        // The update, then one row per Hello answered.
+        let fleet = Fleet::open(&db.database).unwrap();
+        let nonces: Vec<u32> = fleet
+            .history(42, 100)
+            .unwrap()
+            .iter()
+            .map(|b| b.nonce.unwrap())
+            .collect();
+        assert_eq!(nonces.len(), 1 + HELLOS as usize, "{nonces:?}");
+        assert_eq!(nonces[1..], (100..100 + HELLOS).collect::<Vec<_>>()[..]);
+    }
+}
