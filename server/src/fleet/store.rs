@@ -351,8 +351,17 @@ const DEVICE_COLUMNS: &[Kind] = &[
     Kind::Text, // release
 ];
 
-const SELECT_DEVICE: &str = "SELECT device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release FROM devices WHERE device = $1";
-const SELECT_DEVICES: &str = "SELECT device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release FROM devices ORDER BY device";
+/// The columns of a record, in the order of [`DEVICE_COLUMNS`] (a macro: `concat!` takes literals).
+macro_rules! select_device {
+    ($rest:literal) => {
+        concat!(
+            "SELECT device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release FROM devices ",
+            $rest
+        )
+    };
+}
+const SELECT_DEVICE: &str = select_device!("WHERE device = $1");
+const SELECT_DEVICES: &str = select_device!("ORDER BY device");
 
 /// A `devices` row as a record (without its rollbacks).
 fn record(row: &Row) -> Result<CheckIn, FleetError> {
@@ -391,8 +400,17 @@ const ROLLBACK_COLUMNS: &[Kind] = &[
     Kind::Int,
     Kind::Text,
 ];
-const SELECT_ROLLBACKS: &str = "SELECT device, from_gen, to_gen, reason, phase, time, state FROM rollbacks WHERE device = $1 ORDER BY seq";
-const SELECT_ALL_ROLLBACKS: &str = "SELECT device, from_gen, to_gen, reason, phase, time, state FROM rollbacks ORDER BY device, seq";
+/// The columns of a rollback, in the order of [`ROLLBACK_COLUMNS`].
+macro_rules! select_rollback {
+    ($rest:literal) => {
+        concat!(
+            "SELECT device, from_gen, to_gen, reason, phase, time, state FROM rollbacks ",
+            $rest
+        )
+    };
+}
+const SELECT_ROLLBACKS: &str = select_rollback!("WHERE device = $1 ORDER BY seq");
+const SELECT_ALL_ROLLBACKS: &str = select_rollback!("ORDER BY device, seq");
 
 /// A `rollbacks` row: its device and the rollback.
 fn rollback(row: &Row) -> Result<(i64, RollbackRecord), FleetError> {
