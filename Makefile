@@ -100,7 +100,8 @@ esptool:
 # 127.0.0.1:$(PG_PORT) only (trust auth for 127.0.0.1, its unix socket inside $(PG_DIR)), started
 # unless it already answers. Debian's postgresql is installed only when no initdb is there (without
 # its default cluster). PostgreSQL refuses to run as root: as root the cluster belongs to the
-# postgres user.
+# postgres user (in /var/lib/postgresql/rota-<n> instead when a private parent directory keeps that
+# user out of $(PG_DIR)).
 PG_PORT := 55432
 PG_DIR := $(CURDIR)/$(B)/postgres
 ROTA_TEST_POSTGRES := postgres://rota@127.0.0.1:$(PG_PORT)/postgres
@@ -115,14 +116,17 @@ postgres:
 	  initdb=$$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1); fi; \
 	bin=$$(dirname $$initdb); \
 	if $$bin/pg_isready -q -h 127.0.0.1 -p $(PG_PORT); then exit 0; fi; \
-	mkdir -p $(PG_DIR); \
-	if [ "$$(id -u)" = 0 ]; then chown postgres: $(PG_DIR); fi; \
-	if [ ! -f $(PG_DIR)/data/PG_VERSION ]; then \
-	  $(PG_AS) $$initdb -D $(PG_DIR)/data -U rota -A trust >/dev/null; \
-	  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' | $(PG_AS) tee $(PG_DIR)/data/pg_hba.conf >/dev/null; \
+	dir=$(PG_DIR); mkdir -p $$dir; \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: $$dir; \
+	  if ! runuser -u postgres -- test -w $$dir; then \
+	    dir=/var/lib/postgresql/rota-$$(echo $(CURDIR) | cksum | cut -d' ' -f1); mkdir -p $$dir; chown postgres: $$dir; \
+	    echo "postgres: the postgres user cannot reach $(PG_DIR) (a parent directory is private); using $$dir"; fi; fi; \
+	if [ ! -f $$dir/data/PG_VERSION ]; then \
+	  $(PG_AS) $$initdb -D $$dir/data -U rota -A trust >/dev/null; \
+	  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' | $(PG_AS) tee $$dir/data/pg_hba.conf >/dev/null; \
 	fi; \
-	$(PG_AS) $$bin/pg_ctl -D $(PG_DIR)/data -l $(PG_DIR)/log -w -s \
-	  -o "-c listen_addresses=127.0.0.1 -c port=$(PG_PORT) -c unix_socket_directories=$(PG_DIR)" start; \
+	$(PG_AS) $$bin/pg_ctl -D $$dir/data -l $$dir/log -w -s \
+	  -o "-c listen_addresses=127.0.0.1 -c port=$(PG_PORT) -c unix_socket_directories=$$dir" start; \
 	$$bin/pg_isready -q -h 127.0.0.1 -p $(PG_PORT)
 
 ## ---------- build ----------
