@@ -496,6 +496,7 @@ pub fn check_in_record(
         installed: None,
         outcome: outcome.to_owned(),
         release: None,
+        trial: Some(hello.flags & rota_wire::msg::flags::TRIAL != 0),
     }
 }
 

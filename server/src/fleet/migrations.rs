@@ -32,8 +32,9 @@ pub const SQLITE: &[&str] = &[
         to_gen INTEGER NOT NULL, reason INTEGER NOT NULL, phase INTEGER NOT NULL,
         time INTEGER NOT NULL, state TEXT,
         PRIMARY KEY (device, from_gen, to_gen, reason));",
-    // 2: the release served, the history of check-ins, the rollouts.
+    // 2: the release served, whether the device was on a trial boot, the history of check-ins, the rollouts.
     "ALTER TABLE devices ADD COLUMN release TEXT;
+     ALTER TABLE devices ADD COLUMN trial INTEGER;
      CREATE TABLE checkins (
         id INTEGER PRIMARY KEY, device INTEGER NOT NULL, time INTEGER NOT NULL, nonce INTEGER,
         protocol INTEGER NOT NULL, peer TEXT NOT NULL, release TEXT, state TEXT,
@@ -60,6 +61,7 @@ pub const POSTGRES: &[&str] = &[
         PRIMARY KEY (device, from_gen, to_gen, reason));",
     // 2: as SQLite's 2.
     "ALTER TABLE devices ADD COLUMN release TEXT;
+     ALTER TABLE devices ADD COLUMN trial BOOLEAN;
      CREATE TABLE checkins (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, device BIGINT NOT NULL,
         time BIGINT NOT NULL, nonce BIGINT, protocol BIGINT NOT NULL, peer TEXT NOT NULL,

@@ -157,6 +157,10 @@ pub struct CheckIn {
     /// The human name of the release the server is serving this device (set by the session).
     #[serde(default)]
     pub release: Option<String>,
+    /// Whether the device was on a trial boot (v2: its Hello's TRIAL flag): its last commit not yet
+    /// confirmed.
+    #[serde(default)]
+    pub trial: Option<bool>,
 }
 
 /// One accepted check-in of a device's history ([`Fleet::history`]).

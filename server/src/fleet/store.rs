@@ -349,13 +349,14 @@ const DEVICE_COLUMNS: &[Kind] = &[
     Kind::Text, // installed
     Kind::Text, // outcome
     Kind::Text, // release
+    Kind::Bool, // trial
 ];
 
 /// The columns of a record, in the order of [`DEVICE_COLUMNS`] (a macro: `concat!` takes literals).
 macro_rules! select_device {
     ($rest:literal) => {
         concat!(
-            "SELECT device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release FROM devices ",
+            "SELECT device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release, trial FROM devices ",
             $rest
         )
     };
@@ -388,6 +389,7 @@ fn record(row: &Row) -> Result<CheckIn, FleetError> {
         installed: r.text(13, "devices.installed")?,
         outcome: r.need(r.text(14, "devices.outcome")?, "devices.outcome")?,
         release: r.text(15, "devices.release")?,
+        trial: r.bool(16, "devices.trial")?,
     })
 }
 
@@ -435,12 +437,12 @@ fn rollback(row: &Row) -> Result<(i64, RollbackRecord), FleetError> {
     ))
 }
 
-const UPSERT_DEVICE: &str = "INSERT INTO devices (device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release, nonce_floor) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $5) \
+const UPSERT_DEVICE: &str = "INSERT INTO devices (device, time, peer, protocol, nonce, app_version, files, staged, heap, signed, security_version, state, held, installed, outcome, release, trial, nonce_floor) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $5) \
     ON CONFLICT (device) DO UPDATE SET time = excluded.time, peer = excluded.peer, protocol = excluded.protocol, nonce = excluded.nonce, \
     app_version = excluded.app_version, files = excluded.files, staged = excluded.staged, heap = excluded.heap, signed = excluded.signed, \
     security_version = excluded.security_version, state = excluded.state, held = COALESCE(excluded.held, devices.held), \
-    installed = COALESCE(excluded.installed, devices.installed), outcome = excluded.outcome, release = excluded.release, \
+    installed = COALESCE(excluded.installed, devices.installed), outcome = excluded.outcome, release = excluded.release, trial = excluded.trial, \
     nonce_floor = COALESCE(excluded.nonce_floor, devices.nonce_floor) \
     WHERE excluded.nonce IS NULL OR devices.nonce_floor IS NULL OR devices.nonce_floor < excluded.nonce";
 const INSERT_ROLLBACK: &str = "INSERT INTO rollbacks (device, seq, from_gen, to_gen, reason, phase, time, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
@@ -625,6 +627,7 @@ fn check_in(conn: &mut dyn Conn, record: &CheckIn) -> Result<CheckIn, FleetError
             text(m.installed.as_deref()),
             text(Some(&m.outcome)),
             text(m.release.as_deref()),
+            Param::Bool(m.trial),
         ],
     )?;
     if written == 0 {

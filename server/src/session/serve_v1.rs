@@ -17,7 +17,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let hi = HiRepr::parse(record.object()?)?;
         self.device = Some(hi.id);
         // From the repository's snapshot without I/O, or read on a blocking thread (`Repo::served`).
-        let served = self.repo.served(hi.id, None, None).await?;
+        let rollout = self.rollout_commit(hi.id).await;
+        let served = self.repo.served(hi.id, rollout.as_deref(), None).await?;
         self.release = Some(served.release.name.clone());
         let (inventory, plan) = (&served.inventory, &served.plan);
         let signer = Signer::new(&inventory.secret);
@@ -25,6 +26,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         self.first_record_verified()?;
+        self.v1_record = Some(crate::fleet::CheckIn {
+            device: hi.id,
+            time: crate::fleet::now(),
+            peer: self.peer.to_owned(),
+            protocol: 1,
+            files: hi
+                .files
+                .iter()
+                .filter_map(|(name, n)| {
+                    Some(crate::fleet::FileRecord {
+                        name: name.clone(),
+                        size: 0,
+                        version: u32::try_from(n.as_u64()?).ok()?,
+                        digest: String::new(),
+                    })
+                })
+                .collect(),
+            release: self.release.clone(),
+            ..crate::fleet::CheckIn::default()
+        });
         // A name the device cannot open would reboot it at every boot: refused before anything.
         restart::check_names(plan)?;
         let secret = &inventory.secret;
