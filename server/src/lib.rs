@@ -13,6 +13,7 @@
 //!   (SQLite in `.rota/state.db` by default, or PostgreSQL shared by several servers);
 //!   [`durable::replace`]: atomic, durable replacement of a repository file (rota-sign's);
 //! - [`rollout`]: staged rollouts: cohorts by a stable hash, widening, halting on rollbacks;
+//! - [`dashboard`]: the dashboard's data (rota-dashboard's `Source`) from the fleet and rollouts;
 //! - [`session`]: the per-connection state machine; [`listen`]: the TCP listener.
 //!
 //! The simulated devices its tests use (a NodeMCU luaOTA client, a rota device) are the crate
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod dashboard;
 pub mod durable;
 pub mod fleet;
 pub mod listen;

@@ -65,11 +65,27 @@ enum Command {
         /// (SO_REUSEPORT; the kernel spreads connections over them). Give them one database.
         #[arg(long)]
         reuse_port: bool,
+        /// Serve the dashboard and its JSON API (GET /api/devices, /api/openapi.json) on this
+        /// address: a port alone means 127.0.0.1:PORT; `--http` alone, 127.0.0.1:8267.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DASHBOARD,
+              value_parser = http_addr)]
+        http: Option<SocketAddr>,
     },
     /// Serve exactly one session over stdin/stdout (for emulated devices: one process per connection).
     ServeStdio {
         #[command(flatten)]
         repo: RepoArgs,
+    },
+    /// Staged rollouts: give a release (a git revision) to a cohort first, widen it in steps, halt
+    /// it; `rollout list` shows each one's progress.
+    Rollout {
+        /// Repository directory.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArg,
+        #[command(subcommand)]
+        action: RolloutAction,
     },
     /// Print every device's last check-in (DIR/.rota/state.db, or the --database): versions,
     /// release, heap report, outcome.
@@ -83,6 +99,63 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The dashboard's address when `--http` names none.
+const DASHBOARD: &str = "127.0.0.1:8267";
+
+/// `--http`'s value: an address, or a port on 127.0.0.1.
+fn http_addr(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => text
+            .parse()
+            .map_err(|_| format!("`{text}` is neither an address (127.0.0.1:8267) nor a port")),
+    }
+}
+
+#[derive(Subcommand)]
+enum RolloutAction {
+    /// Start a rollout of REVISION (branch, tag or commit; the commit it names now is what the
+    /// cohort gets) to a cohort: --steps percentages of the fleet, of --devices or of --group.
+    Start {
+        /// The release: a branch, tag or commit of the repository.
+        #[arg(value_name = "REVISION")]
+        release: String,
+        /// The rollout's id (default: the release's name).
+        #[arg(long)]
+        id: Option<String>,
+        /// Only these devices (comma-separated ids).
+        #[arg(long, value_delimiter = ',', conflicts_with = "group")]
+        devices: Vec<u64>,
+        /// Only the devices of this group of groups.json.
+        #[arg(long)]
+        group: Option<String>,
+        /// The cohort sizes in percent, in order (e.g. 5,25,100).
+        #[arg(long, value_delimiter = ',', default_value = "5,25,100")]
+        steps: Vec<u8>,
+        /// Widen to the next step by itself once every device of the cohort confirmed.
+        #[arg(long)]
+        auto: bool,
+        /// Halt when this many cohort devices rolled the release back.
+        #[arg(long, default_value_t = 1)]
+        max_rollbacks: u32,
+        /// Halt when this many cohort devices failed a session on it.
+        #[arg(long, default_value_t = 3)]
+        max_failures: u32,
+    },
+    /// Widen a rollout to its next step (after the last: done).
+    Widen {
+        /// The rollout's id.
+        id: String,
+    },
+    /// Halt a rollout: nobody new gets its release; who has it keeps it.
+    Halt {
+        /// The rollout's id.
+        id: String,
+    },
+    /// Every rollout with its step, status and progress.
+    List,
 }
 
 #[derive(Args)]
@@ -146,6 +219,10 @@ enum CliError {
     Stdout(std::io::Error),
     #[error(transparent)]
     Fleet(#[from] fleet::FleetError),
+    #[error(transparent)]
+    Rollout(#[from] rota_server::rollout::RolloutError),
+    #[error(transparent)]
+    Book(#[from] rota_server::rollout::BookError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -187,6 +264,7 @@ async fn run(command: Command) -> Result<bool, CliError> {
             max_sessions,
             max_sessions_per_peer,
             reuse_port,
+            http,
         } => {
             if max_sessions == 0 {
                 return Err(CliError::Count("max-sessions"));
@@ -197,6 +275,26 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let server = Arc::new(repo.server(|limits| {
                 limits.sessions_per_peer = max_sessions_per_peer;
             })?);
+            server.refresh_rollouts()?;
+            tokio::spawn(server.clone().keep_rollouts());
+            if let Some(addr) = http {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| CliError::Listen { addr, source })?;
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %local, "dashboard");
+                let source = Arc::new(rota_server::dashboard::FleetSource::new(
+                    server.fleet().clone(),
+                    server.repo().clone(),
+                ));
+                tokio::spawn(async move {
+                    if let Err(error) =
+                        rota_dashboard::serve(listener, source, std::future::pending()).await
+                    {
+                        tracing::error!(%error, "the dashboard stopped");
+                    }
+                });
+            }
             listen::raise_descriptor_limit(max_sessions);
             let listener = listen::bind_shared(addr, reuse_port)
                 .map_err(|source| CliError::Listen { addr, source })?;
@@ -214,6 +312,7 @@ async fn run(command: Command) -> Result<bool, CliError> {
         }
         Command::ServeStdio { repo } => {
             let server = repo.server(|_| {})?;
+            server.refresh_rollouts()?;
             // Not tokio::io::stdout(): std's stdout is line-buffered and would split a record whose
             // payload holds a line feed into two writes. A plain file handle writes each record at once.
             let stdout = std::io::stdout()
@@ -224,6 +323,14 @@ async fn run(command: Command) -> Result<bool, CliError> {
             let io = tokio::io::join(tokio::io::stdin(), stdout);
             let report = server.serve(io, "stdio").await;
             Ok(report.is_some_and(|r| r.outcome.is_ok()))
+        }
+        Command::Rollout {
+            repo,
+            database,
+            action,
+        } => {
+            rollout(&Repo::open_dir(&repo)?, &database.open(&repo)?, action)?;
+            Ok(true)
         }
         Command::Fleet {
             repo,
@@ -242,6 +349,91 @@ async fn run(command: Command) -> Result<bool, CliError> {
             Ok(true)
         }
     }
+}
+
+/// `rota-server rollout ...`.
+fn rollout(repo: &Repo, fleet: &Fleet, action: RolloutAction) -> Result<(), CliError> {
+    use rota_server::rollout::{book, Population, Rollout, Status};
+    match action {
+        RolloutAction::Start {
+            release,
+            id,
+            devices,
+            group,
+            steps,
+            auto,
+            max_rollbacks,
+            max_failures,
+        } => {
+            let resolved = repo.resolve_release(&release)?;
+            let population = match (group, devices.is_empty()) {
+                (Some(g), _) => Population::Group(g),
+                (None, false) => Population::Devices(devices),
+                (None, true) => Population::All,
+            };
+            let id = id.unwrap_or_else(|| resolved.name.clone());
+            let r = Rollout::new(
+                &id,
+                &release,
+                &resolved,
+                population,
+                steps,
+                auto,
+                max_rollbacks,
+                max_failures,
+                fleet::now(),
+            )?;
+            book::save(fleet, &r, None)?;
+            println!(
+                "rollout {id}: {} ({}) to {}",
+                r.name,
+                r.commit,
+                r.describe()
+            );
+        }
+        RolloutAction::Widen { id } => {
+            let r = book::update(fleet, &id, Rollout::widen)?;
+            println!("rollout {id}: {} {}", r.describe(), r.status);
+        }
+        RolloutAction::Halt { id } => {
+            let r = book::update(fleet, &id, |r| {
+                let was = r.status.clone();
+                r.status = Status::Halted("halted by the operator".into());
+                was == Status::Active
+            })?;
+            println!("rollout {id}: {}", r.status);
+        }
+        RolloutAction::List => {
+            println!(
+                "{:<16} {:<12} {:<34} {:<8} {:>6} {:>8} {:>10} {:>11} {:>7}  STATUS",
+                "ROLLOUT",
+                "RELEASE",
+                "COHORT",
+                "AUTO",
+                "DEVICES",
+                "UPDATED",
+                "CONFIRMED",
+                "ROLLED BACK",
+                "FAILED"
+            );
+            for (r, p) in book::status(fleet, repo)? {
+                println!(
+                    "{:<16} {:<12} {:<34} {:<8} {:>6} {:>8} {:>10} {:>11} {:>7}  {}",
+                    r.id,
+                    r.name,
+                    r.describe(),
+                    if r.auto { "auto" } else { "manual" },
+                    p.cohort,
+                    p.updated,
+                    p.confirmed,
+                    p.rolled_back,
+                    p.failed,
+                    r.status
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -428,6 +428,26 @@ impl Repo {
         Ok(Plan { files, chk })
     }
 
+    /// The release revision `rev` names now (blocking): its commit, and the name a device served
+    /// that commit is given (`Release::name` of the commit's full hex: a tag on it, else its short
+    /// id). A rollout pins this commit, so a branch moving later does not change what it gives.
+    pub fn resolve_release(&self, rev: &str) -> Result<Release, RepoError> {
+        let git = self.inner.git.as_ref().ok_or_else(|| {
+            RepoError::Git(format!(
+                "revision `{rev}` asked for, but {} is not in a git repository",
+                self.inner.dir.display()
+            ))
+        })?;
+        let (commit, _) = git
+            .resolve(rev)
+            .map_err(|why| RepoError::Git(format!("revision `{rev}`: {why}")))?;
+        let hex = commit.to_string();
+        Ok(Release {
+            name: git.name(&hex, commit),
+            commit: Some(hex),
+        })
+    }
+
     /// What device `id` is served now, read (blocking) from the repository: its release (the
     /// caller's `override_rev`, else its inventory's `release`, else its group's, else the control
     /// tree), that release's inventory (same file name) and files, and the signed release beside it.

@@ -248,6 +248,7 @@ struct Session<'r, S> {
     io: LineReader<S>,
     repo: &'r Repo,
     fleet: &'r Fleet,
+    book: &'r crate::rollout::Book,
     peer: &'r str,
     limits: Limits,
     /// The idle timeout in force (v1's, or v2's once told).
@@ -263,11 +264,29 @@ struct Session<'r, S> {
     release: Option<String>,
     /// The device and nonce of a recorded check-in, whose outcome is recorded at the end.
     check_in: Option<(u64, Option<u32>)>,
+    /// A verified luaOTA (v1) check-in, recorded with its outcome once the session ended (v1 has
+    /// no nonce to refuse a replay by, so nothing needs recording before the answer).
+    v1_record: Option<crate::fleet::CheckIn>,
     files: usize,
     bytes: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    /// The commit a rollout gives device `id`, if one does: from the rollouts in memory, reading the
+    /// device's last check-in (off the async workers) only when a halted rollout needs it.
+    async fn rollout_commit(&self, id: u64) -> Option<String> {
+        let record = if self.book.needs_record(id) {
+            let fleet = self.fleet.clone();
+            match tokio::task::spawn_blocking(move || fleet.load(id)).await {
+                Ok(Ok(record)) => record,
+                _ => None,
+            }
+        } else {
+            None
+        };
+        self.book.commit_for(id, record.as_ref())
+    }
+
     /// The deadline of the next operation: the idle timeout, capped by the session's and, until the
     /// first record verified, by the first-record deadline.
     fn next_deadline(&self) -> Instant {

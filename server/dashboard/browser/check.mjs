@@ -56,7 +56,9 @@ function options() {
     devices: values.devices.split(',').map((d) => id('devices', d.trim())),
     device: id('device', values.device),
     boots,
-    rollout: id('rollout', values.rollout),
+    rollout: /^[A-Za-z0-9._-]{1,64}$/.test(values.rollout)
+      ? values.rollout
+      : usage(`--rollout: "${values.rollout}" is not a rollout id`),
     screenshot: values.screenshot,
   };
 }

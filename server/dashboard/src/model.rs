@@ -109,8 +109,8 @@ pub struct Progress {
 /// A staged rollout of a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Rollout {
-    /// The rollout id.
-    pub id: u64,
+    /// The rollout id (letters, digits, `-`, `_`, `.`).
+    pub id: String,
     /// The release it rolls out, by its human name.
     pub release: String,
     /// Its cohort, described: a list of devices, a group, or a percentage of the fleet.

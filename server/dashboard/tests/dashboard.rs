@@ -186,7 +186,7 @@ fn rollouts_match_their_schema() {
     let answer = get(&server, "/api/rollouts");
     assert_eq!(answer.status, 200);
     let rollouts = json_of(&answer);
-    assert_eq!(rollouts[0]["id"], 7);
+    assert_eq!(rollouts[0]["id"], "7");
     assert_eq!(rollouts[0]["steps"], json!([5, 25, 100]));
     assert_eq!(rollouts[0]["progress"]["confirmed"], 7);
     assert_eq!(rollouts[1]["status"], "halted: 1 rollback of 1 update");

@@ -153,6 +153,17 @@ impl Repo {
         Ok(groups.unwrap_or_default())
     }
 
+    /// Each group of the control tree's `groups.json` with its devices (blocking: it may read the
+    /// file), for rollouts whose cohort is a group.
+    pub fn group_members(&self) -> Result<Vec<(String, Vec<u64>)>, RepoError> {
+        let groups = self.groups(&mut Deps::default())?;
+        Ok(groups
+            .0
+            .iter()
+            .map(|g| (g.name.clone(), g.devices.clone()))
+            .collect())
+    }
+
     /// The pin of device `id` whose control inventory is `inventory`: the caller's override, its
     /// inventory's `release`, its group's, or none (the control tree).
     pub(super) fn pin(

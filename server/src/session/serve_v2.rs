@@ -35,7 +35,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         // From the repository's snapshot without I/O, or read on a blocking thread (`Repo::served`);
         // blobs missing from the release are packed from ELF files for the ISA the Hello reports.
         let isa = rota_blob::Isa::from_u8(claimed.isa);
-        let served = self.repo.served(id, None, isa).await?;
+        let rollout = self.rollout_commit(id).await;
+        let served = self.repo.served(id, rollout.as_deref(), isa).await?;
         self.release = Some(served.release.name.clone());
         let inventory = &served.inventory;
         let hello = match wire_server::open_hello(&hello_frame, &inventory.secret) {

@@ -9,12 +9,14 @@ use super::{Limits, LineReader, Session, SessionError, SessionReport};
 use crate::fleet::{Fleet, FleetError};
 use crate::listen::Ticket;
 use crate::repo::Repo;
+use crate::rollout::{book, Book, BookError};
 
 /// The shared state of all sessions: the repository, its fleet state and the limits.
 pub struct Server {
     repo: Repo,
     fleet: Fleet,
     limits: Limits,
+    book: Book,
     reports: Option<mpsc::UnboundedSender<SessionReport>>,
 }
 
@@ -32,7 +34,34 @@ impl Server {
             fleet,
             repo,
             limits,
+            book: Book::default(),
             reports: None,
+        }
+    }
+
+    /// The repository served.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
+    /// Reads the fleet's rollouts, evaluates them (halting, widening) and keeps them for the
+    /// sessions. Blocking.
+    pub fn refresh_rollouts(&self) -> Result<(), BookError> {
+        self.book.refresh(&self.fleet, &self.repo)
+    }
+
+    /// Refreshes the rollouts every [`book::EVALUATE`], off the async workers, for as long as it
+    /// runs (the serve loop runs it beside the listener).
+    pub async fn keep_rollouts(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(book::EVALUATE);
+        loop {
+            tick.tick().await;
+            let server = self.clone();
+            match tokio::task::spawn_blocking(move || server.refresh_rollouts()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot evaluate the rollouts"),
+                Err(error) => tracing::warn!(%error, "rollout evaluation stopped"),
+            }
         }
     }
 
@@ -91,6 +120,7 @@ impl Server {
             io: LineReader::new(io),
             repo: &self.repo,
             fleet: &self.fleet,
+            book: &self.book,
             peer,
             limits: self.limits,
             idle: self.limits.idle,
@@ -101,6 +131,7 @@ impl Server {
             device: None,
             release: None,
             check_in: None,
+            v1_record: None,
             files: 0,
             bytes: 0,
         };
@@ -110,16 +141,23 @@ impl Server {
             () = evicted(eviction) => Err(SessionError::Evicted),
             outcome = session.run() => outcome,
         };
+        let label = match &outcome {
+            Ok(o) => o.to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
         if let Some((device, nonce)) = session.check_in {
-            let label = match &outcome {
-                Ok(o) => o.to_string(),
-                Err(e) => format!("failed: {e}"),
-            };
             let fleet = self.fleet.clone();
             let done =
                 tokio::task::spawn_blocking(move || fleet.finish(device, nonce, &label)).await;
             if let Ok(Err(error)) = done {
                 tracing::warn!(%device, %error, "cannot record the session's outcome");
+            }
+        } else if let Some(mut record) = session.v1_record.take() {
+            record.outcome = label;
+            let (fleet, device) = (self.fleet.clone(), record.device);
+            let done = tokio::task::spawn_blocking(move || fleet.check_in(&record)).await;
+            if let Ok(Err(error)) = done {
+                tracing::warn!(%device, %error, "cannot record the check-in");
             }
         }
         let report = SessionReport {

@@ -83,6 +83,7 @@ impl Fixture {
 /// A server running in this test's runtime.
 pub struct Running {
     pub addr: SocketAddr,
+    pub server: Arc<Server>,
     reports: mpsc::UnboundedReceiver<SessionReport>,
     _stop: oneshot::Sender<()>,
 }
@@ -94,11 +95,13 @@ pub async fn start(repo: Repo, limits: Limits) -> Running {
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(listen::run(listener, Arc::new(server), 4096, async {
+    let server = Arc::new(server);
+    tokio::spawn(listen::run(listener, server.clone(), 4096, async {
         let _ = stopped.await;
     }));
     Running {
         addr,
+        server,
         reports,
         _stop: stop,
     }

@@ -9,5 +9,6 @@ mod load;
 mod provision;
 mod release;
 mod releases;
+mod rollout;
 mod state;
 mod v2;

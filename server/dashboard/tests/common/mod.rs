@@ -191,7 +191,7 @@ impl Source for Fake {
         self.check()?;
         Ok(vec![
             Rollout {
-                id: 7,
+                id: "7".into(),
                 release: "v1.1".into(),
                 cohort: "20% of the fleet".into(),
                 steps: vec![5, 25, 100],
@@ -206,7 +206,7 @@ impl Source for Fake {
                 },
             },
             Rollout {
-                id: 8,
+                id: "8".into(),
                 release: "v1.2".into(),
                 cohort: "devices 1, 2".into(),
                 steps: vec![50, 100],

@@ -17,7 +17,12 @@
 //! `rota-server rollout widen` does. The last step done, the rollout is `done` and keeps giving its
 //! release to its population.
 //!
-//! Everything here is pure: the state lives in the fleet database as each rollout's JSON body.
+//! The rules here are pure; [`book`] keeps the fleet's rollouts (in the fleet database, each as its
+//! JSON body) in memory for the sessions, and evaluates them.
+
+pub mod book;
+
+pub use book::{Book, BookError};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,13 +55,28 @@ pub enum Status {
     Done,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::Active => f.write_str("active"),
+            Status::Halted(why) => write!(f, "halted: {why}"),
+            Status::Done => f.write_str("done"),
+        }
+    }
+}
+
 /// A staged rollout (its JSON form is what the fleet database stores).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollout {
     /// Its id (unique in the fleet).
     pub id: String,
-    /// The release: a git revision (branch, tag or commit).
+    /// The release as the operator named it (a branch, tag or commit).
     pub release: String,
+    /// The commit it named when the rollout started: what the cohort is served (a branch that
+    /// moves later does not change it).
+    pub commit: String,
+    /// The release's name as devices served that commit are recorded with (`Release::name`).
+    pub name: String,
     /// Which devices it may reach.
     pub population: Population,
     /// The cohort sizes, in percent of the population, strictly increasing, each 1 to 100.
@@ -102,9 +122,11 @@ pub struct DeviceView {
     pub id: u64,
     /// The groups of `groups.json` it is in.
     pub groups: Vec<String>,
-    /// The release (revision name) the server last served it.
+    /// The release (its name) the server last served it.
     pub served: Option<String>,
-    /// It runs the release it was served, and is off trial.
+    /// It holds the release it was served (installed, or already up to date with it).
+    pub holds: bool,
+    /// It holds it and is off trial.
     pub confirmed: bool,
     /// It rolled back the release it was served.
     pub rolled_back: bool,
@@ -117,8 +139,8 @@ pub struct DeviceView {
 pub struct Progress {
     /// Known devices in the current cohort.
     pub cohort: usize,
-    /// Of them, served the release.
-    pub served: usize,
+    /// Of them, hold the release (confirmed ones included).
+    pub updated: usize,
     /// Confirmed it.
     pub confirmed: usize,
     /// Rolled it back.
@@ -142,6 +164,7 @@ impl Rollout {
     pub fn new(
         id: &str,
         release: &str,
+        resolved: &crate::repo::Release,
         population: Population,
         steps: Vec<u8>,
         auto: bool,
@@ -180,6 +203,11 @@ impl Rollout {
         Ok(Rollout {
             id: id.to_owned(),
             release: release.to_owned(),
+            commit: resolved
+                .commit
+                .clone()
+                .unwrap_or_else(|| release.to_owned()),
+            name: resolved.name.clone(),
             population,
             steps,
             step: 0,
@@ -194,6 +222,11 @@ impl Rollout {
     /// The current step's cohort size, in percent.
     pub fn percent(&self) -> u8 {
         self.steps[self.step.min(self.steps.len() - 1)]
+    }
+
+    /// Whether `device` was last served this rollout's release.
+    fn gave(&self, device: &DeviceView) -> bool {
+        device.served.as_deref() == Some(self.name.as_str())
     }
 
     /// Whether `device` is in the population.
@@ -218,9 +251,7 @@ impl Rollout {
         }
         match self.status {
             Status::Active | Status::Done => true,
-            Status::Halted(_) => {
-                device.served.as_deref() == Some(self.release.as_str()) && !device.rolled_back
-            }
+            Status::Halted(_) => self.gave(device) && device.holds && !device.rolled_back,
         }
     }
 
@@ -229,10 +260,10 @@ impl Rollout {
         let mut p = Progress::default();
         for d in devices.into_iter().filter(|d| self.in_cohort(d)) {
             p.cohort += 1;
-            if d.served.as_deref() != Some(self.release.as_str()) {
+            if !self.gave(d) {
                 continue;
             }
-            p.served += 1;
+            p.updated += usize::from(d.holds && !d.rolled_back);
             p.confirmed += usize::from(d.confirmed && !d.rolled_back);
             p.rolled_back += usize::from(d.rolled_back);
             p.failed += usize::from(d.failed && !d.rolled_back);
@@ -314,7 +345,25 @@ mod tests {
     use super::*;
 
     fn rollout(steps: &[u8]) -> Rollout {
-        Rollout::new("r1", "v2", Population::All, steps.to_vec(), true, 2, 3, 0).unwrap()
+        Rollout::new(
+            "r1",
+            "v2",
+            &v2(),
+            Population::All,
+            steps.to_vec(),
+            true,
+            2,
+            3,
+            0,
+        )
+        .unwrap()
+    }
+
+    fn v2() -> crate::repo::Release {
+        crate::repo::Release {
+            name: "v2".into(),
+            commit: Some("c0ffee".into()),
+        }
     }
 
     fn fleet(n: u64) -> Vec<DeviceView> {
@@ -362,7 +411,7 @@ mod tests {
     #[test]
     fn bad_rollouts_are_refused_naming_the_field() {
         let new = |id: &str, rel: &str, pop, steps: &[u8], rb, f| {
-            Rollout::new(id, rel, pop, steps.to_vec(), false, rb, f, 0)
+            Rollout::new(id, rel, &v2(), pop, steps.to_vec(), false, rb, f, 0)
         };
         assert_eq!(
             new("a b", "v2", Population::All, &[5], 1, 1),
@@ -401,6 +450,7 @@ mod tests {
         let mut r = Rollout::new(
             "r1",
             "v2",
+            &v2(),
             Population::Devices((1..=20).collect()),
             vec![50, 100],
             true,
@@ -414,6 +464,7 @@ mod tests {
         assert!(!r.evaluate(&devices).0);
         for d in devices.iter_mut().filter(|d| r.in_cohort(d)) {
             d.served = Some("v2".into());
+            d.holds = true;
             d.confirmed = true;
         }
         let before = r.progress(&devices);
@@ -424,6 +475,7 @@ mod tests {
         assert_eq!(r.progress(&devices).cohort, 20);
         for d in devices.iter_mut().filter(|d| d.id <= 20) {
             d.served = Some("v2".into());
+            d.holds = true;
             d.confirmed = true;
         }
         assert!(r.evaluate(&devices).0);
@@ -437,6 +489,7 @@ mod tests {
         let mut devices = fleet(4);
         for d in &mut devices {
             d.served = Some("v2".into());
+            d.holds = true;
         }
         devices[0].rolled_back = true;
         assert!(!r.evaluate(&devices).0, "1 rollback < threshold 2");
@@ -466,10 +519,12 @@ mod tests {
 
     #[test]
     fn groups_and_the_newest_rollout_decide() {
-        let old = Rollout::new("a", "v2", Population::All, vec![100], false, 1, 1, 0).unwrap();
+        let old =
+            Rollout::new("a", "v2", &v2(), Population::All, vec![100], false, 1, 1, 0).unwrap();
         let new = Rollout::new(
             "b",
             "v3",
+            &v2(),
             Population::Group("canary".into()),
             vec![100],
             false,
