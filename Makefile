@@ -79,18 +79,24 @@ packages:
 	         xtensa-lx106-elf-gcc:gcc-xtensa-lx106 xtensa-lx106-elf-ld:binutils-xtensa-lx106; do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
 	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$(TEST_PACKAGES)" ]; then \
+	  [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	  command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; \
+	    [ -e /etc/postgresql-common/createcluster.conf ] || { $(SUDO) mkdir -p /etc/postgresql-common && \
+	      echo "create_main_cluster = false" | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; }; fi; \
+	fi; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
-# The dashboard's browser test (docs/dashboard.md): Debian's chromium, node and npm, and
-# server/dashboard/browser's pinned playwright-core (no browser download). Each only when missing.
+# What only the tests need, installed by `packages` in the same one apt-get when a test target asks:
+# Debian's chromium, node and npm for the dashboard's browser test, and PostgreSQL for the state tests.
+test browser-setup postgres: TEST_PACKAGES := 1
+
+# The dashboard's browser test (docs/dashboard.md): server/dashboard/browser's pinned playwright-core
+# (no browser download: Debian's chromium), when missing.
 BROWSER_DIR := server/dashboard/browser
-browser-setup:
-	@missing=""; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	command -v node >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+browser-setup: packages
 	@[ -d $(BROWSER_DIR)/node_modules ] || (cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --loglevel=error)
 
 esptool:
@@ -107,13 +113,8 @@ PG_DIR := $(CURDIR)/$(B)/postgres
 ROTA_TEST_POSTGRES := postgres://rota@127.0.0.1:$(PG_PORT)/postgres
 PG_AS := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,)
 
-postgres:
-	@initdb=$$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1); \
-	if [ -z "$$initdb" ]; then echo "installing: postgresql"; \
-	  [ -e /etc/postgresql-common/createcluster.conf ] || { $(SUDO) mkdir -p /etc/postgresql-common && \
-	    echo "create_main_cluster = false" | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; }; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
-	  initdb=$$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1); fi; \
+postgres: packages
+	@initdb=$$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1); \
 	bin=$$(dirname $$initdb); \
 	if $$bin/pg_isready -q -h 127.0.0.1 -p $(PG_PORT); then exit 0; fi; \
 	dir=$(PG_DIR); mkdir -p $$dir; \
@@ -266,9 +267,9 @@ fuzz: setup fuzz-tools
 fuzz-smoke: setup fuzz-tools
 	CARGO_TARGET_DIR=$(CURDIR)/target fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
-test: setup postgres fuzz-smoke firmware images fixtures tcp-copy esp-image-check lint
+test: setup postgres browser-setup fuzz-smoke firmware images fixtures tcp-copy esp-image-check lint
 	$(CARGO) build -q
-	ROTA_BUILD=$(CURDIR)/$(B) ROTA_TEST_POSTGRES=$(ROTA_TEST_POSTGRES) $(CARGO) test -q
+	ROTA_BUILD=$(CURDIR)/$(B) ROTA_TEST_POSTGRES=$(ROTA_TEST_POSTGRES) ROTA_BROWSER=1 $(CARGO) test -q
 	$(CARGO) test -q -p rota-board-mps2-an385 --features power-cut --lib
 	$(CARGO) test -q -p rota-hostflash --features power-cut
 

@@ -440,6 +440,10 @@ fn connections_beyond_the_bound_wait_until_one_closes() {
 /// Runs `browser/check.mjs` against `server` with `args`; `None` unless `ROTA_BROWSER=1`.
 fn browser_check(server: &Server, args: &[&str]) -> Option<std::process::Output> {
     if std::env::var_os("ROTA_BROWSER").is_none_or(|v| v != "1") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the browser check: make test sets ROTA_BROWSER=1 after make browser-setup"
+        );
         eprintln!("the browser check runs with ROTA_BROWSER=1 (after make browser-setup)");
         return None;
     }

@@ -1,6 +1,7 @@
 //! Integration tests of rota-server: one test binary (fast to link), one module per theme.
 
 mod common;
+mod dashboard;
 mod defects;
 mod durable;
 mod flood;
