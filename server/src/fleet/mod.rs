@@ -472,9 +472,79 @@ impl Fleet {
         let (reply, answer) = mpsc::sync_channel(1);
         self.inner
             .jobs
-            .send(store::Job { op, reply })
+            .send(store::Job {
+                op,
+                reply: store::Reply::Wait(reply),
+            })
             .map_err(|_| FleetError::Closed)?;
         answer.recv().map_err(|_| FleetError::Closed)?
+    }
+
+    /// [`Fleet::write`] for a task: queues `op` (which never blocks) and awaits its commit, with no
+    /// blocking thread in between.
+    async fn write_async(&self, op: Op) -> Result<Done, FleetError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .jobs
+            .send(store::Job {
+                op,
+                reply: store::Reply::Async(reply),
+            })
+            .map_err(|_| FleetError::Closed)?;
+        answer.await.map_err(|_| FleetError::Closed)?
+    }
+
+    /// [`Fleet::check_in`] from a task (a session), without a blocking thread.
+    pub async fn check_in_async(&self, record: &CheckIn) -> Result<CheckIn, FleetError> {
+        match self.write_async(Op::CheckIn(record.clone())).await? {
+            Done::CheckIn(merged) => Ok(*merged),
+            _ => unreachable!("a check-in answers with its record"),
+        }
+    }
+
+    /// [`Fleet::listed`] from a task.
+    pub async fn listed_async(
+        &self,
+        device: u64,
+        nonce: Option<u32>,
+        files: Vec<FileRecord>,
+    ) -> Result<(), FleetError> {
+        let op = Op::Listed {
+            device,
+            nonce,
+            files,
+        };
+        self.write_async(op).await.map(drop)
+    }
+
+    /// [`Fleet::installed`] from a task.
+    pub async fn installed_async(
+        &self,
+        device: u64,
+        nonce: Option<u32>,
+        state: &str,
+    ) -> Result<(), FleetError> {
+        let op = Op::Installed {
+            device,
+            nonce,
+            state: state.to_owned(),
+        };
+        self.write_async(op).await.map(drop)
+    }
+
+    /// [`Fleet::finish`] from a task.
+    pub async fn finish_async(
+        &self,
+        device: u64,
+        nonce: Option<u32>,
+        outcome: &str,
+    ) -> Result<(), FleetError> {
+        let op = Op::Finish {
+            device,
+            nonce,
+            outcome: outcome.to_owned(),
+        };
+        self.write_async(op).await.map(drop)
     }
 
     /// Runs `read` on the reader thread's connection and waits for its answer.

@@ -147,10 +147,29 @@ pub(crate) enum Done {
     Unit,
 }
 
+/// Where a write's answer goes: a blocked caller, or an async one (a session awaiting it on a
+/// runtime worker, with no blocking thread in between).
+pub(crate) enum Reply {
+    /// A caller blocked on this channel.
+    Wait(mpsc::SyncSender<Result<Done, FleetError>>),
+    /// A task awaiting this.
+    Async(tokio::sync::oneshot::Sender<Result<Done, FleetError>>),
+}
+
+impl Reply {
+    /// Answers; a caller that went away no longer needs its answer.
+    fn send(self, answer: Result<Done, FleetError>) {
+        match self {
+            Reply::Wait(tx) => drop(tx.send(answer)),
+            Reply::Async(tx) => drop(tx.send(answer)),
+        }
+    }
+}
+
 /// A write and where to answer it.
 pub(crate) struct Job {
     pub op: Op,
-    pub reply: mpsc::SyncSender<Result<Done, FleetError>>,
+    pub reply: Reply,
 }
 
 /// Starts one writer thread per connection of `conns` (SQLite: one, as SQLite has one writer at
@@ -179,8 +198,7 @@ pub(crate) fn writer(conns: Vec<Box<dyn Conn>>) -> Result<mpsc::Sender<Job>, Fle
                         }
                     };
                     for (job, answer) in batch.into_iter().zip(answers) {
-                        // A caller that went away no longer needs its answer.
-                        let _ = job.reply.send(answer);
+                        job.reply.send(answer);
                     }
                 }
             })

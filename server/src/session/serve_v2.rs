@@ -18,11 +18,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         mut record: crate::fleet::CheckIn,
     ) -> Result<crate::fleet::CheckIn, SessionError> {
         record.release.clone_from(&self.release);
-        let fleet = self.fleet.clone();
         let (device, nonce) = (record.device, record.nonce);
-        let merged = tokio::task::spawn_blocking(move || fleet.check_in(&record))
-            .await
-            .map_err(|e| SessionError::Io(io::Error::other(e)))??;
+        let merged = self.fleet.check_in_async(&record).await?;
         self.check_in = Some((device, nonce));
         Ok(merged)
     }
@@ -103,10 +100,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Err(SessionError::V2(rota_wire::Error::Unexpected(frame[1])));
         };
         let todo = planner::decide(plan, inventory, hello.device_id, &hello, &files.files)?;
-        let fleet = self.fleet.clone();
         let listed = planner::file_records(&files.files);
         let nonce = Some(hello.nonce);
-        let _ = tokio::task::spawn_blocking(move || fleet.listed(id, nonce, listed)).await;
+        if let Err(error) = self.fleet.listed_async(id, nonce, listed).await {
+            tracing::warn!(device = id, %error, "cannot record the files listed");
+        }
         if todo.is_empty() {
             let n = session.no_update(&mut out).map_err(SessionError::V2)?;
             self.send(&out[..n]).await?;
@@ -138,9 +136,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             };
             self.files += usize::from(staged);
         }
-        let fleet = self.fleet.clone();
         let state = crate::fleet::hex(&expected);
-        let _ = tokio::task::spawn_blocking(move || fleet.installed(id, nonce, &state)).await;
+        if let Err(error) = self.fleet.installed_async(id, nonce, &state).await {
+            tracing::warn!(device = id, %error, "cannot record the release installed");
+        }
         self.wait_close().await;
         Ok(Outcome::Updated)
     }

@@ -146,17 +146,13 @@ impl Server {
             Err(e) => format!("failed: {e}"),
         };
         if let Some((device, nonce)) = session.check_in {
-            let fleet = self.fleet.clone();
-            let done =
-                tokio::task::spawn_blocking(move || fleet.finish(device, nonce, &label)).await;
-            if let Ok(Err(error)) = done {
+            if let Err(error) = self.fleet.finish_async(device, nonce, &label).await {
                 tracing::warn!(%device, %error, "cannot record the session's outcome");
             }
         } else if let Some(mut record) = session.v1_record.take() {
             record.outcome = label;
-            let (fleet, device) = (self.fleet.clone(), record.device);
-            let done = tokio::task::spawn_blocking(move || fleet.check_in(&record)).await;
-            if let Ok(Err(error)) = done {
+            if let Err(error) = self.fleet.check_in_async(&record).await {
+                let device = record.device;
                 tracing::warn!(%device, %error, "cannot record the check-in");
             }
         }
