@@ -32,6 +32,7 @@ fn record(device: u64, nonce: u32) -> CheckIn {
                 size: 6000,
                 version: 0x1234_5678,
                 digest: "ab".repeat(32),
+                release: Some("v2".into()),
             })
             .collect(),
         heap: (0..5)

@@ -45,7 +45,7 @@ fn device(r: &CheckIn) -> Device {
             .iter()
             .map(|f| FileVersion {
                 name: f.name.clone(),
-                version: f.version.to_string(),
+                version: f.version_label(),
             })
             .collect(),
         last_check_in: r.time,

@@ -506,22 +506,30 @@ fn rota_abi_residue() -> u8 {
 }
 
 /// The fleet form of the files a device listed, by name.
-pub fn file_records(files: &[FileInfo<'_>]) -> Vec<FileRecord> {
+pub fn file_records(files: &[FileInfo<'_>], plan: &Plan, release: &str) -> Vec<FileRecord> {
     let mut records: Vec<FileRecord> = files
         .iter()
-        .map(|f| FileRecord {
-            name: String::from_utf8_lossy(f.name.as_bytes()).into_owned(),
-            size: f.size,
-            version: f.version,
-            digest: fleet::hex(&f.digest),
+        .map(|f| {
+            let name = String::from_utf8_lossy(f.name.as_bytes()).into_owned();
+            let served = plan
+                .files
+                .iter()
+                .any(|p| p.name == name && p.digest == f.digest);
+            FileRecord {
+                name,
+                size: f.size,
+                version: f.version,
+                digest: fleet::hex(&f.digest),
+                release: served.then(|| release.to_owned()),
+            }
         })
         .collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     records
 }
 
-/// The fleet form of `plan`'s files as v2 sends them, by name.
-pub fn plan_records(plan: &Plan) -> Vec<FileRecord> {
+/// The fleet form of `plan`'s files as v2 sends them, by name, each from `release`.
+pub fn plan_records(plan: &Plan, release: &str) -> Vec<FileRecord> {
     let mut records: Vec<FileRecord> = plan
         .files
         .iter()
@@ -530,6 +538,7 @@ pub fn plan_records(plan: &Plan) -> Vec<FileRecord> {
             size: f.data.len() as u32,
             version: file_version(&f.digest),
             digest: fleet::hex(&f.digest),
+            release: Some(release.to_owned()),
         })
         .collect();
     records.sort_by(|a, b| a.name.cmp(&b.name));

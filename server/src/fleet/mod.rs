@@ -46,6 +46,27 @@ pub struct FileRecord {
     /// SHA-256, lowercase hex (v2 only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub digest: String,
+    /// The name of the release it is from (a tag or short commit), when it is the file the server
+    /// serves this device now; `None` for content the server does not serve it (any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+impl FileRecord {
+    /// How a person reads it: `tick@v2` (the release it is from), else its content's digest
+    /// (`tick@sha256:3f2a9c1`), else `tick@?`: never the protocol's hash-derived version number.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version_label())
+    }
+
+    /// The part of [`FileRecord::label`] after the `@`: `v2`, `sha256:3f2a9c1` or `?`.
+    pub fn version_label(&self) -> String {
+        match (&self.release, self.digest.get(..7)) {
+            (Some(release), _) => release.clone(),
+            (None, Some(short)) => format!("sha256:{short}"),
+            (None, None) => "?".to_owned(),
+        }
+    }
 }
 
 /// One staged (partly received) file of a check-in.
@@ -691,17 +712,16 @@ pub fn table(records: &[CheckIn]) -> String {
         "DEVICE       LAST CHECK-IN (UTC)  PROTO  SIGNED    APP        RELEASE       HEAP PEAK  STACK PEAK  OUTCOME     FILES\n",
     );
     for r in records {
+        // The application by the release it is from, as every file (never its version number).
         let app = r
-            .app_version
-            .map_or_else(|| "-".to_owned(), |v| v.to_string());
+            .files
+            .iter()
+            .find(|f| f.name == rota_limits::APP)
+            .map_or_else(|| "-".to_owned(), FileRecord::version_label);
         let heap = r.heap.iter().map(|h| h.peak).max();
         let stack = r.heap.iter().map(|h| h.stack_peak).max();
         let opt = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
-        let mut files: Vec<String> = r
-            .files
-            .iter()
-            .map(|f| format!("{}@{}", f.name, f.version))
-            .collect();
+        let mut files: Vec<String> = r.files.iter().map(FileRecord::label).collect();
         files.extend(
             r.staged
                 .iter()

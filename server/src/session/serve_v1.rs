@@ -26,6 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Err(SessionError::BadHiTag(inventory.file.clone()));
         }
         self.first_record_verified()?;
+        let served_release = &served.release.name;
         self.v1_record = Some(crate::fleet::CheckIn {
             device: hi.id,
             time: crate::fleet::now(),
@@ -35,11 +36,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                 .files
                 .iter()
                 .filter_map(|(name, n)| {
+                    let number = u32::try_from(n.as_u64()?).ok()?;
+                    let served = plan
+                        .files
+                        .iter()
+                        .any(|f| &f.name == name && f.number == number);
                     Some(crate::fleet::FileRecord {
                         name: name.clone(),
                         size: 0,
-                        version: u32::try_from(n.as_u64()?).ok()?,
+                        version: number,
                         digest: String::new(),
+                        release: served.then(|| served_release.clone()),
                     })
                 })
                 .collect(),

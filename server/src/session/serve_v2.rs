@@ -47,7 +47,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         let plan = &served.plan;
         let expected = planner::expected_state(plan);
         let up_to_date = planner::up_to_date(&expected, inventory, hello.device_id, &hello)?;
-        let known = (hello.state == expected).then(|| planner::plan_records(plan));
+        let release = &served.release.name;
+        let known = (hello.state == expected).then(|| planner::plan_records(plan, release));
         // Never send what cannot run, nor what the device would refuse: checked before anything is
         // sent (and recorded as the check-in's outcome).
         let checked = if up_to_date {
@@ -100,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Err(SessionError::V2(rota_wire::Error::Unexpected(frame[1])));
         };
         let todo = planner::decide(plan, inventory, hello.device_id, &hello, &files.files)?;
-        let listed = planner::file_records(&files.files);
+        let listed = planner::file_records(&files.files, plan, &served.release.name);
         let nonce = Some(hello.nonce);
         if let Err(error) = self.fleet.listed_async(id, nonce, listed).await {
             tracing::warn!(device = id, %error, "cannot record the files listed");

@@ -44,7 +44,12 @@ fn serve(repo: &Path, devices: SocketAddr, http: SocketAddr) -> Serving {
     let child = Command::new(env!("CARGO_BIN_EXE_rota-server"))
         .args(["serve", "--repo"])
         .arg(repo)
-        .args(["--listen", &devices.to_string(), "--http", &http.to_string()])
+        .args([
+            "--listen",
+            &devices.to_string(),
+            "--http",
+            &http.to_string(),
+        ])
         .args(["--log-level", "warn"])
         .stdout(Stdio::null())
         .spawn()
@@ -107,7 +112,8 @@ async fn the_dashboard_shows_the_fleet_a_device_plot_and_a_rollout_in_chromium()
         fx.write("data.txt", format!("data of {tag}").as_bytes());
         fx.write("init.lua", &init_lua());
         for id in ROTA {
-            let json = serde_json::json!({"files": ["data.txt"], "secret": SECRET, "release": "v1"});
+            let json =
+                serde_json::json!({"files": ["data.txt"], "secret": SECRET, "release": "v1"});
             fx.write(&format!("ESP-{id}.json"), json.to_string().as_bytes());
         }
         for id in LUAOTA {
@@ -158,7 +164,15 @@ async fn the_dashboard_shows_the_fleet_a_device_plot_and_a_rollout_in_chromium()
     // first of them is updated at its next boot.
     rollout_start(
         fx.path(),
-        &["v2", "--id", "canary", "--devices", "11,12", "--steps", "100"],
+        &[
+            "v2",
+            "--id",
+            "canary",
+            "--devices",
+            "11,12",
+            "--steps",
+            "100",
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -166,28 +180,44 @@ async fn the_dashboard_shows_the_fleet_a_device_plot_and_a_rollout_in_chromium()
         if matches!(check.outcome, V2Outcome::Committed(_)) {
             break;
         }
-        assert!(Instant::now() < deadline, "the rollout never reached device 11");
+        assert!(
+            Instant::now() < deadline,
+            "the rollout never reached device 11"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(rota[0].file("data.txt"), Some(&b"data of v2"[..]));
 
-    // The JSON API: every device, with its protocol and release; the rollout and its progress.
+    // The JSON API: the rollout and its progress (the session's outcome is written just after the
+    // device saw its commit), every device with its protocol and release, a device's history.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let rollouts = loop {
+        let (_, rollouts) = get(http, "/api/rollouts");
+        if rollouts[0]["progress"]["updated"] == 1 || Instant::now() > deadline {
+            break rollouts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rollouts[0]["id"], "canary");
+    assert_eq!(rollouts[0]["progress"]["cohort"], 2);
+    assert_eq!(rollouts[0]["progress"]["updated"], 1);
     let (status, list) = get(http, "/api/devices");
     assert_eq!(status, 200);
     let list = list.as_array().expect("GET /api/devices is a JSON array");
     let ids: Vec<u64> = list.iter().map(|d| d["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [11, 12, 13, 21, 22]);
     let protocol = |id: u64| list.iter().find(|d| d["id"] == id).unwrap()["protocol"].clone();
-    assert_eq!((protocol(11), protocol(21)), (Value::from(2), Value::from(1)));
+    assert_eq!(
+        (protocol(11), protocol(21)),
+        (Value::from(2), Value::from(1))
+    );
     assert_eq!(list[0]["release"], "v2");
+    // A file by the release it is from, not by a hash-derived number.
+    assert_eq!(list[0]["files"][0]["version"], "v2");
     assert_eq!(list[1]["release"], "v1");
     let (_, history) = get(http, "/api/devices/13");
     let boots = history["boots"].as_array().unwrap().len();
     assert_eq!(boots, BOOTS);
-    let (_, rollouts) = get(http, "/api/rollouts");
-    assert_eq!(rollouts[0]["id"], "canary");
-    assert_eq!(rollouts[0]["progress"]["cohort"], 2);
-    assert_eq!(rollouts[0]["progress"]["updated"], 1);
     assert_eq!(get(http, "/api/devices/99").0, 404);
 
     if !browser_wanted() {
