@@ -119,6 +119,15 @@ pub fn view(record: &CheckIn, groups: &[(String, Vec<u64>)]) -> DeviceView {
     }
 }
 
+/// `device` as rollouts see it without its check-in: its id and groups.
+fn unknown(device: u64, groups: &[(String, Vec<u64>)]) -> DeviceView {
+    DeviceView {
+        id: device,
+        groups: groups_of(device, groups),
+        ..DeviceView::default()
+    }
+}
+
 fn groups_of(device: u64, groups: &[(String, Vec<u64>)]) -> Vec<String> {
     groups
         .iter()
@@ -221,11 +230,7 @@ impl Book {
     /// holds it (a halt keeps serving who already holds the release).
     pub fn needs_record(&self, device: u64) -> bool {
         let s = self.snapshot();
-        let bare = DeviceView {
-            id: device,
-            groups: groups_of(device, &s.groups),
-            ..DeviceView::default()
-        };
+        let bare = unknown(device, &s.groups);
         s.rollouts
             .iter()
             .any(|(r, _)| matches!(r.status, Status::Halted(_)) && r.in_cohort(&bare))
@@ -240,16 +245,8 @@ impl Book {
         }
         let view = match record {
             Some(r) => view(r, &s.groups),
-            None => DeviceView {
-                id: device,
-                groups: groups_of(device, &s.groups),
-                ..DeviceView::default()
-            },
+            None => unknown(device, &s.groups),
         };
-        s.rollouts
-            .iter()
-            .rev()
-            .find(|(r, _)| r.serves(&view))
-            .map(|(r, _)| r.commit.clone())
+        super::release_for(s.rollouts.iter().map(|(r, _)| r), &view).map(|r| r.commit.clone())
     }
 }

@@ -335,9 +335,12 @@ impl Rollout {
     }
 }
 
-/// The release the newest rollout serving `device` gives it, if any (`rollouts` oldest first).
-pub fn release_for<'a>(rollouts: &'a [Rollout], device: &DeviceView) -> Option<&'a Rollout> {
-    rollouts.iter().rev().find(|r| r.serves(device))
+/// The newest rollout serving `device`, if any (`rollouts` oldest first): the release it gets.
+pub fn release_for<'a>(
+    rollouts: impl DoubleEndedIterator<Item = &'a Rollout>,
+    device: &DeviceView,
+) -> Option<&'a Rollout> {
+    rollouts.rev().find(|r| r.serves(device))
 }
 
 #[cfg(test)]
@@ -543,8 +546,14 @@ mod tests {
             ..DeviceView::default()
         };
         let all = [old, new];
-        assert_eq!(release_for(&all, &plain).map(|r| r.id.as_str()), Some("a"));
-        assert_eq!(release_for(&all, &canary).map(|r| r.id.as_str()), Some("b"));
+        assert_eq!(
+            release_for(all.iter(), &plain).map(|r| r.id.as_str()),
+            Some("a")
+        );
+        assert_eq!(
+            release_for(all.iter(), &canary).map(|r| r.id.as_str()),
+            Some("b")
+        );
         assert_eq!(all[1].describe(), "[100%] of group canary");
         assert_eq!(
             rollout(&[5, 25, 100]).describe(),
