@@ -262,8 +262,9 @@ struct Session<'r, S> {
     device: Option<u64>,
     /// The release served, once known.
     release: Option<String>,
-    /// The device and nonce of a recorded check-in, whose outcome is recorded at the end.
-    check_in: Option<(u64, Option<u32>)>,
+    /// The device, nonce and outcome of a recorded check-in; the session's own outcome is recorded
+    /// at the end unless it is that one.
+    check_in: Option<(u64, Option<u32>, String)>,
     /// A verified luaOTA (v1) check-in, recorded with its outcome once the session ended (v1 has
     /// no nonce to refuse a replay by, so nothing needs recording before the answer).
     v1_record: Option<crate::fleet::CheckIn>,

@@ -18,9 +18,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         mut record: crate::fleet::CheckIn,
     ) -> Result<crate::fleet::CheckIn, SessionError> {
         record.release.clone_from(&self.release);
-        let (device, nonce) = (record.device, record.nonce);
         let merged = self.fleet.check_in_async(&record).await?;
-        self.check_in = Some((device, nonce));
+        self.check_in = Some((record.device, record.nonce, record.outcome));
         Ok(merged)
     }
 

@@ -145,9 +145,12 @@ impl Server {
             Ok(o) => o.to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        if let Some((device, nonce)) = session.check_in {
-            if let Err(error) = self.fleet.finish_async(device, nonce, &label).await {
-                tracing::warn!(%device, %error, "cannot record the session's outcome");
+        if let Some((device, nonce, recorded)) = session.check_in {
+            // A no-update check-in is recorded as such before the answer: nothing more to write.
+            if recorded != label {
+                if let Err(error) = self.fleet.finish_async(device, nonce, &label).await {
+                    tracing::warn!(%device, %error, "cannot record the session's outcome");
+                }
             }
         } else if let Some(mut record) = session.v1_record.take() {
             record.outcome = label;

@@ -212,8 +212,12 @@ async fn the_dashboard_shows_the_fleet_a_device_plot_and_a_rollout_in_chromium()
         (Value::from(2), Value::from(1))
     );
     assert_eq!(list[0]["release"], "v2");
-    // A file by the release it is from, not by a hash-derived number.
-    assert_eq!(list[0]["files"][0]["version"], "v2");
+    // A file by the release it is from, not by a hash-derived number: device 13 holds v1's
+    // data.txt, which it is served; device 11 listed, as it checked in, content it is no longer
+    // served (v1's, replaced by v2 in that session), shown by its digest.
+    assert_eq!(list[2]["files"][0]["version"], "v1");
+    let v1_data = list[0]["files"][0]["version"].as_str().unwrap();
+    assert!(v1_data.starts_with("sha256:"), "{v1_data}");
     assert_eq!(list[1]["release"], "v1");
     let (_, history) = get(http, "/api/devices/13");
     let boots = history["boots"].as_array().unwrap().len();
