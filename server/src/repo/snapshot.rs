@@ -12,16 +12,20 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::cache::Stamp;
 use super::pins::PinError;
 use super::{git, Inner, Inventory, Plan, Release, Repo, RepoError, Served, Tree};
 
 /// How often the blocking thread checks what the snapshot was built from: an edit, a new commit or
-/// a moved branch is seen by the check-ins that start after the next check, at most this long (plus
-/// the check's own time) after it happened.
+/// a moved branch is seen by the check-ins that start after the next check, at most this long (or
+/// [`REFRESH_SHARE`] times a long check's own time), plus the check's own time, after it happened.
 pub const REFRESH: Duration = Duration::from_millis(500);
+
+/// A refresh round of a large snapshot costs CPU (a stat per file): the thread then pauses this many
+/// times the round's own time instead of [`REFRESH`], so the check takes at most a tenth of a core.
+pub const REFRESH_SHARE: u32 = 10;
 
 /// Most entries kept (devices times overrides times ISAs); when full, the snapshot starts again.
 const SNAPSHOT_MAX: usize = 1 << 16;
@@ -311,10 +315,21 @@ impl Repo {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new()
             .name("rota-repo-refresh".into())
-            .spawn(move || loop {
-                std::thread::sleep(REFRESH);
-                let Some(inner) = weak.upgrade() else { return };
-                Repo { inner }.refresh();
+            .spawn(move || {
+                let mut pause = REFRESH;
+                loop {
+                    std::thread::sleep(pause);
+                    let Some(inner) = weak.upgrade() else { return };
+                    let began = Instant::now();
+                    let dropped = Repo { inner }.refresh();
+                    let took = began.elapsed();
+                    tracing::debug!(
+                        dropped,
+                        took_us = took.as_micros() as u64,
+                        "repository refresh round"
+                    );
+                    pause = REFRESH.max(took * REFRESH_SHARE);
+                }
             });
         if let Err(error) = spawned {
             // Without the thread nothing could drop an entry: keep none.
