@@ -316,6 +316,7 @@ impl Repo {
         let spawned = std::thread::Builder::new()
             .name("rota-repo-refresh".into())
             .spawn(move || {
+                idle_priority();
                 let mut pause = REFRESH;
                 loop {
                     std::thread::sleep(pause);
@@ -340,6 +341,27 @@ impl Repo {
                 .refreshing
                 .store(false, Ordering::Release);
         }
+    }
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (SCHED_IDLE): it then runs only on a
+/// core nothing else wants, so checking a large fleet's files never delays a session. Where that is
+/// refused, the thread stays as it is ([`REFRESH_SHARE`] still bounds it).
+fn idle_priority() {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(error) = set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        idle,
+    ) {
+        tracing::debug!(
+            ?error,
+            "the repository refresh thread keeps its scheduling class"
+        );
     }
 }
 
