@@ -4,7 +4,7 @@
 //! - **boot storm**: `--devices` devices (v1 and v2 alternating) each check in once, open loop, their
 //!   connects spread evenly over `--window-ms` (10,000 in one second: 10,000 check-ins/s);
 //! - **slow links**: `--slow` luaOTA devices connect (ramped over two seconds) and each trickles its
-//!   HI line over `--slow-secs`, so that many sessions are open at once, while `--fast` devices (v1
+//!   HI line in four pieces over `--slow-secs`, so that many sessions are open at once, while `--fast` devices (v1
 //!   and v2) check in normally.
 //!
 //! Latency is from just before `connect()` to the server's answer (v1: its first record; v2: the

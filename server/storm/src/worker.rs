@@ -60,7 +60,7 @@ pub enum Order {
         total: u64,
         /// How long the schedule's connects are spread over.
         window_ns: u64,
-        /// Trickle each v1 HI line in four pieces over this long (slow links); 0: at once.
+        /// Send each v1 HI line in four pieces spread over this long (slow links); 0: at once.
         trickle_ns: u64,
         /// Whether the server is the constant-reply baseline, whose answers no device accepts: a
         /// check-in counts once the answer came.
@@ -283,11 +283,17 @@ async fn check_in_v2(
     (Sim::V2(d), result)
 }
 
-/// A stream that writes in four pieces spread over a duration: a slow link's HI line.
+/// Pieces a slow link's first write (its HI line) is sent in.
+const PIECES: usize = 4;
+
+/// A stream whose first write goes out in [`PIECES`] pieces spread evenly over a duration (the
+/// first at once, the last at its end): a slow link's HI line. Later writes go out at once.
 struct Trickle {
     inner: TcpStream,
-    piece: usize,
-    gap: Duration,
+    over: Duration,
+    /// The piece size, set by the first write; `usize::MAX` once it is all out (or with no delay).
+    piece: Option<usize>,
+    left: usize,
     pause: Option<Pin<Box<Sleep>>>,
 }
 
@@ -295,8 +301,9 @@ impl Trickle {
     fn new(inner: TcpStream, over: Duration) -> Self {
         Trickle {
             inner,
-            piece: if over.is_zero() { usize::MAX } else { 64 },
-            gap: over / 4,
+            over,
+            piece: over.is_zero().then_some(usize::MAX),
+            left: PIECES,
             pause: None,
         }
     }
@@ -324,10 +331,17 @@ impl AsyncWrite for Trickle {
             }
             self.pause = None;
         }
-        let n = buf.len().min(self.piece);
+        let piece = *self.piece.get_or_insert(buf.len().div_ceil(PIECES).max(1));
+        let n = buf.len().min(piece);
         let written = Pin::new(&mut self.inner).poll_write(cx, &buf[..n]);
-        if matches!(written, Poll::Ready(Ok(_))) && self.piece != usize::MAX {
-            self.pause = Some(Box::pin(tokio::time::sleep(self.gap)));
+        if matches!(written, Poll::Ready(Ok(_))) && piece != usize::MAX {
+            self.left -= 1;
+            if self.left == 0 {
+                self.piece = Some(usize::MAX);
+            } else {
+                let gap = self.over / (PIECES as u32 - 1);
+                self.pause = Some(Box::pin(tokio::time::sleep(gap)));
+            }
         }
         written
     }
