@@ -257,7 +257,7 @@ lint-host:
 # The fuzz targets (fuzz/, docs/fuzzing.md): each for FUZZ_SECONDS on its seed corpus, then the
 # executions per target. fuzz-smoke runs them all briefly (at most 2 minutes in all): part of `test`.
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_SMOKE_SECONDS ?= 5
 fuzz-tools:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install -q cargo-fuzz --locked
 
