@@ -90,7 +90,11 @@ pub struct Running {
 
 /// Starts a server for `repo` on an ephemeral loopback port.
 pub async fn start(repo: Repo, limits: Limits) -> Running {
-    let mut server = Server::new(repo, limits).unwrap();
+    serve(Server::new(repo, limits).unwrap())
+}
+
+/// Runs `server` on an ephemeral loopback port (in this test's runtime).
+pub fn serve(mut server: Server) -> Running {
     let reports = server.report_channel();
     let listener = listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();

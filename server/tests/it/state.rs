@@ -502,26 +502,15 @@ fn a_closed_postgres_connection_is_made_again() {
 }
 
 /// Starts a server on `fx` recording check-ins in `database`, on an ephemeral loopback port; it
-/// stops when the returned sender is dropped.
-fn serve_on(
-    fx: &crate::common::Fixture,
-    database: &Database,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+/// stops when the returned handle is dropped.
+fn serve_on(fx: &crate::common::Fixture, database: &Database) -> crate::common::Running {
     use rota_server::session::{Limits, Server};
     let repo = rota_server::repo::Repo::open_dir(fx.path()).unwrap();
-    let server = Server::with_fleet(repo, Fleet::open(database).unwrap(), Limits::default());
-    let listener = rota_server::listen::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(rota_server::listen::run(
-        listener,
-        Arc::new(server),
-        64,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    (addr, stop)
+    crate::common::serve(Server::with_fleet(
+        repo,
+        Fleet::open(database).unwrap(),
+        Limits::default(),
+    ))
 }
 
 /// Sends `frame` to `addr`; returns how many bytes the server answered before closing (0: it
@@ -553,8 +542,9 @@ fn two_servers_on_one_database_answer_a_hello_once() {
         fx.write("app", b"the application");
         fx.inventory("ESP-42.json", &["app"], "two servers");
         let wins = runtime.block_on(async {
-            let (first, _stop_first) = serve_on(&fx, &db.database);
-            let (second, _stop_second) = serve_on(&fx, &db.database);
+            let first_server = serve_on(&fx, &db.database);
+            let second_server = serve_on(&fx, &db.database);
+            let (first, second) = (first_server.addr, second_server.addr);
             let mut device = rota_devices::rota::RotaDevice::new(42, b"two servers");
             let check = device.check_in_tcp(first).await.unwrap();
             assert_eq!(check.outcome, rota_devices::rota::V2Outcome::Committed(1));
