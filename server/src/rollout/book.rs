@@ -168,53 +168,34 @@ fn group_members(
     }
 }
 
-/// Evaluates every active rollout against the fleet's devices and writes back those that changed
-/// (halted, widened, done); returns each rollout with its progress, oldest first. Blocking.
-pub fn evaluate(fleet: &Fleet, repo: &Repo) -> Result<Vec<(Rollout, Progress)>, BookError> {
-    let (snapshot, progress) = evaluate_snapshot(fleet, repo)?;
-    Ok(snapshot
-        .rollouts
-        .into_iter()
-        .map(|(r, _)| r)
-        .zip(progress)
-        .collect())
-}
-
-fn evaluate_snapshot(fleet: &Fleet, repo: &Repo) -> Result<(Snapshot, Vec<Progress>), BookError> {
+/// Reads the rollouts, evaluates the active ones against the fleet's devices and writes back those
+/// that changed (halted, widened, done). The fleet's devices are read only when a rollout is active.
+fn evaluate(fleet: &Fleet, repo: &Repo) -> Result<Snapshot, BookError> {
     let mut rollouts = load(fleet)?;
     let groups = group_members(&rollouts, repo)?;
-    let mut progress = Vec::with_capacity(rollouts.len());
     if rollouts.iter().any(|(r, _)| r.status == Status::Active) {
         let devices: Vec<DeviceView> = fleet.list()?.iter().map(|r| view(r, &groups)).collect();
         for (rollout, version) in &mut rollouts {
-            let (changed, p) = rollout.evaluate(&devices);
-            if changed {
-                tracing::info!(rollout = %rollout.id, status = ?rollout.status, step = rollout.step, "rollout changed");
-                match save(fleet, rollout, Some(*version)) {
-                    Ok(()) => *version += 1,
-                    // Another server evaluated it first: its write stands; read it next round.
-                    Err(BookError::Raced(_)) => {}
-                    Err(e) => return Err(e),
-                }
+            if !rollout.evaluate(&devices).0 {
+                continue;
             }
-            progress.push(p);
+            tracing::info!(rollout = %rollout.id, status = %rollout.status, step = rollout.step, "rollout changed");
+            match save(fleet, rollout, Some(*version)) {
+                Ok(()) => *version += 1,
+                // Another server evaluated it first: its write stands; read it next round.
+                Err(BookError::Raced(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
-    } else {
-        let devices: Vec<DeviceView> = if rollouts.is_empty() {
-            Vec::new()
-        } else {
-            fleet.list()?.iter().map(|r| view(r, &groups)).collect()
-        };
-        progress.extend(rollouts.iter().map(|(r, _)| r.progress(&devices)));
     }
-    Ok((Snapshot { rollouts, groups }, progress))
+    Ok(Snapshot { rollouts, groups })
 }
 
 impl Book {
     /// Reads the rollouts from `fleet`, evaluates the active ones and keeps the result for the
     /// sessions. Blocking.
     pub fn refresh(&self, fleet: &Fleet, repo: &Repo) -> Result<(), BookError> {
-        let (snapshot, _) = evaluate_snapshot(fleet, repo)?;
+        let snapshot = evaluate(fleet, repo)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         Ok(())
     }
