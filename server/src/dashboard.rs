@@ -7,6 +7,7 @@ use rota_dashboard::{
 };
 
 use crate::fleet::{self, CheckIn, Fleet, HeapRecord};
+use crate::plan_v2::residue_phase;
 use crate::repo::Repo;
 use crate::rollout::book;
 
@@ -28,11 +29,6 @@ impl FleetSource {
 
 fn failed(e: impl std::fmt::Display) -> SourceError {
     SourceError(e.to_string())
-}
-
-/// The residue's phase number in a heap report (after boot and every overlay).
-fn residue_phase() -> u8 {
-    (rota_limits::OVERLAYS.len() + 1) as u8
 }
 
 fn device(r: &CheckIn) -> Device {

@@ -471,7 +471,7 @@ pub fn check_in_record(
                 stack_peak: h.stack,
             })
             .chain(std::iter::once(HeapRecord {
-                phase: rota_abi_residue(),
+                phase: residue_phase(),
                 used: hello.heap.residue,
                 peak: 0,
                 stack_peak: 0,
@@ -500,8 +500,8 @@ pub fn check_in_record(
     }
 }
 
-/// The heap report's residue phase number (after the boot and every overlay).
-fn rota_abi_residue() -> u8 {
+/// The heap report's residue phase number in a fleet record (after the boot and every overlay).
+pub fn residue_phase() -> u8 {
     (rota_limits::OVERLAYS.len() + 1) as u8
 }
 

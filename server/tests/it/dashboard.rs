@@ -15,20 +15,12 @@ use rota_devices::rota::{RotaDevice, V2Outcome};
 use rota_wire::msg::PhasePeak;
 use serde_json::Value;
 
-use crate::common::{git, init_lua, Fixture};
+use crate::common::{free_port, git, init_lua, Fixture};
 
 const SECRET: &str = "dashboard secret";
 const ROTA: [u32; 3] = [11, 12, 13];
 const LUAOTA: [u64; 2] = [21, 22];
 const BOOTS: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Kills the server when the test ends, however it ends.
 struct Serving(Child);

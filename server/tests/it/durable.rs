@@ -18,7 +18,7 @@ use rota_server::fleet::{CheckIn, Fleet};
 use tokio::net::TcpStream;
 use tokio::process::Child;
 
-use crate::common::Fixture;
+use crate::common::{free_port, Fixture};
 
 const DEVICES: u32 = 48;
 const KILLS: usize = 5;
@@ -34,12 +34,6 @@ fn app(round: usize) -> Vec<u8> {
     (0..6_000u32)
         .map(|i| (i.wrapping_mul(31) as usize ^ round) as u8)
         .collect()
-}
-
-/// A free loopback port (the server sets `SO_REUSEADDR`, so every restart can take it again).
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
 }
 
 /// Starts `rota-server serve` on `addr`, its log appended to `log`, and waits until it accepts.
