@@ -193,13 +193,29 @@ impl Run {
 
     /// The highest whole-device data RAM use of `phase` on `machine` over every boot of the run:
     /// statics, the arena where it is data RAM, the phase's heap peak and its stack peak.
+    /// Panics if a phase used up the stack ([`Run::stack_exhausted`]): its figure would be a floor.
     pub fn peak_ram(&self, machine: Machine, phase: &str) -> Option<u64> {
         let ram = self.ram()?;
+        if let Some(l) = self.stack_exhausted() {
+            panic!(
+                "phase {} used up the {}-byte stack:\n{}",
+                l.phase, ram.stack, self.console
+            );
+        }
         self.heap_lines()
             .iter()
             .filter(|l| l.phase == phase)
             .map(|l| ram.data_ram(machine, l))
             .max()
+    }
+
+    /// The first heap line whose stack peak is the whole stack: the paint's last word was
+    /// overwritten, so the stack ran out (anything deeper went below it, unseen, into the heap).
+    pub fn stack_exhausted(&self) -> Option<HeapLine> {
+        let stack = self.ram()?.stack;
+        self.heap_lines()
+            .into_iter()
+            .find(|l| l.stack_peak >= stack)
     }
 
     /// The `heap residue=<n>` value.
@@ -412,5 +428,24 @@ mod tests {
             })
         );
         assert_eq!(Ram::parse("ram statics=1 arena=2 heap=3"), None);
+    }
+
+    #[test]
+    fn a_stack_peak_as_deep_as_the_stack_is_reported_as_used_up() {
+        let run = |peak: u32| Run {
+            console: format!(
+                "ram statics=64 arena=0 heap=100 stack=10240\n\
+                 heap phase=init used=0 free=100 peak=10 arena=0 stack_peak=900\n\
+                 heap phase=provision used=0 free=100 peak=10 arena=0 stack_peak={peak}\n"
+            ),
+            status: Some(0),
+            log: String::new(),
+        };
+        assert_eq!(run(10236).stack_exhausted(), None);
+        assert_eq!(run(10236).peak_ram(Machine::Mps2An385, "provision"), Some(64 + 10 + 10236));
+        let used_up = run(10240).stack_exhausted().expect("used up");
+        assert_eq!((used_up.phase.as_str(), used_up.stack_peak), ("provision", 10240));
+        let panicked = std::panic::catch_unwind(|| run(10240).peak_ram(Machine::Mps2An385, "init"));
+        assert!(panicked.is_err(), "a figure over a used-up stack is refused");
     }
 }

@@ -220,7 +220,7 @@ _rota_start:
 /// trial boot's fault through the store: its scan and the record's checksum take under 1 KB).
 const FATAL_MIN: u32 = 1536;
 /// Where the reporter's stack starts, above the stack's bottom, when the interrupted stack pointer
-/// is unusable: 3 KB, far below the firmware's `main` frame at the top of the 8 KB stack.
+/// is unusable: 3 KB, far below the firmware's `main` frame at the top of the 10 KB stack.
 const FATAL_FALLBACK: u32 = 3072;
 
 /// Chip-only early init, called by `_rota_start` before `.data`/`.bss` exist: maps the first MB of

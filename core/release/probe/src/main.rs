@@ -126,7 +126,7 @@ fn verify(msg: &[u8], sig: &[u8; 64], key: &[u8; 32]) -> bool {
 }
 
 // The heap lies right below the stack on both boards (`_heap_end` = `_stack_end`) and the probe
-// allocates nothing: painting from the heap's start sees a verification deeper than the 8 KB stack.
+// allocates nothing: painting from the heap's start sees a verification deeper than the 10 KB stack.
 extern "C" {
     static mut _heap_start: u32;
     static mut _stack_start: u32;

@@ -33,7 +33,7 @@ pub fn app_versions(run: &Run) -> Vec<u64> {
     numbers(run, "app: version ")
 }
 
-/// No fault, panic or refused blob in the run (the bridge's log, if any, shown with it).
+/// No fault, panic, refused blob or used-up stack in the run (the bridge's log, if any, shown with it).
 pub fn assert_no_fault(run: &Run) {
     for bad in ["hard fault", "panic", "refused: "] {
         assert!(
@@ -42,5 +42,8 @@ pub fn assert_no_fault(run: &Run) {
             run.console,
             run.log
         );
+    }
+    if let Some(l) = run.stack_exhausted() {
+        panic!("phase {} used up the stack:\n{}", l.phase, run.console);
     }
 }
