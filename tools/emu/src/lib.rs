@@ -442,10 +442,19 @@ mod tests {
             log: String::new(),
         };
         assert_eq!(run(10236).stack_exhausted(), None);
-        assert_eq!(run(10236).peak_ram(Machine::Mps2An385, "provision"), Some(64 + 10 + 10236));
+        assert_eq!(
+            run(10236).peak_ram(Machine::Mps2An385, "provision"),
+            Some(64 + 10 + 10236)
+        );
         let used_up = run(10240).stack_exhausted().expect("used up");
-        assert_eq!((used_up.phase.as_str(), used_up.stack_peak), ("provision", 10240));
+        assert_eq!(
+            (used_up.phase.as_str(), used_up.stack_peak),
+            ("provision", 10240)
+        );
         let panicked = std::panic::catch_unwind(|| run(10240).peak_ram(Machine::Mps2An385, "init"));
-        assert!(panicked.is_err(), "a figure over a used-up stack is refused");
+        assert!(
+            panicked.is_err(),
+            "a figure over a used-up stack is refused"
+        );
     }
 }

@@ -221,7 +221,8 @@ mod tests {
     }
 
     #[test]
-    fn the_chosen_frame_byte_or_the_next_that_is_not_a_delimiter_is_flipped_or_dropped_and_nothing_else() {
+    fn the_chosen_frame_byte_or_the_next_that_is_not_a_delimiter_is_flipped_or_dropped_and_nothing_else(
+    ) {
         let connect = frame(Kind::Connect, 0, &[10, 0, 2, 100, 0x4a, 0x20]);
         let mut from = b"console".to_vec();
         from.extend(&connect);
