@@ -29,7 +29,7 @@ use crate::msg::{
     ServerMsg, Welcome, MAX_FILES,
 };
 use crate::{Digest, Error, HEADER_LEN, MAX_CHUNK, MAX_FRAME, MAX_NAME, MAX_PAYLOAD, WINDOW};
-use rota_release::{Manifest, MANIFEST_MAX};
+use rota_release::{Manifest, MANIFEST_MAX, SIGNATURE_SIZE};
 
 /// The device's file store, as the session drives it (mirrors `rota-store`'s staging API, method for
 /// method). Nothing staged is visible before [`FileStore::commit`], which applies every staged file,
@@ -702,9 +702,9 @@ impl Core<'_> {
             .map_err(|_| release_error(ReleaseError::Manifest))
     }
 
-    /// Takes the session's release (before any file): the manifest must parse; it is kept in
-    /// `release`, and its signature in `out` (nothing is sent), for [`Core::verify_release`], which
-    /// `poll` calls before it returns. Nothing is written.
+    /// Takes the session's release (before any file): the manifest is kept in `release`, and its
+    /// signature in `out` (nothing is sent), for [`Core::verify_release`], which `poll` calls
+    /// before it returns. Nothing is written.
     fn open_release(
         &mut self,
         manifest: &[u8],
@@ -717,25 +717,24 @@ impl Core<'_> {
         if self.release_len != 0 {
             return Err(release_error(ReleaseError::Twice));
         }
-        Manifest::parse(manifest).map_err(|_| release_error(ReleaseError::Manifest))?;
         let n = manifest.len();
         self.release
             .get_mut(..n)
             .ok_or(release_error(ReleaseError::Manifest))?
             .copy_from_slice(manifest);
-        out[..signature.len()].copy_from_slice(signature);
+        out[..SIGNATURE_SIZE].copy_from_slice(signature);
         self.unverified = n as u16;
         Ok(Poll::Receive)
     }
 
-    /// Verifies the release [`Core::open_release`] took: its signature must verify with one of
-    /// the device's keys, and it must be for this device's ISA and ABI and not below its security
-    /// version. Only then does the session hold it; otherwise the session fails. Out of line, so
+    /// Verifies the release [`Core::open_release`] took: its manifest must parse, its signature
+    /// verify with one of the device's keys, and it must be for this device's ISA and ABI and not
+    /// below its security version. Only then does the session hold it; otherwise the session fails. Out of line, so
     /// that the verification's stack starts from `poll`'s frame.
     #[inline(never)]
     fn verify_release(&mut self, len: u16, out: &mut [u8]) -> Result<Poll, Error> {
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(&out[..64]);
+        let mut signature = [0u8; SIGNATURE_SIZE];
+        signature.copy_from_slice(&out[..SIGNATURE_SIZE]);
         match self.check_release(usize::from(len), &signature) {
             Ok(()) => {
                 self.release_len = len;
@@ -745,7 +744,7 @@ impl Core<'_> {
         }
     }
 
-    fn check_release(&self, len: usize, signature: &[u8; 64]) -> Result<(), Error> {
+    fn check_release(&self, len: usize, signature: &[u8; SIGNATURE_SIZE]) -> Result<(), Error> {
         let manifest = &self.release[..len];
         let parsed =
             Manifest::parse(manifest).map_err(|_| release_error(ReleaseError::Manifest))?;
