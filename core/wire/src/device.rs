@@ -439,7 +439,7 @@ impl<'s> DeviceSession<'s> {
     ///
     /// A `Release`'s signature is verified here, after the frame's handling has returned: the
     /// verification takes 6 KB of stack (`docs/signing.md`), which then comes on top of this frame
-    /// only, not of the handling's (1.2 KB less at the peak on mps2-an385, `docs/sizes.md`).
+    /// only, not of the handling's (1,000 B less at the peak on mps2-an385, `docs/sizes.md`).
     pub fn poll<S: FileStore>(&mut self, store: &mut S, out: &mut [u8]) -> Result<Poll, Error> {
         let polled = self.poll_dyn(&mut Adapter(store), out);
         match core::mem::take(&mut self.core.unverified) {
@@ -708,7 +708,7 @@ impl Core<'_> {
     fn open_release(
         &mut self,
         manifest: &[u8],
-        signature: &[u8; 64],
+        signature: &[u8; SIGNATURE_SIZE],
         out: &mut [u8],
     ) -> Result<Poll, Error> {
         if self.device.keys.is_empty() {
@@ -729,8 +729,8 @@ impl Core<'_> {
 
     /// Verifies the release [`Core::open_release`] took: its manifest must parse, its signature
     /// verify with one of the device's keys, and it must be for this device's ISA and ABI and not
-    /// below its security version. Only then does the session hold it; otherwise the session fails. Out of line, so
-    /// that the verification's stack starts from `poll`'s frame.
+    /// below its security version. Only then does the session hold it; otherwise the session
+    /// fails. Out of line, so that the verification's stack starts from `poll`'s frame.
     #[inline(never)]
     fn verify_release(&mut self, len: u16, out: &mut [u8]) -> Result<Poll, Error> {
         let mut signature = [0u8; SIGNATURE_SIZE];
