@@ -335,6 +335,9 @@ fn forget(arena: &mut [u32], loaded: &Loaded) -> u32 {
 }
 
 /// Starts the application blob with the heap exactly as the boot found it.
+// Out of line, as `record::start_boot` is: its second `CoreState` and services table would
+// otherwise sit in `run`'s frame under every phase (docs/sizes.md, the signed update's stack).
+#[inline(never)]
 fn start_app<B: Board>(
     board: &mut B,
     heap: &'static AccountingHeap,

@@ -39,7 +39,8 @@ pub fn join(config: &[u8], report: &[u8], out: &mut [u8; PAYLOAD_MAX]) -> Option
 /// Persists a new boot number (before anything can use it as a nonce; on trial the same write
 /// counts the trial boot), reverts a generation whose trial is over
 /// (`docs/trial-boot.md`), and loads the config, the last boot's report and the trial state into
-/// `ctx`.
+/// `ctx`. Out of line, so that its config buffer is not part of `run`'s frame under every phase.
+#[inline(never)]
 pub fn start_boot<B: Board>(board: &mut B, ctx: &mut Context) -> Result<(), rota_store::Error> {
     ctx.boot_count = Store::new(&mut *board.flash()).bump_boot()?;
     board.print(b"boot ");
