@@ -11,9 +11,11 @@
 //! Everything is polled; interrupts stay disabled. Register access goes through the small [`Regs`]
 //! trait: [`Mmio`] on the board, a fake register file with FIFOs in the tests.
 //!
-//! RAM: the driver owns one receive and one transmit frame buffer of [`MTU`] bytes each (smoltcp hands
-//! out a receive and a transmit token at the same time and may fill the second while reading the first,
-//! so one shared buffer is not enough). No heap.
+//! RAM: one frame buffer of [`FRAME_BUFFER`] bytes, on the heap while the network is in use. smoltcp
+//! hands out a receive and a transmit token at the same time and may build a response (an ACK, a
+//! reset, an ARP reply) while it still reads the received frame, so that response goes into the
+//! [`RESPONSE_ROOM`] bytes after the largest frame; everything else smoltcp sends (data, SYNs, DHCP)
+//! comes from [`phy::Device::transmit`], when no received frame is held, and may use the whole buffer.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -27,6 +29,12 @@ use smoltcp::time::Instant;
 
 /// Largest Ethernet frame handled, without the FCS: 14 bytes of header and an IP MTU of 1500.
 pub const MTU: usize = 1514;
+/// Room for a response smoltcp builds while it holds a received frame: Ethernet (14), IPv4 without
+/// options (20) and the largest TCP header (60), which also covers an ARP reply (42). A longer one
+/// (an ICMP reply quoting the frame) is not sent and counts as a transmit error.
+pub const RESPONSE_ROOM: usize = 14 + 20 + 60;
+/// The driver's one frame buffer: the largest frame and, after it, room for a response.
+pub const FRAME_BUFFER: usize = MTU + RESPONSE_ROOM;
 
 /// Register offsets from the controller's base address.
 pub mod reg {
@@ -204,12 +212,11 @@ pub struct Stats {
     pub tx_errors: u32,
 }
 
-/// The driver's receive and transmit frame buffers: on the heap, and only while the network is in
-/// use (taken at the first frame, given back by [`Lan9118::release`]), so a device that is not
-/// updating spends no RAM on them.
+/// The driver's frame buffer ([`FRAME_BUFFER`]): on the heap, and only while the network is in use
+/// (taken at the first frame, given back by [`Lan9118::release`]), so a device that is not updating
+/// spends no RAM on it.
 struct Frames {
-    rx: [u8; MTU],
-    tx: [u8; MTU],
+    buf: [u8; FRAME_BUFFER],
 }
 
 /// The driver: registers, the frame buffers while in use, counters.
@@ -236,14 +243,14 @@ impl<R: Regs> Lan9118<R> {
         }
     }
 
-    /// Gives the frame buffers back to the heap (the next frame takes them again). The core calls it
+    /// Gives the frame buffer back to the heap (the next frame takes it again). The core calls it
     /// when it takes the network down.
     pub fn release(&mut self) {
         self.frames = None;
     }
 
-    /// The frame buffers, taken from the heap if they are not held; `None` if the heap has no room
-    /// (the frame then waits in the chip's FIFO).
+    /// The frame buffer, taken from the heap if it is not held; `None` if the heap has no room (the
+    /// frame then waits in the chip's FIFO).
     fn frames(&mut self) -> Option<&mut Frames> {
         if self.frames.is_none() {
             let layout = Layout::new::<Frames>();
@@ -346,7 +353,7 @@ impl<R: Regs> Lan9118<R> {
                 let word = self.regs.read(reg::RX_DATA_FIFO).to_le_bytes();
                 let n = frame_len.saturating_sub(at).min(4);
                 if let Some(f) = self.frames.as_deref_mut() {
-                    f.rx[at..at + n].copy_from_slice(&word[..n]);
+                    f.buf[at..at + n].copy_from_slice(&word[..n]);
                 }
                 at += n;
             }
@@ -430,21 +437,23 @@ impl phy::RxToken for RxToken<'_> {
     }
 }
 
-/// Room for one frame in the transmit FIFO.
+/// Room for one frame in the transmit FIFO, and where to build it: the whole frame buffer, or the
+/// [`RESPONSE_ROOM`] (at least) after a received frame that is still held.
 pub struct TxToken<'a, R: Regs> {
     regs: &'a mut R,
-    buf: &'a mut [u8; MTU],
+    buf: &'a mut [u8],
     tag: &'a mut u16,
     stats: &'a mut Stats,
 }
 
 impl<R: Regs> phy::TxToken for TxToken<'_, R> {
     /// Lets `f` build the frame, then queues it. smoltcp never asks for more than the MTU the
-    /// capabilities give; a longer request is built truncated and then not sent (counted as an error).
+    /// capabilities give, nor for a response longer than [`RESPONSE_ROOM`] but an ICMP one; a longer
+    /// request is built truncated and then not sent (counted as an error).
     fn consume<T, F: FnOnce(&mut [u8]) -> T>(self, len: usize, f: F) -> T {
-        let n = len.min(MTU);
+        let n = len.min(MTU).min(self.buf.len());
         let out = f(&mut self.buf[..n]);
-        if (14..=MTU).contains(&len) {
+        if len == n && len >= 14 {
             *self.tag = self.tag.wrapping_add(1);
             push_frame(self.regs, *self.tag, &self.buf[..n], self.stats);
         } else {
@@ -466,14 +475,12 @@ impl<R: Regs> phy::Device for Lan9118<R> {
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_, R>)> {
         let len = self.receive_frame()?;
-        let frames = self.frames.as_deref_mut()?;
+        let (frame, room) = self.frames.as_deref_mut()?.buf.split_at_mut(len);
         Some((
-            RxToken {
-                frame: &frames.rx[..len],
-            },
+            RxToken { frame },
             TxToken {
                 regs: &mut self.regs,
-                buf: &mut frames.tx,
+                buf: room,
                 tag: &mut self.tag,
                 stats: &mut self.stats,
             },
@@ -487,7 +494,7 @@ impl<R: Regs> phy::Device for Lan9118<R> {
         self.frames()?;
         Some(TxToken {
             regs: &mut self.regs,
-            buf: &mut self.frames.as_deref_mut()?.tx,
+            buf: &mut self.frames.as_deref_mut()?.buf[..MTU],
             tag: &mut self.tag,
             stats: &mut self.stats,
         })

@@ -1,4 +1,4 @@
-//! The LAN9118 at 0x4020_0000, as a static driver (a few bytes in `.bss`; its two frame buffers come
+//! The LAN9118 at 0x4020_0000, as a static driver (a few bytes in `.bss`; its frame buffer comes
 //! from the heap while the network is in use).
 
 use rota_lan9118::{Lan9118, Regs};
