@@ -28,6 +28,17 @@ pub const LX106_DEVICE_ID: u32 = 1002;
 /// That device's secret.
 pub const LX106_SECRET: &str = "demo-secret-1002";
 
+/// The whole device's data RAM (statics, the arena where it is data RAM, heap and stack peaks) that
+/// `provision` may use on `machine` speaking `protocol`, network up, signed release or not: 20 KB
+/// (issue 9), but for mps2's v1 mode, whose 4 KB file buffer and line buffer come on top of the
+/// network (24 KB).
+pub fn provision_ram_limit(machine: Machine, protocol: u8) -> u64 {
+    match (machine, protocol) {
+        (Machine::Mps2An385, 1) => 24 * 1024,
+        _ => 20 * 1024,
+    }
+}
+
 /// The demo device's config: static 10.0.2.15/24, server 10.0.2.100:8266, protocol v2.
 pub fn device_config(secret: &str) -> DeviceConfig {
     device_config_for(DEVICE_ID, secret)

@@ -7,7 +7,9 @@ mod common;
 
 use common::{app_versions, assert_no_fault};
 use rota_emu::system::SECRET;
-use rota_emu::system::{device_config, release, storage_image_with, Boot, Device, Server, Signer};
+use rota_emu::system::{
+    device_config, provision_ram_limit, release, storage_image_with, Boot, Device, Server, Signer,
+};
 use rota_emu::Machine;
 use rota_wire::msg::{Reason, ReleaseError};
 
@@ -64,6 +66,12 @@ fn a_release_signed_by_another_key_is_refused_and_one_signed_by_the_devices_key_
     // (docs/sizes.md).
     let peak = run.peak_ram(m, "provision").expect("provision ran");
     println!("{m:?}: a signed update: provision peaks at {peak} B of data RAM");
+    // The verification's stack comes on top of the session and the network: the same floor holds.
+    assert!(
+        peak <= provision_ram_limit(m, 2),
+        "a signed update's provision takes {peak} B of data RAM\n{}",
+        run.console
+    );
     for l in run.console.lines() {
         if l.contains("signature verified") || l.contains("session received") {
             println!("{m:?}: {l}");

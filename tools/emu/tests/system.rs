@@ -9,7 +9,9 @@ mod common;
 
 use common::{app_versions, assert_no_fault};
 use rota_emu::mitm::{Proxy, Tamper};
-use rota_emu::system::{release, storage_image, storage_image_with, Boot, Device, Server, SECRET};
+use rota_emu::system::{
+    provision_ram_limit, release, storage_image, storage_image_with, Boot, Device, Server, SECRET,
+};
 use rota_emu::Machine;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -29,16 +31,6 @@ on_both_machines!(
     a_device_in_v1_mode_is_provisioned_by_the_luaota_protocol,
     with_dhcp_the_device_gets_its_address_and_is_updated,
 );
-
-/// The whole device's data RAM (statics, the arena where it is data RAM, heap and stack peaks) that
-/// `provision` may use on `m` speaking `protocol`, network up: 20 KB (issue 9), but for mps2's v1
-/// mode, whose 4 KB file buffer and line buffer come on top of the network (24 KB).
-fn provision_ram_limit(m: Machine, protocol: u8) -> u64 {
-    match (m, protocol) {
-        (Machine::Mps2An385, 1) => 24 * 1024,
-        _ => 20 * 1024,
-    }
-}
 
 /// A device of `m` holding release 1 and a server offering release 2 (a new `app`, `tick` and
 /// `provision`).
