@@ -219,7 +219,7 @@ struct Frames {
     buf: [u8; FRAME_BUFFER],
 }
 
-/// The driver: registers, the frame buffers while in use, counters.
+/// The driver: registers, the frame buffer while in use, counters.
 pub struct Lan9118<R: Regs> {
     regs: R,
     frames: Option<Box<Frames>>,

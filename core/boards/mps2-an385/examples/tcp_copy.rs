@@ -49,7 +49,7 @@ fn main() -> ! {
             &mut flash,
             || HEAP.stats(),
             &mut || clock.now_ms(),
-            // The NIC's frame buffers go back to the heap too, as the core does at net_down.
+            // The NIC's frame buffer goes back to the heap too, as the core does at net_down.
             |dev| dev.release(),
         ),
         None => Err("no LAN9118"),
