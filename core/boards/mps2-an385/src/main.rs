@@ -111,19 +111,7 @@ fn main() -> ! {
     };
     let clock = Clock::start();
     let mut uart = Uart::new();
-    let mut line = [0u8; 160];
-    let cmdline = semihosting::cmdline(&mut line).unwrap_or(&[]);
-    let (flash, origin) = storage::open(region, cmdline);
-    match origin {
-        storage::Origin::Failed => {
-            uart.print(b"storage: cannot open the storage file; using memory\n")
-        }
-        storage::Origin::CutUnsupported => {
-            uart.print(b"storage: cut= needs the power-cut build (rota-power-cut.elf)\n");
-            semihosting::exit(2)
-        }
-        _ => {}
-    }
+    let flash = open_storage(region, &mut uart);
     // SAFETY: the only call.
     let (nic, mac) = match unsafe { nic::take() } {
         Some((nic, mac)) => (Some(nic), mac),
@@ -149,6 +137,26 @@ fn main() -> ! {
         Outcome::App | Outcome::Unprovisioned | Outcome::Refused(..) => 0,
         Outcome::Failed(..) => 1,
     })
+}
+
+/// Opens the storage region as the semihosting command line says (`storage=`, `cut=`). Out of line,
+/// so that the command line's buffer is not in `main`'s frame, under every phase, for good.
+#[inline(never)]
+fn open_storage(region: &'static mut [u8], uart: &mut Uart) -> storage::Flash {
+    let mut line = [0u8; 160];
+    let cmdline = semihosting::cmdline(&mut line).unwrap_or(&[]);
+    let (flash, origin) = storage::open(region, cmdline);
+    match origin {
+        storage::Origin::Failed => {
+            uart.print(b"storage: cannot open the storage file; using memory\n")
+        }
+        storage::Origin::CutUnsupported => {
+            uart.print(b"storage: cut= needs the power-cut build (rota-power-cut.elf)\n");
+            semihosting::exit(2)
+        }
+        _ => {}
+    }
+    flash
 }
 
 fn exit(code: u32) -> ! {
