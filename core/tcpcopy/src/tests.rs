@@ -191,7 +191,7 @@ fn the_sink_reports_a_refused_write() {
 fn the_report_line_is_what_the_harness_parses() {
     let r = Report {
         bytes: 65536,
-        ms: 12,
+        us: 12_345,
         fnv: 0x7090_9dc5,
         net_heap: 6088,
         heap_peak: 6100,
@@ -201,7 +201,7 @@ fn the_report_line_is_what_the_harness_parses() {
     assert_eq!(finish(&mut out, Ok(r)), 0);
     assert_eq!(
         out.text(),
-        "tcp_copy bytes=65536 ms=12 fnv=0x70909dc5 net_heap=6088 heap_peak=6100 heap_after=0\n"
+        "tcp_copy bytes=65536 us=12345 fnv=0x70909dc5 net_heap=6088 heap_peak=6100 heap_after=0\n"
     );
     let mut out = Out::default();
     assert_eq!(finish(&mut out, Err("timed out")), 1);
@@ -371,10 +371,11 @@ fn link(port: u16, reply: Vec<u8>) -> Link {
 }
 
 /// A millisecond clock that advances by one at every reading.
-fn clock() -> impl FnMut() -> u32 {
-    let mut t = 0u32;
+/// A clock in microseconds that advances 1 ms at every reading.
+fn clock() -> impl FnMut() -> u64 {
+    let mut t = 0u64;
     move || {
-        t += 1;
+        t += 1000;
         t
     }
 }
@@ -401,7 +402,8 @@ fn run_receives_the_announced_bytes_answers_ok_and_gives_the_heap_back() {
     .expect("the copy");
     assert_eq!(r.bytes, payload.len() as u32);
     assert_eq!(r.fnv, reference_fnv(&payload));
-    assert!(r.ms > 0 && r.ms < LIMIT_MS, "{r:?}");
+    assert!(r.us > 0 && r.us < LIMIT_MS * 1000, "{r:?}");
+    assert_eq!(r.us % 1000, 0, "timed in the clock's microseconds: {r:?}");
     assert!(released.get(), "the NIC is released");
     assert_eq!(nic.server.got, b"OK", "the device acknowledges the end");
     // The network's buffers (4 KB receive window, 1 KB transmit, the interface) while up, none after.
@@ -486,7 +488,10 @@ fn run_says_why_it_failed() {
         |_| {},
     );
     assert_eq!(e, Err("connection closed"));
-    assert!((10_000..LIMIT_MS).contains(&t), "gave up at {t} ms");
+    assert!(
+        (10_000..u64::from(LIMIT_MS)).contains(&(t / 1000)),
+        "gave up at {t} us"
+    );
 
     // DHCP with no DHCP server: no address within the copy's limit.
     let mut nic = link(8266, data(100));
@@ -507,5 +512,5 @@ fn run_says_why_it_failed() {
         |_| {},
     );
     assert_eq!(e, Err("no address from DHCP"));
-    assert!(t > LIMIT_MS, "gave up at {t} ms");
+    assert!(t / 1000 > u64::from(LIMIT_MS), "gave up at {t} us");
 }

@@ -193,13 +193,13 @@ pub fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// The `tcp_copy bytes=.. ms=.. fnv=0x.. net_heap=.. heap_peak=.. heap_after=..` line, parsed.
+/// The `tcp_copy bytes=.. us=.. fnv=0x.. net_heap=.. heap_peak=.. heap_after=..` line, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyLine {
     /// Bytes received.
     pub bytes: u64,
-    /// Milliseconds from connection to the last byte.
-    pub ms: u64,
+    /// Microseconds from connection to the last byte.
+    pub us: u64,
     /// FNV-1a of the bytes.
     pub fnv: u32,
     /// Heap bytes the network took while up.
@@ -221,7 +221,7 @@ impl CopyLine {
         let num = |key: &str| get(key)?.parse::<u64>().ok();
         Some(CopyLine {
             bytes: num("bytes")?,
-            ms: num("ms")?,
+            us: num("us")?,
             fnv: u32::from_str_radix(get("fnv")?.strip_prefix("0x")?, 16).ok()?,
             net_heap: num("net_heap")?,
             heap_peak: num("heap_peak")?,
@@ -236,19 +236,19 @@ mod tests {
 
     #[test]
     fn copy_line_parses() {
-        let c = "x\ntcp_copy bytes=65536 ms=12 fnv=0x70909dc5 net_heap=6088 heap_peak=6100 heap_after=0\n";
+        let c = "x\ntcp_copy bytes=65536 us=12345 fnv=0x70909dc5 net_heap=6088 heap_peak=6100 heap_after=0\n";
         assert_eq!(
             CopyLine::find(c),
             Some(CopyLine {
                 bytes: 65536,
-                ms: 12,
+                us: 12_345,
                 fnv: 0x7090_9dc5,
                 net_heap: 6088,
                 heap_peak: 6100,
                 heap_after: 0
             })
         );
-        assert_eq!(CopyLine::find("tcp_copy bytes=1 ms=2"), None);
+        assert_eq!(CopyLine::find("tcp_copy bytes=1 us=2"), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn main() -> ! {
             &args,
             flash,
             || HEAP.stats(),
-            &mut || time::now_ms() as u32,
+            &mut time::now_us,
             // The MAC's frames live in its packet RAM: nothing to give back.
             |_| {},
         ),

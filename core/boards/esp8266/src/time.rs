@@ -1,6 +1,6 @@
-//! Milliseconds since boot from the CCOUNT cycle counter.
+//! Time since boot from the CCOUNT cycle counter.
 //!
-//! CCOUNT is 32 bits wide: [`now_ms`] extends it to 64 bits, so it must be called at least once
+//! CCOUNT is 32 bits wide: [`now_ms`] and [`now_us`] extend it to 64 bits, so it must be called at least once
 //! per wrap (2^32 cycles: 107 s at 40 MHz under QEMU, 82 s at the chip's 52 MHz). Interrupts are off, so plain atomics suffice.
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -67,10 +67,21 @@ pub fn cycles() -> u64 {
 /// Milliseconds since [`cycles`] was first called (roughly since boot). On xtfpga also keeps QEMU's
 /// main loop awake ([`keep_qemu_awake`]).
 pub fn now_ms() -> u64 {
+    read() / u64::from(ticks_per_ms())
+}
+
+/// Microseconds since [`cycles`] was first called, as [`now_ms`] (whose milliseconds are these
+/// divided by 1000).
+pub fn now_us() -> u64 {
+    read() * 1000 / u64::from(ticks_per_ms())
+}
+
+/// [`cycles`], and on xtfpga the wake-up timer kept armed ([`keep_qemu_awake`]).
+fn read() -> u64 {
     let c = cycles();
     #[cfg(feature = "xtfpga")]
     keep_qemu_awake(c as u32);
-    c / u64::from(ticks_per_ms())
+    c
 }
 
 /// How far ahead CCOMPARE0 is kept, in milliseconds.

@@ -5,7 +5,7 @@
 //! xtfpga board: brings the network up (static 10.0.2.15/24 via 10.0.2.2, or `ip=dhcp`), connects to
 //! 10.0.2.100:`port` (default 8266; QEMU's guestfwd), receives `bytes=<n>` bytes (without it, the first
 //! 4 bytes from the server give n, little-endian, and are not counted), answers `OK` and prints
-//! `tcp_copy bytes=<n> ms=<t> fnv=<FNV-1a 32 of the bytes, hex> net_heap=<bytes> heap_peak=<bytes>
+//! `tcp_copy bytes=<n> us=<microseconds> fnv=<FNV-1a 32 of the bytes, hex> net_heap=<bytes> heap_peak=<bytes>
 //! heap_after=<bytes>`. With `write`, the bytes also go to the storage region from offset 0 (erase +
 //! write through the board's flash, so `storage=`/`cut=` apply: see the board's `storage` module).
 //! Ends the emulator with 0 on success, 1 on an error or after 60 s.
@@ -48,7 +48,7 @@ fn main() -> ! {
             &args,
             &mut flash,
             || HEAP.stats(),
-            &mut || clock.now_ms(),
+            &mut || clock.now_us(),
             // The NIC's frame buffer goes back to the heap too, as the core does at net_down.
             |dev| dev.release(),
         ),

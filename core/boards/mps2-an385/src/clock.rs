@@ -1,4 +1,4 @@
-//! Milliseconds since boot from CMSDK TIMER0 (25 MHz, counting down from `u32::MAX`, extended in software).
+//! Time since boot from CMSDK TIMER0 (25 MHz, counting down from `u32::MAX`, extended in software).
 
 const TIMER0_CTRL: *mut u32 = 0x4000_0000 as *mut u32;
 const TIMER0_VALUE: *mut u32 = 0x4000_0004 as *mut u32;
@@ -8,10 +8,11 @@ const TIMER1_VALUE: *mut u32 = 0x4000_1004 as *mut u32;
 const TIMER1_RELOAD: *mut u32 = 0x4000_1008 as *mut u32;
 /// TIMER1's period: 2 ms.
 const WAKE_TICKS: u32 = 2 * 25_000;
-/// Timer ticks per millisecond (25 MHz system clock).
-const TICKS_PER_MS: u64 = 25_000;
+/// Timer ticks per microsecond (25 MHz system clock).
+const TICKS_PER_US: u64 = 25;
 
-/// The board clock; call [`Clock::now_ms`] at least every 170 s (one timer wrap).
+/// The board clock; read it ([`Clock::now_ms`], [`Clock::now_us`]) at least every 170 s (one timer
+/// wrap).
 pub struct Clock {
     last: u32,
     ticks: u64,
@@ -40,11 +41,16 @@ impl Clock {
 
     /// Milliseconds since [`Clock::start`].
     pub fn now_ms(&mut self) -> u32 {
+        (self.now_us() / 1000) as u32
+    }
+
+    /// Microseconds since [`Clock::start`].
+    pub fn now_us(&mut self) -> u64 {
         // SAFETY: as above.
         let now = unsafe { TIMER0_VALUE.read_volatile() };
         // Down-counter: elapsed = last - now (wrapping).
         self.ticks += u64::from(self.last.wrapping_sub(now));
         self.last = now;
-        (self.ticks / TICKS_PER_MS) as u32
+        self.ticks / TICKS_PER_US
     }
 }
