@@ -1,7 +1,8 @@
 //! Time since boot from the CCOUNT cycle counter.
 //!
-//! CCOUNT is 32 bits wide: [`now_ms`] and [`now_us`] extend it to 64 bits, so it must be called at least once
-//! per wrap (2^32 cycles: 107 s at 40 MHz under QEMU, 82 s at the chip's 52 MHz). Interrupts are off, so plain atomics suffice.
+//! CCOUNT is 32 bits wide: [`now_ms`] and [`now_us`] extend it to 64 bits, so one of them must be
+//! called at least once per wrap (2^32 cycles: 107 s at 40 MHz under QEMU, 82 s at the chip's
+//! 52 MHz). Interrupts are off, so plain atomics suffice.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 

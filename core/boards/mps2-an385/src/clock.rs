@@ -41,16 +41,21 @@ impl Clock {
 
     /// Milliseconds since [`Clock::start`].
     pub fn now_ms(&mut self) -> u32 {
-        (self.now_us() / 1000) as u32
+        (self.advance() / (TICKS_PER_US * 1000)) as u32
     }
 
     /// Microseconds since [`Clock::start`].
     pub fn now_us(&mut self) -> u64 {
+        self.advance() / TICKS_PER_US
+    }
+
+    /// Brings the tick count up to now: timer ticks since [`Clock::start`].
+    fn advance(&mut self) -> u64 {
         // SAFETY: as above.
         let now = unsafe { TIMER0_VALUE.read_volatile() };
         // Down-counter: elapsed = last - now (wrapping).
         self.ticks += u64::from(self.last.wrapping_sub(now));
         self.last = now;
-        self.ticks / TICKS_PER_US
+        self.ticks
     }
 }
