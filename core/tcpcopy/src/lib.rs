@@ -240,7 +240,8 @@ impl Report {
 }
 
 /// Runs the copy over `dev` (a NIC with address `mac`) as `args` say, timing it with `now_us`
-/// (microseconds since boot; the network gets them as milliseconds, which may wrap), writing to `flash` with `write`; `heap` gives the global allocator's figures (a board's
+/// (microseconds since boot; the network gets them as milliseconds, which may wrap), writing to
+/// `flash` with `write`; `heap` gives the global allocator's figures (a board's
 /// `AccountingHeap::stats`).
 /// `release` gets the NIC back once the network is dropped, for a driver whose buffers come from the
 /// heap while in use (the LAN9118's; the core calls it at `net_down`). Errors say what failed.

@@ -370,7 +370,6 @@ fn link(port: u16, reply: Vec<u8>) -> Link {
     }
 }
 
-/// A millisecond clock that advances by one at every reading.
 /// A clock in microseconds that advances 1 ms at every reading.
 fn clock() -> impl FnMut() -> u64 {
     let mut t = 0u64;
